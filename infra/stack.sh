@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# Provisions and starts paysys's local infrastructure, idempotently, with all state
+# under .run/: PostgreSQL, Redis, Kafka (KRaft), FerretDB (MongoDB wire protocol),
+# an SMTP sink, Prometheus and Alertmanager. A component whose URL is given in the
+# environment (DATABASE_URL, REDIS_URL, KAFKA_BOOTSTRAP_SERVERS, MONGODB_URL,
+# SMTP_HOST) is an external server: nothing local is started for it.
+#
+#   infra/stack.sh install            install what is missing (packages, jars, binaries)
+#   infra/stack.sh up [component...]  install, then start (already running: reused)
+#   infra/stack.sh down [component...] stop what this script started
+#   infra/stack.sh status             print which components run
+#   infra/stack.sh env                print the environment the services should use
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN="${PAYSYS_RUN_DIR:-$ROOT/.run}"
+mkdir -p "$RUN/logs"
+
+PG_PORT="${PAYSYS_PG_PORT:-55432}"
+REDIS_PORT="${PAYSYS_REDIS_PORT:-56379}"
+KAFKA_PORT="${PAYSYS_KAFKA_PORT:-59092}"
+KAFKA_CONTROLLER_PORT="${PAYSYS_KAFKA_CONTROLLER_PORT:-59093}"
+MONGO_PORT="${PAYSYS_MONGO_PORT:-57017}"
+SMTP_PORT_LOCAL="${PAYSYS_SMTP_PORT:-51025}"
+PROM_PORT="${PAYSYS_PROMETHEUS_PORT:-59090}"
+AM_PORT="${PAYSYS_ALERTMANAGER_PORT:-59094}"
+PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+PY="$ROOT/.venv/bin/python"
+ALL=(postgres redis kafka mongodb smtp prometheus alertmanager)
+
+log() { printf '[infra] %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port seconds name
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    port_open "$1" && return 0
+    sleep 0.1
+  done
+  log "$3 did not open port $1 in $2 s; see $RUN/logs/$3.log"
+  tail -n 30 "$RUN/logs/$3.log" >&2 || true
+  return 1
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+external() { # component -> 0 when an external server is configured for it
+  case "$1" in
+    postgres) [ -n "${DATABASE_URL:-}" ] ;;
+    redis) [ -n "${REDIS_URL:-}" ] ;;
+    kafka) [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ] ;;
+    mongodb) [ -n "${MONGODB_URL:-}" ] ;;
+    smtp) [ -n "${SMTP_HOST:-}" ] ;;
+    *) return 1 ;;
+  esac
+}
+
+# ---------------------------------------------------------------- install
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  local p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$apt_updated" = 0 ]; then
+    log "apt-get update"
+    apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$RUN/logs/apt.log" 2>&1
+}
+
+install_python() {
+  if ! command -v uv >/dev/null 2>&1; then
+    log "installing uv"
+    python3 -m pip install -q uv >/dev/null 2>&1
+  fi
+  if [ ! -x "$PY" ] || [ "$ROOT/uv.lock" -nt "$ROOT/.venv/.synced" ]; then
+    log "uv sync (locked dependencies)"
+    (cd "$ROOT" && UV_PYTHON_DOWNLOADS=never uv sync --frozen -q)
+    touch "$ROOT/.venv/.synced"
+  fi
+}
+
+install_kafka() {
+  local libs="$RUN/kafka/libs"
+  if [ ! -f "$RUN/kafka/.resolved" ] || [ "$ROOT/infra/kafka/pom.xml" -nt "$RUN/kafka/.resolved" ]; then
+    command -v mvn >/dev/null || apt_install maven
+    log "resolving the Kafka broker jars from Maven Central"
+    rm -rf "$libs"
+    mvn -q -B -f "$ROOT/infra/kafka/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$libs" >"$RUN/logs/maven.log" 2>&1
+    touch "$RUN/kafka/.resolved"
+  fi
+}
+
+install_ferretdb() {
+  local bin="$RUN/bin/ferretdb"
+  if [ ! -x "$bin" ] || [ "$ROOT/infra/ferretdb/main.go" -nt "$bin" ] || [ "$ROOT/infra/ferretdb/go.sum" -nt "$bin" ]; then
+    log "building FerretDB (first time: a few minutes)"
+    mkdir -p "$RUN/bin"
+    (cd "$ROOT/infra/ferretdb" && go build -o "$bin" .) >"$RUN/logs/ferretdb-build.log" 2>&1
+  fi
+}
+
+cmd_install() {
+  local pkgs=()
+  [ -n "$PG_BIN" ] || pkgs+=(postgresql)
+  command -v redis-server >/dev/null || pkgs+=(redis-server)
+  command -v prometheus >/dev/null || pkgs+=(prometheus)
+  command -v prometheus-alertmanager >/dev/null || pkgs+=(prometheus-alertmanager)
+  command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
+  [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
+  PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  install_python
+  external kafka || install_kafka
+  external mongodb || install_ferretdb
+}
+
+# ---------------------------------------------------------------- components
+
+start_postgres() {
+  local data="$RUN/pg/data"
+  if port_open "$PG_PORT"; then return 0; fi
+  mkdir -p "$RUN/pg"
+  chown postgres:postgres "$RUN/pg"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initdb"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$data" -U postgres --auth=trust -E UTF8 \
+      >"$RUN/logs/postgres-init.log" 2>&1
+    cat >>"$data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$RUN/pg'
+max_connections = 300
+shared_buffers = 256MB
+fsync = on
+log_min_messages = warning
+EOF
+  fi
+  touch "$RUN/logs/postgres.log"
+  chown postgres:postgres "$RUN/logs/postgres.log"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$RUN/logs/postgres.log" -w -t 60 start >/dev/null
+  wait_port "$PG_PORT" 30 postgres
+  local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
+  local db
+  for db in paysys ferretdb; do
+    if [ "$("${psql[@]}" -d postgres -c "select 1 from pg_database where datname='$db'")" != 1 ]; then
+      "${psql[@]}" -d postgres -c "create database $db"
+    fi
+  done
+}
+
+stop_postgres() {
+  [ -f "$RUN/pg/data/postmaster.pid" ] || return 0
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$RUN/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+start_redis() {
+  if port_open "$REDIS_PORT"; then return 0; fi
+  mkdir -p "$RUN/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN/redis" --daemonize yes \
+    --pidfile "$RUN/redis/redis.pid" --logfile "$RUN/logs/redis.log" --save "" --appendonly no
+  wait_port "$REDIS_PORT" 20 redis
+}
+
+stop_redis() { stop_pidfile "$RUN/redis/redis.pid"; }
+
+start_kafka() {
+  local dir="$RUN/kafka"
+  if port_open "$KAFKA_PORT"; then return 0; fi
+  mkdir -p "$dir/data"
+  cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=3
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=5
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=168
+EOF
+  local java_cmd=(java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$ROOT/infra/kafka/log4j2.properties"
+    "-Dkafka.logs.dir=$RUN/logs" -cp "$dir/libs/*")
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    log "formatting Kafka storage (KRaft)"
+    local cid
+    cid="$("${java_cmd[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+    "${java_cmd[@]}" kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" \
+      >"$RUN/logs/kafka-format.log" 2>&1
+  fi
+  nohup "${java_cmd[@]}" kafka.Kafka "$dir/server.properties" >"$RUN/logs/kafka.log" 2>&1 &
+  echo $! >"$dir/kafka.pid"
+  wait_port "$KAFKA_PORT" 90 kafka
+}
+
+stop_kafka() { stop_pidfile "$RUN/kafka/kafka.pid" 30; }
+
+start_mongodb() {
+  if port_open "$MONGO_PORT"; then return 0; fi
+  mkdir -p "$RUN/ferretdb"
+  nohup "$RUN/bin/ferretdb" -listen-addr "127.0.0.1:$MONGO_PORT" \
+    -postgresql-url "postgres://postgres@127.0.0.1:$PG_PORT/ferretdb" >"$RUN/logs/mongodb.log" 2>&1 &
+  echo $! >"$RUN/ferretdb/ferretdb.pid"
+  wait_port "$MONGO_PORT" 30 mongodb
+}
+
+stop_mongodb() { stop_pidfile "$RUN/ferretdb/ferretdb.pid"; }
+
+start_smtp() {
+  if port_open "$SMTP_PORT_LOCAL"; then return 0; fi
+  mkdir -p "$RUN/mail" "$RUN/smtp"
+  nohup "$PY" "$ROOT/infra/smtp_sink.py" --port "$SMTP_PORT_LOCAL" --maildir "$RUN/mail" \
+    >"$RUN/logs/smtp.log" 2>&1 &
+  echo $! >"$RUN/smtp/smtp.pid"
+  wait_port "$SMTP_PORT_LOCAL" 20 smtp
+}
+
+stop_smtp() { stop_pidfile "$RUN/smtp/smtp.pid"; }
+
+start_prometheus() {
+  if port_open "$PROM_PORT"; then return 0; fi
+  mkdir -p "$RUN/prometheus/data"
+  "$PY" "$ROOT/infra/prometheus/render.py" "$RUN/prometheus/prometheus.yml" \
+    --alertmanager "127.0.0.1:$AM_PORT"
+  nohup prometheus --config.file="$RUN/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$RUN/prometheus/data" --web.listen-address="127.0.0.1:$PROM_PORT" \
+    --web.enable-lifecycle >"$RUN/logs/prometheus.log" 2>&1 &
+  echo $! >"$RUN/prometheus/prometheus.pid"
+  wait_port "$PROM_PORT" 30 prometheus
+}
+
+stop_prometheus() { stop_pidfile "$RUN/prometheus/prometheus.pid"; }
+
+start_alertmanager() {
+  if port_open "$AM_PORT"; then return 0; fi
+  mkdir -p "$RUN/alertmanager/data"
+  local smtp="${SMTP_HOST:-127.0.0.1}:${SMTP_PORT:-$SMTP_PORT_LOCAL}"
+  sed -e "s/__SMTP__/$smtp/" "$ROOT/infra/alertmanager/alertmanager.yml" >"$RUN/alertmanager/alertmanager.yml"
+  nohup prometheus-alertmanager --config.file="$RUN/alertmanager/alertmanager.yml" \
+    --storage.path="$RUN/alertmanager/data" --web.listen-address="127.0.0.1:$AM_PORT" \
+    --cluster.listen-address="" >"$RUN/logs/alertmanager.log" 2>&1 &
+  echo $! >"$RUN/alertmanager/alertmanager.pid"
+  wait_port "$AM_PORT" 30 alertmanager
+}
+
+stop_alertmanager() { stop_pidfile "$RUN/alertmanager/alertmanager.pid"; }
+
+stop_pidfile() { # pidfile [seconds]
+  local f="$1" t="${2:-10}" pid i
+  [ -f "$f" ] || return 0
+  pid="$(cat "$f")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < t * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+component_list() { if [ $# -eq 0 ]; then echo "${ALL[@]}"; else echo "$@"; fi; }
+
+cmd_up() {
+  cmd_install
+  local c
+  for c in $(component_list "$@"); do
+    if external "$c"; then log "$c: external, not started"; continue; fi
+    "start_$c"
+  done
+  log "infrastructure up"
+}
+
+cmd_down() {
+  local c list
+  list="$(component_list "$@")"
+  # reverse order: dependants first (FerretDB before PostgreSQL)
+  for c in $(echo "$list" | tr ' ' '\n' | tac); do "stop_$c" || true; done
+}
+
+cmd_status() {
+  local c p
+  for c in "${ALL[@]}"; do
+    case $c in
+      postgres) p=$PG_PORT ;; redis) p=$REDIS_PORT ;; kafka) p=$KAFKA_PORT ;;
+      mongodb) p=$MONGO_PORT ;; smtp) p=$SMTP_PORT_LOCAL ;; prometheus) p=$PROM_PORT ;;
+      alertmanager) p=$AM_PORT ;;
+    esac
+    if port_open "$p"; then echo "$c up :$p"; else echo "$c down :$p"; fi
+  done
+}
+
+cmd_env() {
+  echo "DATABASE_URL=${DATABASE_URL:-postgresql+asyncpg://postgres@127.0.0.1:$PG_PORT/paysys}"
+  echo "REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
+  echo "KAFKA_BOOTSTRAP_SERVERS=${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
+  echo "MONGODB_URL=${MONGODB_URL:-mongodb://127.0.0.1:$MONGO_PORT/}"
+  echo "SMTP_HOST=${SMTP_HOST:-127.0.0.1}"
+  echo "SMTP_PORT=${SMTP_PORT:-$SMTP_PORT_LOCAL}"
+  echo "PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT"
+  echo "ALERTMANAGER_URL=http://127.0.0.1:$AM_PORT"
+  echo "MAIL_INBOX=${MAIL_INBOX:-$RUN/mail}"
+}
+
+case "${1:-up}" in
+  install) cmd_install ;;
+  up) shift || true; cmd_up "$@" ;;
+  down) shift || true; cmd_down "$@" ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *) echo "usage: $0 install|up|down|status|env [component...]" >&2; exit 2 ;;
+esac
