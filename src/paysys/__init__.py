@@ -1,0 +1,1 @@
+"""paysys: a digital-wallet payment backend."""

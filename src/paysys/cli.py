@@ -1,0 +1,221 @@
+"""The `paysys` command: serve one process, or run the whole local stack in the foreground.
+
+    paysys serve SERVICE     one process (uvicorn with uvloop and httptools)
+    paysys run               infrastructure + all six processes; Ctrl-C stops everything
+    paysys stop              stops a running `paysys run` from another shell
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from paysys.kit.settings import SERVICE_PORTS
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = ROOT / "infra" / "stack.sh"
+SERVICES = tuple(SERVICE_PORTS)
+
+
+def run_dir() -> Path:
+    return Path(os.environ.get("PAYSYS_RUN_DIR", ROOT / ".run"))
+
+
+def serve(service: str) -> None:
+    import uvicorn
+
+    from paysys.kit.settings import KitSettings
+
+    settings = KitSettings()
+    uvicorn.run(
+        f"paysys.{service}.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port_of(service),
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def infra_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The URLs of the infrastructure (local or external), as `infra/stack.sh env` says."""
+    out = subprocess.run(
+        ["bash", str(STACK), "env"], env=dict(env), capture_output=True, text=True, check=True
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def service_port(service: str, env: Mapping[str, str]) -> int:
+    return int(env.get(f"PAYSYS_{service.upper()}_PORT", SERVICE_PORTS[service]))
+
+
+def spawn_service(service: str, env: Mapping[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / f"{service}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "paysys.cli", "serve", service],
+        env=dict(env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+
+
+def http_status(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local URL
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (OSError, urllib.error.URLError):
+        return 0
+
+
+def wait_ready(urls: Mapping[str, str], timeout: float, procs: Mapping[str, subprocess.Popen[bytes]]
+               | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    pending = dict(urls)
+    while pending:
+        for name, url in list(pending.items()):
+            if http_status(url + "/ready") == 200:
+                del pending[name]
+            elif procs and name in procs and procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited with {procs[name].returncode}; see its log")
+        if pending and time.monotonic() > deadline:
+            raise TimeoutError(f"not ready after {timeout:.0f} s: {', '.join(sorted(pending))}")
+        time.sleep(0.3)
+
+
+def stop_processes(procs: Mapping[str, subprocess.Popen[bytes]], grace: float = 15.0) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs.values():
+        try:
+            proc.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def endpoints(env: Mapping[str, str], infra: Mapping[str, str]) -> dict[str, str]:
+    table = {s: f"http://127.0.0.1:{service_port(s, env)}" for s in SERVICES}
+    kafka = infra["KAFKA_BOOTSTRAP_SERVERS"]
+    table.update(
+        postgres=infra["DATABASE_URL"].replace("+asyncpg", ""),
+        redis=infra["REDIS_URL"],
+        kafka=kafka,
+        mongodb=infra["MONGODB_URL"],
+        prometheus=infra["PROMETHEUS_URL"],
+        alertmanager=infra["ALERTMANAGER_URL"],
+        smtp=f"{infra['SMTP_HOST']}:{infra['SMTP_PORT']}",
+        inbox=infra["MAIL_INBOX"],
+    )
+    return table
+
+
+def run_stack() -> int:
+    started = time.monotonic()
+    rdir = run_dir()
+    rdir.mkdir(parents=True, exist_ok=True)
+    pidfile = rdir / "supervisor.pid"
+    pidfile.write_text(str(os.getpid()))
+    stopping = False
+
+    def _stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    env = dict(os.environ)
+    try:
+        subprocess.run(["bash", str(STACK), "up"], env=env, check=True)
+        infra = infra_env(env)
+        env.update({k: v for k, v in infra.items() if k in (
+            "DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL",
+            "SMTP_HOST", "SMTP_PORT")})
+        for service in SERVICES:
+            procs[service] = spawn_service(service, env, rdir / "logs")
+        table = endpoints(env, infra)
+        wait_ready({s: table[s] for s in SERVICES}, timeout=300, procs=procs)
+        (rdir / "endpoints.json").write_text(json.dumps(table, indent=2) + "\n")
+        width = max(map(len, table))
+        print(f"\npaysys is up in {time.monotonic() - started:.1f} s. Gateway: {table['gateway']}")
+        for name, where in table.items():
+            print(f"  {name:<{width}}  {where}")
+        print("Logs in .run/logs/. Ctrl-C (or `make stop`) stops everything.\n", flush=True)
+        while not stopping:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited ({proc.returncode}); restarting", file=sys.stderr)
+                    procs[name] = spawn_service(name, env, rdir / "logs")
+            time.sleep(0.5)
+        return 0
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+        print(f"paysys run failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("stopping paysys ...", file=sys.stderr)
+        stop_processes(procs)
+        subprocess.run(["bash", str(STACK), "down"], env=env, check=False)
+        (rdir / "endpoints.json").unlink(missing_ok=True)
+        pidfile.unlink(missing_ok=True)
+        print("stopped.", file=sys.stderr)
+
+
+def stop_stack() -> int:
+    pidfile = run_dir() / "supervisor.pid"
+    if not pidfile.exists():
+        print("paysys is not running (no .run/supervisor.pid)")
+        subprocess.run(["bash", str(STACK), "down"], check=False)
+        return 0
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pidfile.unlink(missing_ok=True)
+        return 0
+    for _ in range(600):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return 0
+        time.sleep(0.1)
+    return 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="paysys")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    serve_p = sub.add_parser("serve")
+    serve_p.add_argument("service", choices=SERVICES)
+    sub.add_parser("run")
+    sub.add_parser("stop")
+    args = parser.parse_args()
+    if args.cmd == "serve":
+        serve(args.service)
+    elif args.cmd == "run":
+        sys.exit(run_stack())
+    else:
+        sys.exit(stop_stack())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""API gateway: the public edge (routing, JWT check, rate limits, request ids)."""

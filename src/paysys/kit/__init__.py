@@ -1,0 +1,1 @@
+"""Shared kernel used by every paysys service: no business rules live here."""

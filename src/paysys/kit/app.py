@@ -1,0 +1,165 @@
+"""Builds a paysys FastAPI app: problem+json errors, request ids, metrics, health."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from paysys.kit.context import REQUEST_ID_HEADER, bind_request, client_ip_var
+from paysys.kit.errors import install_error_handlers, problem
+from paysys.kit.metrics import MetricsMiddleware, metrics_response
+from paysys.kit.settings import KitSettings
+
+log = structlog.get_logger()
+
+Check = Callable[[], Awaitable[Any]]
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class RequestContextMiddleware:
+    """Takes or makes the request id, binds it to every log line, echoes it back, logs
+    one line per request, and refuses bodies over the size limit before reading them."""
+
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        structlog.contextvars.clear_contextvars()
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:200] or None
+        rid = bind_request(incoming)
+        user = headers.get(b"x-user-id")
+        if user:
+            structlog.contextvars.bind_contextvars(user_id=user.decode("latin-1")[:64])
+        forwarded = headers.get(b"x-forwarded-for", b"").decode("latin-1").split(",")[0].strip()
+        client = scope.get("client")
+        client_ip_var.set(forwarded or (client[0] if client else None))
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *[(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"],
+                    (b"x-request-id", rid.encode("latin-1")),
+                ]
+            await send(message)
+
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            response = problem(413, "PAYLOAD_TOO_LARGE", "The request body is too large.")
+            await response(scope, receive, send_wrapper)
+            return
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            path = scope.get("path", "")
+            if path not in ("/metrics", "/health", "/ready"):
+                log.info(
+                    "request",
+                    method=scope.get("method"),
+                    path=path,
+                    status=status,
+                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                )
+
+
+def build_app(
+    service: str,
+    settings: KitSettings,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    *,
+    title: str | None = None,
+    openapi: bool = True,
+) -> FastAPI:
+    app = FastAPI(
+        title=title or f"paysys {service}",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if openapi else None,
+        docs_url="/docs" if openapi else None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.state.checks = {}
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, service=service)
+    app.add_middleware(RequestContextMiddleware)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready(request: Request) -> Response:
+        checks: dict[str, Check] = request.app.state.checks
+        results = await asyncio.gather(*(_run_check(fn) for fn in checks.values()))
+        status = dict(zip(checks, results, strict=True))
+        failing = sorted(name for name, ok in status.items() if ok != "ok")
+        if failing:
+            return problem(
+                503,
+                "NOT_READY",
+                f"Dependencies not answering: {', '.join(failing)}.",
+                checks=status,
+                failing=failing,
+            )
+        return JSONResponse({"status": "ready", "checks": status})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return metrics_response()
+
+    return app
+
+
+async def _run_check(fn: Check) -> str:
+    try:
+        await asyncio.wait_for(fn(), 2.0)
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        return f"failing: {type(exc).__name__}"
+
+
+async def run_forever(name: str, coro_fn: Callable[[], Awaitable[None]]) -> None:
+    """Runs a background loop, restarting it if it ever dies unexpectedly."""
+    while True:
+        try:
+            await coro_fn()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("background_task_crashed", task=name)
+            await asyncio.sleep(1.0)
+
+
+class TaskGroup:
+    """Background tasks owned by an app's lifespan, cancelled cleanly on shutdown."""
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self, name: str, coro_fn: Callable[[], Awaitable[None]]) -> None:
+        self.tasks.append(asyncio.create_task(run_forever(name, coro_fn), name=name))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+

@@ -1,0 +1,183 @@
+"""Kafka consumer base: decode the envelope, dedupe by event_id in an inbox table, run
+the handler in the same transaction, and commit the offset only after that commit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paysys.kit.context import bind_request
+from paysys.kit.db import Database
+from paysys.kit.events import EventEnvelope
+from paysys.kit.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DUPLICATE
+
+log = structlog.get_logger()
+
+Handler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        db: Database,
+        inbox: Table,
+        name: str,
+        topics: Sequence[str],
+        handler: Handler,
+        bootstrap_servers: str,
+        max_attempts: int = 8,
+    ) -> None:
+        self.db = db
+        self.inbox = inbox
+        self.name = name
+        self.topics = list(topics)
+        self.handler = handler
+        self.bootstrap_servers = bootstrap_servers
+        self.max_attempts = max_attempts
+        self.connected = False
+
+    async def handle(self, envelope: EventEnvelope) -> bool:
+        """Handles one event exactly once; False when it was a duplicate."""
+        async with self.db.uow() as session:
+            inserted = (
+                await session.execute(
+                    pg_insert(self.inbox)
+                    .values(
+                        consumer=self.name,
+                        event_id=envelope.event_id,
+                        event_type=envelope.event_type,
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(self.inbox.c.event_id)
+                )
+            ).first()
+            if inserted is None:
+                EVENTS_DUPLICATE.labels(self.name).inc()
+                return False
+            await self.handler(session, envelope)
+        EVENTS_CONSUMED.labels(self.name, envelope.event_type).inc()
+        return True
+
+    async def _dead_letter(self, envelope: EventEnvelope, error: str) -> None:
+        # After the last attempt the event is parked in the inbox with its error, so the
+        # partition moves on; an operator can find it there (error IS NOT NULL).
+        async with self.db.uow() as session:
+            await session.execute(
+                pg_insert(self.inbox)
+                .values(
+                    consumer=self.name,
+                    event_id=envelope.event_id,
+                    event_type=envelope.event_type,
+                    error=error[:2000],
+                )
+                .on_conflict_do_nothing()
+            )
+
+    async def _process(self, record: ConsumerRecord[Any, Any]) -> None:
+        try:
+            envelope = EventEnvelope.model_validate(json.loads(record.value))
+        except (ValueError, ValidationError):
+            log.error("event_undecodable", topic=record.topic, offset=record.offset)
+            return
+        bind_request(envelope.correlation_id)
+        delay = 0.1
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self.handle(envelope)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried, then dead-lettered
+                log.warning(
+                    "event_handler_failed",
+                    consumer=self.name,
+                    event_id=str(envelope.event_id),
+                    attempt=attempt,
+                    error=str(exc)[:300],
+                )
+                if attempt == self.max_attempts:
+                    await self._dead_letter(envelope, repr(exc))
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            consumer = AIOKafkaConsumer(
+                *self.topics,
+                bootstrap_servers=self.bootstrap_servers,
+                group_id=self.name,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                metadata_max_age_ms=5000,
+            )
+            try:
+                await consumer.start()
+                self.connected = True
+                backoff = 0.5
+                await self._loop(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reconnect with backoff
+                self.connected = False
+                log.warning("consumer_error", consumer=self.name, error=str(exc)[:300])
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                self.connected = False
+                try:
+                    await asyncio.wait_for(consumer.stop(), 10)
+                except Exception:  # noqa: BLE001
+                    log.debug("consumer_stop_failed")
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=200)
+            for tp, records in batches.items():
+                for record in records:
+                    await self._process(record)
+                await consumer.commit({tp: records[-1].offset + 1})
+            await self._report_lag(consumer)
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            position = await consumer.position(tp)
+            CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
+                max(high - position, 0)
+            )
+
+
+async def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int = 3) -> None:
+    """Creates the contract's topics if they are missing (idempotent)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                )
+            except Exception as exc:  # noqa: BLE001 - another process created them first
+                log.info("create_topics_race", error=str(exc)[:200])
+    finally:
+        await admin.close()
+
+
+__all__ = ["EventConsumer", "Handler", "TopicPartition", "ensure_topics"]

@@ -1,0 +1,105 @@
+"""Async SQLAlchemy engine per service schema, and the unit of work: the only committer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def make_base() -> type[DeclarativeBase]:
+    """A declarative base with its own metadata: one per service, tables unqualified
+    (they land in the service's schema through the connection's search_path)."""
+
+    class Base(DeclarativeBase):
+        metadata = MetaData(naming_convention=NAMING)
+
+    return Base
+
+
+class Database:
+    def __init__(self, url: str, schema: str, pool_size: int = 10) -> None:
+        self.schema = schema
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_timeout=10,
+            connect_args={
+                "server_settings": {"search_path": schema, "application_name": f"paysys-{schema}"},
+                "timeout": 5,
+                "command_timeout": 30,
+            },
+        )
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._after_commit: list[Callable[[], None]] = []
+
+    def on_commit(self, hook: Callable[[], None]) -> None:
+        """Called after every successful commit (the outbox relay uses it as a nudge)."""
+        self._after_commit.append(hook)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+class UnitOfWork:
+    """`async with db.uow() as session:` commits on success, rolls back on error.
+
+    Services and repositories receive the session and only flush; committing here,
+    once, is what keeps a balance change, its ledger row and its outbox event together.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.session: AsyncSession = db.sessionmaker()
+
+    async def __aenter__(self) -> AsyncSession:
+        return self.session
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                await self.session.commit()
+                for hook in self.db._after_commit:
+                    hook()
+            else:
+                await self.session.rollback()
+        finally:
+            await asyncio.shield(self.session.close())
+
+
+async def retry_serialization(fn: Callable[[], Awaitable[Any]], attempts: int = 5) -> Any:
+    """Runs fn again when PostgreSQL reports a serialization failure or deadlock."""
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            return await fn()
+        except DBAPIError as exc:
+            sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+            if sqlstate not in ("40001", "40P01") or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.01 * 2**attempt)
+    return None

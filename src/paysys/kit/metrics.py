@@ -1,0 +1,111 @@
+"""The contract's Prometheus metrics, and the ASGI middleware that records HTTP ones."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests served", ["service", "method", "route", "status"]
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request duration",
+    ["service", "method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TRANSACTIONS = Counter("paysys_transactions_total", "Transactions finished", ["type", "status"])
+TRANSACTION_DURATION = Histogram(
+    "paysys_transaction_duration_seconds",
+    "Saga duration from creation to a terminal state",
+    ["type"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+TRANSACTION_FAILURES = Counter(
+    "paysys_transaction_failures_total", "Failed transactions by failure code", ["type", "code"]
+)
+OUTBOX_PENDING = Gauge("paysys_outbox_pending", "Outbox rows not yet published", ["service"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "paysys_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["service"]
+)
+OUTBOX_PUBLISHED = Counter(
+    "paysys_outbox_published_total", "Outbox events published to Kafka", ["service", "topic"]
+)
+OUTBOX_PUBLISH_ERRORS = Counter(
+    "paysys_outbox_publish_errors_total", "Failed attempts to publish an outbox batch", ["service"]
+)
+EVENTS_CONSUMED = Counter(
+    "paysys_events_consumed_total", "Kafka events handled", ["consumer", "event_type"]
+)
+EVENTS_DUPLICATE = Counter(
+    "paysys_events_duplicate_total", "Redelivered Kafka events skipped by the inbox", ["consumer"]
+)
+CONSUMER_LAG = Gauge(
+    "paysys_consumer_lag", "Messages not yet consumed", ["consumer", "topic", "partition"]
+)
+NOTIFICATIONS_SENT = Counter(
+    "paysys_notifications_sent_total", "Notification emails by outcome", ["kind", "status"]
+)
+RATE_LIMITED = Counter("paysys_rate_limited_total", "Requests refused by a rate limit", ["scope"])
+LOGINS = Counter("paysys_logins_total", "Login attempts by outcome", ["outcome"])
+STUCK_TRANSACTIONS = Gauge(
+    "paysys_transactions_in_flight", "Transactions in PENDING or PROCESSING", ["status"]
+)
+
+
+def metrics_response() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+class MetricsMiddleware:
+    """Counts and times every request under its route template, never the raw path."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = _route_template(scope)
+            if route != "/metrics":
+                method = scope["method"]
+                HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
+                HTTP_DURATION.labels(self.service, method, route).observe(
+                    time.perf_counter() - start
+                )
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path:
+        return str(path)
+    app = scope.get("app")
+    for candidate in getattr(getattr(app, "router", None), "routes", []):
+        match, _ = candidate.matches(scope)
+        if match == Match.FULL:
+            return str(getattr(candidate, "path", "unmatched"))
+    return "unmatched"
+
+
+async def metrics_endpoint(_: Request) -> Response:
+    return metrics_response()

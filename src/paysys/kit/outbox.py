@@ -1,0 +1,237 @@
+"""Transactional outbox: events are rows written with the change they report, and a
+relay publishes them to Kafka. No dual write: if the change rolls back, so does the event."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paysys.kit.context import current_request_id
+from paysys.kit.db import Database
+from paysys.kit.events import EventEnvelope, utcnow
+from paysys.kit.metrics import (
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PENDING,
+    OUTBOX_PUBLISH_ERRORS,
+    OUTBOX_PUBLISHED,
+)
+
+log = structlog.get_logger()
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+        Column("topic", String(100), nullable=False),
+        Column("key", String(100), nullable=False),
+        Column("payload", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True)),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    )
+
+
+def inbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "inbox",
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", UUID(as_uuid=True), primary_key=True),
+        Column("event_type", String(100), nullable=False),
+        Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("error", Text),
+    )
+
+
+class Outbox:
+    """Writes events into a service's outbox table, inside the caller's transaction."""
+
+    def __init__(self, table: Table, producer: str) -> None:
+        self.table = table
+        self.producer = producer
+
+    async def add(
+        self, session: AsyncSession, topic: str, key: str, data: dict[str, Any]
+    ) -> EventEnvelope:
+        envelope = EventEnvelope(
+            event_type=topic,
+            producer=self.producer,
+            correlation_id=current_request_id(),
+            data=data,
+        )
+        await session.execute(
+            insert(self.table).values(
+                event_id=envelope.event_id,
+                topic=topic,
+                key=key,
+                payload=envelope.model_dump(mode="json"),
+            )
+        )
+        return envelope
+
+
+class OutboxRelay:
+    """Publishes unpublished rows in id order. Several relays (one per instance) share
+    the work through FOR UPDATE SKIP LOCKED. Kafka down: rows wait, backoff grows."""
+
+    def __init__(
+        self,
+        db: Database,
+        table: Table,
+        service: str,
+        bootstrap_servers: str,
+        batch_size: int = 200,
+        idle_poll_seconds: float = 0.5,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self.db = db
+        self.table = table
+        self.service = service
+        self.bootstrap_servers = bootstrap_servers
+        self.batch_size = batch_size
+        self.idle_poll_seconds = idle_poll_seconds
+        self.retention = retention
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._last_gauge = 0.0
+        self._last_prune = 0.0
+        db.on_commit(self.poke)
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def _producer_ready(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=2,
+                request_timeout_ms=5000,
+                retry_backoff_ms=200,
+                key_serializer=lambda k: k.encode(),
+                value_serializer=lambda v: json.dumps(v, separators=(",", ":")).encode(),
+            )
+            try:
+                await producer.start()
+            except Exception:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            try:
+                await asyncio.wait_for(producer.stop(), 5)
+            except Exception:  # noqa: BLE001 - a broken producer is discarded either way
+                log.debug("producer_stop_failed")
+
+    async def publish_batch(self) -> int:
+        """Publishes up to batch_size rows; returns how many went out."""
+        t = self.table
+        async with self.db.uow() as session:
+            rows = (
+                await session.execute(
+                    select(t.c.id, t.c.topic, t.c.key, t.c.payload)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            producer = await self._producer_ready()
+            futures = []
+            for row in rows:
+                headers = [("event_type", row.topic.encode())]
+                correlation = row.payload.get("correlation_id")
+                if correlation:
+                    headers.append(("x-request-id", str(correlation).encode()))
+                futures.append(
+                    await producer.send(row.topic, row.payload, key=row.key, headers=headers)
+                )
+            await asyncio.gather(*futures)
+            await session.execute(
+                update(t)
+                .where(t.c.id.in_([r.id for r in rows]))
+                .values(published_at=func.now(), attempts=t.c.attempts + 1)
+            )
+        for row in rows:
+            OUTBOX_PUBLISHED.labels(self.service, row.topic).inc()
+        return len(rows)
+
+    async def update_gauges(self) -> None:
+        t = self.table
+        async with self.db.uow() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(t.c.created_at)).where(t.c.published_at.is_(None))
+                )
+            ).one()
+            OUTBOX_PENDING.labels(self.service).set(count)
+            age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+            OUTBOX_OLDEST_AGE.labels(self.service).set(max(age, 0.0))
+            loop = asyncio.get_running_loop()
+            if loop.time() - self._last_prune > 300:
+                self._last_prune = loop.time()
+                await session.execute(
+                    t.delete().where(t.c.published_at < utcnow() - self.retention)
+                )
+
+    async def run(self) -> None:
+        backoff = 0.2
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if loop.time() - self._last_gauge > 1.0:
+                    self._last_gauge = loop.time()
+                    await self.update_gauges()
+                sent = await self.publish_batch()
+                backoff = 0.2
+                if sent < self.batch_size:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self.idle_poll_seconds)
+                    except TimeoutError:
+                        pass
+                    self._wake.clear()
+            except asyncio.CancelledError:
+                await self._drop_producer()
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep relaying whatever failed
+                OUTBOX_PUBLISH_ERRORS.labels(self.service).inc()
+                log.warning("outbox_publish_failed", error=str(exc)[:300], retry_in=backoff)
+                await self._drop_producer()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+

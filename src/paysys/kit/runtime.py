@@ -1,0 +1,181 @@
+"""What a service process holds while it runs: database, Redis, MongoDB, the pooled
+HTTP session, the outbox relay and background tasks, with a readiness check for each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import structlog
+from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from redis.asyncio import Redis
+from sqlalchemy import Table, text
+
+from paysys.kit import migrate
+from paysys.kit.app import TaskGroup
+from paysys.kit.consumer import ensure_topics
+from paysys.kit.db import Database
+from paysys.kit.events import TOPICS
+from paysys.kit.http import ServiceClient, make_session
+from paysys.kit.logging import configure_logging
+from paysys.kit.mongo import ensure_indexes, make_mongo
+from paysys.kit.outbox import Outbox, OutboxRelay
+from paysys.kit.redis import make_redis
+from paysys.kit.settings import KitSettings
+
+log = structlog.get_logger()
+
+
+class Runtime:
+    def __init__(
+        self,
+        service: str,
+        settings: KitSettings,
+        *,
+        schema: str | None = None,
+        outbox: Table | None = None,
+        redis: bool = False,
+        mongo: bool = False,
+        kafka: bool = False,
+        http: bool = False,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.schema = schema
+        self._outbox_table = outbox
+        self._want_redis = redis
+        self._want_mongo = mongo
+        self._want_kafka = kafka or outbox is not None
+        self._want_http = http
+        self.tasks = TaskGroup()
+        self.checks: dict[str, Callable[[], Awaitable[Any]]] = {}
+        self._db: Database | None = None
+        self._redis: Redis | None = None
+        self._mongo_client: AsyncMongoClient[Any] | None = None
+        self._mongo: AsyncDatabase[Any] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self.outbox: Outbox | None = None
+        self.relay: OutboxRelay | None = None
+
+    @property
+    def db(self) -> Database:
+        assert self._db is not None, "this service has no database"
+        return self._db
+
+    @property
+    def redis(self) -> Redis:
+        assert self._redis is not None, "this service has no Redis"
+        return self._redis
+
+    @property
+    def mongo(self) -> AsyncDatabase[Any]:
+        assert self._mongo is not None, "this service has no MongoDB"
+        return self._mongo
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        assert self._http is not None, "this service has no HTTP client"
+        return self._http
+
+    def client(self, service: str, timeout: float = 5.0) -> ServiceClient:
+        return ServiceClient(
+            self.http, self.settings.url_of(service), self.settings.internal_token, timeout
+        )
+
+    async def start(self) -> None:
+        s = self.settings
+        if self.schema is not None:
+            await _retry("postgres", lambda: migrate.upgrade(self.schema or "", s.database_url))
+            self._db = Database(s.database_url, self.schema, s.db_pool_size)
+            db = self._db
+
+            async def check_postgres() -> None:
+                async with db.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+
+            self.checks["postgres"] = check_postgres
+        if self._want_redis:
+            self._redis = make_redis(s.redis_url)
+            r = self._redis
+
+            async def check_redis() -> None:
+                await r.ping()
+
+            self.checks["redis"] = check_redis
+        if self._want_mongo:
+            self._mongo_client, self._mongo = make_mongo(s.mongodb_url, s.mongodb_database)
+            mdb = self._mongo
+            await _retry("mongodb", lambda: ensure_indexes(mdb))
+
+            async def check_mongodb() -> None:
+                await mdb.command("ping")
+
+            self.checks["mongodb"] = check_mongodb
+        if self._want_kafka:
+            await _retry("kafka", lambda: ensure_topics(s.kafka_bootstrap_servers, TOPICS))
+            host, _, port = s.kafka_bootstrap_servers.split(",")[0].rpartition(":")
+
+            async def check_kafka() -> None:
+                _, writer = await asyncio.open_connection(host, int(port))
+                writer.close()
+
+            self.checks["kafka"] = check_kafka
+        if self._outbox_table is not None:
+            self.outbox = Outbox(self._outbox_table, self.service)
+            self.relay = OutboxRelay(
+                self.db, self._outbox_table, self.service, s.kafka_bootstrap_servers
+            )
+            self.tasks.start("outbox-relay", self.relay.run)
+        if self._want_http:
+            self._http = make_session()
+
+    async def stop(self) -> None:
+        await self.tasks.stop()
+        if self._http is not None:
+            await self._http.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._mongo_client is not None:
+            await self._mongo_client.close()
+        if self._db is not None:
+            await self._db.dispose()
+
+    def lifespan(
+        self, on_start: Callable[[FastAPI], Awaitable[None]] | None = None
+    ) -> Callable[[FastAPI], Any]:
+        @asynccontextmanager
+        async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+            configure_logging(self.service, self.settings.log_level)
+            app.state.rt = self
+            await self.start()
+            app.state.checks.update(self.checks)
+            if on_start is not None:
+                await on_start(app)
+            log.info("service_started", port=self.settings.port_of(self.service))
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        return _lifespan
+
+
+async def _retry(name: str, fn: Callable[[], Awaitable[Any]], seconds: float = 60.0) -> Any:
+    """Startup waits for a dependency that is still coming up, instead of crashing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    delay = 0.2
+    while True:
+        try:
+            return await fn()
+        except Exception as exc:
+            if loop.time() > deadline:
+                raise
+            log.warning("dependency_not_ready", dependency=name, error=str(exc)[:200])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)

@@ -1,0 +1,1 @@
+"""Notifications service: consumes events and sends email."""

@@ -1,0 +1,1 @@
+"""Payment-gateway service: a card processor simulator with test cards."""

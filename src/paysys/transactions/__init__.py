@@ -1,0 +1,1 @@
+"""Transactions service: the saga that moves money (deposits, transfers, payments)."""

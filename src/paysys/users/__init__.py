@@ -1,0 +1,1 @@
+"""Users service: registration, login, tokens and sessions."""

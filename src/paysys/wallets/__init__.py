@@ -1,0 +1,1 @@
+"""Wallets service: wallets, balances and the append-only ledger."""
