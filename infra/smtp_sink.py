@@ -23,7 +23,7 @@ class MaildirHandler:
         self.folder = folder
         self.fail_flag = folder / ".fail"  # present: answer 451, to test retries
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.fail_flag.exists():
             return "451 4.3.0 sink told to fail"
         name = f"{time.time_ns()}-{uuid.uuid4().hex}.eml"

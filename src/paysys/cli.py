@@ -1,8 +1,8 @@
 """The `paysys` command: serve one process, or run the whole local stack in the foreground.
 
-    paysys serve SERVICE     one process (uvicorn with uvloop and httptools)
-    paysys run               infrastructure + all six processes; Ctrl-C stops everything
-    paysys stop              stops a running `paysys run` from another shell
+paysys serve SERVICE     one process (uvicorn with uvloop and httptools)
+paysys run               infrastructure + all six processes; Ctrl-C stops everything
+paysys stop              stops a running `paysys run` from another shell
 """
 
 from __future__ import annotations
@@ -83,8 +83,11 @@ def http_status(url: str, timeout: float = 2.0) -> int:
         return 0
 
 
-def wait_ready(urls: Mapping[str, str], timeout: float, procs: Mapping[str, subprocess.Popen[bytes]]
-               | None = None) -> None:
+def wait_ready(
+    urls: Mapping[str, str],
+    timeout: float,
+    procs: Mapping[str, subprocess.Popen[bytes]] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     pending = dict(urls)
     while pending:
@@ -146,9 +149,21 @@ def run_stack() -> int:
     try:
         subprocess.run(["bash", str(STACK), "up"], env=env, check=True)
         infra = infra_env(env)
-        env.update({k: v for k, v in infra.items() if k in (
-            "DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL",
-            "SMTP_HOST", "SMTP_PORT")})
+        env.update(
+            {
+                k: v
+                for k, v in infra.items()
+                if k
+                in (
+                    "DATABASE_URL",
+                    "REDIS_URL",
+                    "KAFKA_BOOTSTRAP_SERVERS",
+                    "MONGODB_URL",
+                    "SMTP_HOST",
+                    "SMTP_PORT",
+                )
+            }
+        )
         for service in SERVICES:
             procs[service] = spawn_service(service, env, rdir / "logs")
         table = endpoints(env, infra)

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from paysys.kit.context import REQUEST_ID_HEADER, bind_request, client_ip_var
+from paysys.kit.context import bind_request, client_ip_var
 from paysys.kit.errors import install_error_handlers, problem
 from paysys.kit.metrics import MetricsMiddleware, metrics_response
 from paysys.kit.settings import KitSettings
@@ -131,7 +131,7 @@ async def _run_check(fn: Check) -> str:
     try:
         await asyncio.wait_for(fn(), 2.0)
         return "ok"
-    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+    except Exception as exc:
         return f"failing: {type(exc).__name__}"
 
 
@@ -143,7 +143,7 @@ async def run_forever(name: str, coro_fn: Callable[[], Awaitable[None]]) -> None
             return
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("background_task_crashed", task=name)
             await asyncio.sleep(1.0)
 
@@ -161,5 +161,3 @@ class TaskGroup:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-
-

@@ -96,7 +96,7 @@ class EventConsumer:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - retried, then dead-lettered
+            except Exception as exc:
                 log.warning(
                     "event_handler_failed",
                     consumer=self.name,
@@ -128,7 +128,7 @@ class EventConsumer:
                 await self._loop(consumer)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - reconnect with backoff
+            except Exception as exc:
                 self.connected = False
                 log.warning("consumer_error", consumer=self.name, error=str(exc)[:300])
                 await asyncio.sleep(backoff)
@@ -137,7 +137,7 @@ class EventConsumer:
                 self.connected = False
                 try:
                     await asyncio.wait_for(consumer.stop(), 10)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.debug("consumer_stop_failed")
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
@@ -155,9 +155,7 @@ class EventConsumer:
             if high is None:
                 continue
             position = await consumer.position(tp)
-            CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
-                max(high - position, 0)
-            )
+            CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(high - position, 0))
 
 
 async def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int = 3) -> None:
@@ -174,7 +172,7 @@ async def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partition
                 await admin.create_topics(
                     [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
                 )
-            except Exception as exc:  # noqa: BLE001 - another process created them first
+            except Exception as exc:
                 log.info("create_topics_race", error=str(exc)[:200])
     finally:
         await admin.close()

@@ -7,9 +7,12 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -18,16 +21,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def make_base() -> type[DeclarativeBase]:
-    """A declarative base with its own metadata: one per service, tables unqualified
-    (they land in the service's schema through the connection's search_path)."""
-
-    class Base(DeclarativeBase):
-        metadata = MetaData(naming_convention=NAMING)
-
-    return Base
 
 
 class Database:

@@ -114,8 +114,9 @@ def _msg(error: dict[str, Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
-        return problem(exc.status, exc.code, exc.detail, title=exc.title, headers=exc.headers,
-                       **exc.extra)
+        return problem(
+            exc.status, exc.code, exc.detail, title=exc.title, headers=exc.headers, **exc.extra
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -3,7 +3,6 @@ gateway's proxy). aiohttp rather than httpx: several times the throughput per ho
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,5 +69,5 @@ class ServiceClient:
                 except ValueError:
                     body = None
                 return ServiceResponse(resp.status, body)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise ServiceUnreachable(f"{method} {path}: {type(exc).__name__}") from exc

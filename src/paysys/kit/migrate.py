@@ -45,17 +45,15 @@ def run_env(metadata: MetaData) -> None:
             target_metadata=metadata,
             version_table_schema=schema,
             compare_type=True,
-            include_name=lambda name, type_, _parent: not (
-                type_ == "table" and name == "alembic_version"
+            include_name=lambda name, type_, _parent: (
+                not (type_ == "table" and name == "alembic_version")
             ),
         )
         with context.begin_transaction():
             context.run_migrations()
 
     async def main() -> None:
-        engine = create_async_engine(
-            url, connect_args={"server_settings": {"search_path": schema}}
-        )
+        engine = create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
         async with engine.connect() as conn:
             await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))

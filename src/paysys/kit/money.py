@@ -29,10 +29,10 @@ def exponent(currency: str) -> int:
 def parse_amount(text: str, currency: str, max_minor: int | None = None) -> int:
     """'10.50' USD -> 1050. Refuses signs, exponents, NaN, zero and excess decimals."""
     if not isinstance(text, str):
-        raise MoneyError("amount must be a decimal string such as \"10.50\"")
+        raise MoneyError('amount must be a decimal string such as "10.50"')
     match = _AMOUNT_RE.fullmatch(text)
     if match is None:
-        raise MoneyError("amount must be a decimal string such as \"10.50\"")
+        raise MoneyError('amount must be a decimal string such as "10.50"')
     digits = exponent(currency)
     frac = match.group("frac") or ""
     if len(frac) > digits:
@@ -62,7 +62,7 @@ def max_minor_units(max_amount: str, currency: str) -> int:
 
 def _require_str(value: object) -> object:
     if not isinstance(value, str):
-        raise ValueError("amount must be a JSON string such as \"10.50\", not a number")
+        raise ValueError('amount must be a JSON string such as "10.50", not a number')
     return value
 
 

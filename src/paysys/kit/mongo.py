@@ -20,9 +20,7 @@ def make_mongo(url: str, database: str) -> tuple[AsyncMongoClient[Any], AsyncDat
 
 async def ensure_indexes(db: AsyncDatabase[Any]) -> None:
     await db.transaction_logs.create_index("transaction_id", unique=True)
-    await db.notifications.create_index(
-        [("event_id", 1), ("user_id", 1), ("kind", 1)], unique=True
-    )
+    await db.notifications.create_index([("event_id", 1), ("user_id", 1), ("kind", 1)], unique=True)
     await db.audit_log.create_index([("at", -1)])
     await db.audit_log.create_index("actor_user_id")
 

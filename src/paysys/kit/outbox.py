@@ -4,6 +4,7 @@ relay publishes them to Kafka. No dual write: if the change rolls back, so does 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -152,7 +153,7 @@ class OutboxRelay:
             producer, self._producer = self._producer, None
             try:
                 await asyncio.wait_for(producer.stop(), 5)
-            except Exception:  # noqa: BLE001 - a broken producer is discarded either way
+            except Exception:
                 log.debug("producer_stop_failed")
 
     async def publish_batch(self) -> int:
@@ -219,19 +220,15 @@ class OutboxRelay:
                 sent = await self.publish_batch()
                 backoff = 0.2
                 if sent < self.batch_size:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.idle_poll_seconds)
-                    except TimeoutError:
-                        pass
                     self._wake.clear()
             except asyncio.CancelledError:
                 await self._drop_producer()
                 raise
-            except Exception as exc:  # noqa: BLE001 - keep relaying whatever failed
+            except Exception as exc:
                 OUTBOX_PUBLISH_ERRORS.labels(self.service).inc()
                 log.warning("outbox_publish_failed", error=str(exc)[:300], retry_in=backoff)
                 await self._drop_producer()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
-
-

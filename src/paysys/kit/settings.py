@@ -9,8 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Local development defaults. They are public (they are in this repository), so the
 # services refuse to start with them unless PAYSYS_ENV=local.
-DEV_JWT_SECRET = "local-dev-only-jwt-secret-not-for-production-use"  # noqa: S105
-DEV_INTERNAL_TOKEN = "local-dev-only-internal-service-token"  # noqa: S105
+DEV_JWT_SECRET = "local-dev-only-jwt-secret-not-for-production-use"
+DEV_INTERNAL_TOKEN = "local-dev-only-internal-service-token"
 
 SERVICE_PORTS: dict[str, int] = {
     "gateway": 8000,

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from paysys.kit.db import make_base
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+from paysys.kit.db import NAMING
 from paysys.kit.outbox import inbox_table, outbox_table
 
-Base = make_base()
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from paysys.payment_gateway import models
 from paysys.kit.app import build_app
 from paysys.kit.runtime import Runtime
 from paysys.kit.settings import KitSettings
+from paysys.payment_gateway import models
 
 
 def create_app(settings: KitSettings | None = None) -> FastAPI:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, Index, String, func, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import CheckConstraint, DateTime, Index, MetaData, String, func, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from paysys.kit.db import make_base
+from paysys.kit.db import NAMING
 from paysys.kit.outbox import inbox_table, outbox_table
 
-Base = make_base()
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
 
@@ -30,6 +34,4 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     full_name: Mapped[str] = mapped_column(String(200))
     account_type: Mapped[str] = mapped_column(String(20), default="personal")
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,149 @@
+"""Test harness: the real infrastructure (started by `make test` through infra/stack.sh)
+and, for tests that need them, the six paysys processes on test ports, against a fresh
+PostgreSQL database and MongoDB database for this run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from paysys.cli import ROOT, SERVICES, STACK, infra_env, spawn_service, stop_processes, wait_ready
+
+TEST_PORTS = {s: 18000 + i for i, s in enumerate(SERVICES)}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that stop shared infrastructure run last, so nothing else sees the outage.
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "disruptive: stops and restarts shared infrastructure")
+
+
+def stack_cmd(*args: str) -> None:
+    subprocess.run(["bash", str(STACK), *args], check=True, cwd=ROOT)
+
+
+@dataclass
+class Infra:
+    env: dict[str, str]
+    database_url: str
+    dsn: str
+    db_name: str
+    redis_url: str
+    kafka: str
+    mongodb_url: str
+    mail_dir: Path
+
+
+@pytest.fixture(scope="session")
+def infra() -> Infra:
+    stack_cmd("up", "postgres", "redis", "kafka", "mongodb", "smtp")
+    base = infra_env(os.environ)
+    db_name = f"paysys_t{int(time.time())}_{uuid.uuid4().hex[:6]}"
+    root_dsn = base["DATABASE_URL"].replace("+asyncpg", "")
+
+    async def create() -> None:
+        conn = await asyncpg.connect(root_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{db_name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    database_url = base["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name
+    env = dict(os.environ)
+    env.update(base)
+    env.update(
+        DATABASE_URL=database_url,
+        PAYSYS_ENV="test",
+        PAYSYS_MONGODB_DATABASE=db_name,
+        PAYSYS_ENABLE_FAULT_HOOKS="true",
+        PAYSYS_LOG_LEVEL="INFO",
+    )
+    for service, port in TEST_PORTS.items():
+        env[f"PAYSYS_{service.upper()}_PORT"] = str(port)
+    return Infra(
+        env=env,
+        database_url=database_url,
+        dsn=database_url.replace("+asyncpg", ""),
+        db_name=db_name,
+        redis_url=base["REDIS_URL"],
+        kafka=base["KAFKA_BOOTSTRAP_SERVERS"],
+        mongodb_url=base["MONGODB_URL"],
+        mail_dir=Path(base["MAIL_INBOX"]),
+    )
+
+
+@dataclass
+class Stack:
+    infra: Infra
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{TEST_PORTS[service]}"
+
+    @property
+    def gateway(self) -> str:
+        return self.url("gateway")
+
+    @property
+    def log_dir(self) -> Path:
+        return ROOT / ".run" / "test-logs" / self.infra.db_name
+
+    def start(self, *services: str, timeout: float = 120) -> None:
+        for s in services:
+            self.procs[s] = spawn_service(s, self.infra.env, self.log_dir)
+        wait_ready({s: self.url(s) for s in services}, timeout, self.procs)
+
+    def stop(self, *services: str) -> None:
+        stop_processes({s: self.procs.pop(s) for s in services if s in self.procs})
+
+    def kill(self, service: str) -> None:
+        proc = self.procs.pop(service)
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def stack(infra: Infra) -> Iterator[Stack]:
+    s = Stack(infra)
+    try:
+        s.start(*SERVICES)
+        yield s
+    finally:
+        stop_processes(s.procs)
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.gateway, timeout=30) as client:
+        yield client
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+async def eventually(fn: Any, timeout: float = 20.0, interval: float = 0.2) -> Any:
+    """Polls an async predicate until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await fn()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)

@@ -1,0 +1,53 @@
+"""The consumer base dedupes by event_id, through the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paysys.kit.consumer import EventConsumer
+from paysys.kit.events import EventEnvelope
+from tests.conftest import Infra, eventually
+from tests.integration.conftest import Scratch
+
+
+async def test_same_event_delivered_twice_is_handled_once(scratch: Scratch, infra: Infra) -> None:
+    topic = f"test.inbox.{uuid.uuid4().hex[:8]}"
+    handled: list[str] = []
+
+    async def handler(session: AsyncSession, envelope: EventEnvelope) -> None:
+        await session.execute(insert(scratch.things).values(name=str(envelope.event_id)[:50]))
+        handled.append(str(envelope.event_id))
+
+    twice = EventEnvelope(event_type=topic, producer="test", data={"x": 1})
+    once = EventEnvelope(event_type=topic, producer="test", data={"x": 2})
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka)
+    await producer.start()
+    try:
+        for env in (twice, twice, once, twice):
+            await producer.send_and_wait(topic, json.dumps(env.model_dump(mode="json")).encode())
+    finally:
+        await producer.stop()
+
+    consumer = EventConsumer(
+        scratch.db, scratch.inbox, f"test-{uuid.uuid4().hex[:6]}", [topic], handler, infra.kafka
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(lambda: _done(handled, 2), timeout=60)
+        await asyncio.sleep(1.5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert sorted(handled) == sorted([str(twice.event_id), str(once.event_id)])
+
+
+async def _done(handled: list[str], n: int) -> bool:
+    return len(handled) >= n
