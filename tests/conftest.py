@@ -72,6 +72,12 @@ def infra() -> Infra:
         PAYSYS_MONGODB_DATABASE=db_name,
         PAYSYS_ENABLE_FAULT_HOOKS="true",
         PAYSYS_LOG_LEVEL="INFO",
+        # generous limits for the suite; tests/e2e/test_gateway_limits.py runs a strict gateway
+        PAYSYS_RATE_LIMIT_REGISTER="100000",
+        PAYSYS_RATE_LIMIT_LOGIN="100000",
+        PAYSYS_RATE_LIMIT_USER="100000",
+        PAYSYS_MAIL_BACKOFF_BASE_SECONDS="0.3",
+        PAYSYS_MAIL_MAX_ATTEMPTS="3",
     )
     for service, port in TEST_PORTS.items():
         env[f"PAYSYS_{service.upper()}_PORT"] = str(port)

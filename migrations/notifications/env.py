@@ -1,6 +1,6 @@
 """Alembic environment of the notifications service (schema `notifications`)."""
 
-from paysys.notifications.models import Base
 from paysys.kit.migrate import run_env
+from paysys.notifications.models import Base
 
 run_env(Base.metadata)

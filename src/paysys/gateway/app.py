@@ -1,15 +1,58 @@
-"""Builds the API gateway app."""
+"""Builds the API gateway app: the only public entry point."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import Any
 
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from paysys.gateway.openapi import merged_openapi
+from paysys.gateway.proxy import Proxy
+from paysys.gateway.routes import ROUTES, Route
+from paysys.gateway.settings import GatewaySettings
 from paysys.kit.app import build_app
+from paysys.kit.http import ServiceUnreachable
 from paysys.kit.runtime import Runtime
-from paysys.kit.settings import KitSettings
 
 
-def create_app(settings: KitSettings | None = None) -> FastAPI:
-    settings = settings or KitSettings()
+def _endpoint(route: Route) -> Any:
+    async def endpoint(request: Request) -> Response:
+        proxy: Proxy = request.app.state.proxy
+        return await proxy.forward(route, request)
+
+    endpoint.__name__ = f"{route.method.lower()}_{route.path.strip('/').replace('/', '_')}"
+    return endpoint
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
     rt = Runtime("gateway", settings, redis=True, http=True)
-    return build_app("gateway", settings, rt.lifespan())
+
+    async def on_start(app: FastAPI) -> None:
+        app.state.proxy = Proxy(rt, settings)
+        app.state.openapi_doc = None
+
+    app = build_app("gateway", settings, rt.lifespan(on_start), openapi=False)
+    for route in ROUTES:
+        app.add_api_route(
+            route.path, _endpoint(route), methods=[route.method], include_in_schema=False
+        )
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        if request.app.state.openapi_doc is None:
+            try:
+                request.app.state.openapi_doc = await merged_openapi(rt)
+            except ServiceUnreachable:
+                from paysys.kit.errors import ServiceUnavailable
+
+                raise ServiceUnavailable("A service is not available; retry later.") from None
+        return JSONResponse(request.app.state.openapi_doc)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="paysys API")
+
+    return app

@@ -97,3 +97,8 @@ def current_user_id(request: Request) -> uuid.UUID:
 
 InternalOnly = Annotated[None, Depends(require_internal)]
 CurrentUserId = Annotated[uuid.UUID, Depends(current_user_id)]
+
+
+def session_key(session_id: str) -> str:
+    """Redis key of a login session; shared knowledge of users (writes) and gateway (reads)."""
+    return f"session:{session_id}"

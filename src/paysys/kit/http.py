@@ -12,6 +12,7 @@ from paysys.kit.context import REQUEST_ID_HEADER, current_request_id
 
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"
 USER_ID_HEADER = "X-User-Id"
+SESSION_ID_HEADER = "X-Session-Id"
 
 
 def make_session(limit: int = 200, timeout: float = 10.0) -> aiohttp.ClientSession:

@@ -82,6 +82,11 @@ class Runtime:
         assert self._http is not None, "this service has no HTTP client"
         return self._http
 
+    @property
+    def outbox_or_fail(self) -> Outbox:
+        assert self.outbox is not None, "this service has no outbox"
+        return self.outbox
+
     def client(self, service: str, timeout: float = 5.0) -> ServiceClient:
         return ServiceClient(
             self.http, self.settings.url_of(service), self.settings.internal_token, timeout

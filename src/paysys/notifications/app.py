@@ -1,5 +1,5 @@
-"""Builds the notifications service: the Kafka consumer, plus a small HTTP app for
-health, readiness and metrics."""
+"""Builds the notifications service: the Kafka consumer and the mail sender, plus a
+small HTTP app for health, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ from fastapi import FastAPI
 
 from paysys.kit.app import build_app
 from paysys.kit.runtime import Runtime
-from paysys.kit.settings import KitSettings
-from paysys.notifications import models
+from paysys.notifications.consumers import make_consumer
+from paysys.notifications.settings import NotificationsSettings
+from paysys.notifications.tasks import MailSender
 
 
-def create_app(settings: KitSettings | None = None) -> FastAPI:
-    settings = settings or KitSettings()
+def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
+    settings = settings or NotificationsSettings()
     rt = Runtime("notifications", settings, schema="notifications", mongo=True, kafka=True)
-    return build_app("notifications", settings, rt.lifespan(), openapi=False)
 
+    async def on_start(app: FastAPI) -> None:
+        consumer = make_consumer(rt.db, settings)
+        rt.tasks.start("consumer", consumer.run)
+        rt.tasks.start("mail-sender", MailSender(rt.db, rt.mongo, settings).run)
 
-__all__ = ["create_app", "models"]
+    return build_app("notifications", settings, rt.lifespan(on_start), openapi=False)

@@ -6,11 +6,20 @@ from fastapi import FastAPI
 
 from paysys.kit.app import build_app
 from paysys.kit.runtime import Runtime
-from paysys.kit.settings import KitSettings
 from paysys.users import models
+from paysys.users.router import internal, router
+from paysys.users.sessions import SessionStore
+from paysys.users.settings import UsersSettings
 
 
-def create_app(settings: KitSettings | None = None) -> FastAPI:
-    settings = settings or KitSettings()
+def create_app(settings: UsersSettings | None = None) -> FastAPI:
+    settings = settings or UsersSettings()
     rt = Runtime("users", settings, schema="users", outbox=models.outbox, redis=True, mongo=True)
-    return build_app("users", settings, rt.lifespan())
+
+    async def on_start(app: FastAPI) -> None:
+        app.state.sessions = SessionStore(rt.redis, settings.refresh_token_ttl_seconds)
+
+    app = build_app("users", settings, rt.lifespan(on_start))
+    app.include_router(router)
+    app.include_router(internal)
+    return app

@@ -1,0 +1,17 @@
+"""Settings of the API gateway."""
+
+from __future__ import annotations
+
+from paysys.kit.settings import KitSettings
+
+
+class GatewaySettings(KitSettings):
+    # Per client IP on the unauthenticated auth routes, per user elsewhere.
+    rate_limit_register: int = 10
+    rate_limit_login: int = 20
+    rate_limit_user: int = 300
+    rate_limit_window_seconds: int = 60
+    upstream_timeout_seconds: float = 30.0
+    # How many proxies in front of the gateway append to X-Forwarded-For (0: none, use
+    # the TCP peer). Only then is the client IP taken from that header.
+    trusted_proxy_hops: int = 0

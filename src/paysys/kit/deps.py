@@ -1,0 +1,21 @@
+"""Typed FastAPI dependencies shared by the services."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from paysys.kit.runtime import Runtime
+
+PROBLEM: dict[int | str, dict[str, Any]] = {
+    code: {"content": {"application/problem+json": {}}} for code in (400, 401, 404, 409, 422)
+}
+
+
+def get_runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.rt
+    return rt
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -1,0 +1,90 @@
+"""What to tell whom for each event; writes email jobs, never sends inside a handler."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paysys.kit.events import EventEnvelope
+from paysys.notifications.models import EmailJob, Recipient
+
+TRANSACTION_KINDS = {
+    ("transaction.completed", "deposit"): [("destination", "deposit_confirmation")],
+    ("transaction.completed", "transfer"): [
+        ("source", "transfer_sent"),
+        ("destination", "transfer_received"),
+    ],
+    ("transaction.completed", "payment"): [
+        ("source", "payment_sent"),
+        ("destination", "payment_received"),
+    ],
+}
+
+SUBJECTS = {
+    "welcome": "Welcome to paysys",
+    "deposit_confirmation": "Your deposit of {amount} {currency} is in your wallet",
+    "transfer_sent": "You sent {amount} {currency}",
+    "transfer_received": "You received {amount} {currency}",
+    "payment_sent": "You paid {amount} {currency}",
+    "payment_received": "You were paid {amount} {currency}",
+    "transaction_failed": "Your {type} of {amount} {currency} did not go through",
+}
+
+
+async def add_job(
+    session: AsyncSession, envelope: EventEnvelope, user_id: str, kind: str, data: dict[str, Any]
+) -> None:
+    subject = SUBJECTS[kind].format(**data)
+    lines = [subject + ".", ""]
+    if "transaction_id" in data:
+        lines.append(f"Transaction: {data['transaction_id']}")
+    if data.get("failure_code"):
+        lines.append(f"Reason: {data['failure_code']}")
+    lines += ["", "-- paysys"]
+    await session.execute(
+        pg_insert(EmailJob)
+        .values(
+            event_id=envelope.event_id,
+            user_id=uuid.UUID(user_id),
+            kind=kind,
+            subject=subject,
+            body="\n".join(lines),
+            correlation_id=envelope.correlation_id,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def handle_event(session: AsyncSession, envelope: EventEnvelope) -> None:
+    data = envelope.data
+    if envelope.event_type == "user.registered":
+        await session.execute(
+            pg_insert(Recipient)
+            .values(
+                user_id=uuid.UUID(data["user_id"]),
+                email=data["email"],
+                full_name=data["full_name"],
+            )
+            .on_conflict_do_nothing()
+        )
+        await add_job(session, envelope, data["user_id"], "welcome", data)
+        return
+    if envelope.event_type == "transaction.failed":
+        initiator = data.get("source_user_id") or data.get("destination_user_id")
+        if initiator:
+            await add_job(session, envelope, initiator, "transaction_failed", data)
+        return
+    for side, kind in TRANSACTION_KINDS.get((envelope.event_type, data.get("type", "")), []):
+        user_id = data.get(f"{side}_user_id")
+        if user_id:
+            await add_job(session, envelope, user_id, kind, data)
+
+
+async def recipient(session: AsyncSession, user_id: uuid.UUID) -> Recipient | None:
+    return (
+        await session.execute(select(Recipient).where(Recipient.user_id == user_id))
+    ).scalar_one_or_none()

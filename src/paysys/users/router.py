@@ -1,0 +1,112 @@
+"""HTTP routes of the users service: parse, call the service, shape the response."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from paysys.kit.auth import CurrentUserId, require_internal
+from paysys.kit.deps import PROBLEM, RuntimeDep
+from paysys.kit.http import SESSION_ID_HEADER
+from paysys.kit.metrics import LOGINS
+from paysys.kit.mongo import audit
+from paysys.kit.runtime import Runtime
+from paysys.users import repository, service
+from paysys.users.exceptions import InvalidCredentials, UserNotFound
+from paysys.users.schemas import LoginIn, RefreshIn, RegisterIn, TokensOut, UserOut
+from paysys.users.sessions import SessionStore
+from paysys.users.settings import UsersSettings
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+def get_sessions(request: Request) -> SessionStore:
+    sessions: SessionStore = request.app.state.sessions
+    return sessions
+
+
+RT = RuntimeDep
+Sessions = Annotated[SessionStore, Depends(get_sessions)]
+
+
+def _settings(rt: Runtime) -> UsersSettings:
+    assert isinstance(rt.settings, UsersSettings)
+    return rt.settings
+
+
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=UserOut,
+    responses=PROBLEM,
+    summary="Register a new user",
+)
+async def register(body: RegisterIn, rt: RT) -> UserOut:
+    async with rt.db.uow() as session:
+        user = await service.register(session, rt.outbox_or_fail, body)
+    await audit(rt.mongo, "user.registered", str(user.id), {"account_type": user.account_type})
+    return UserOut.model_validate(user)
+
+
+@router.post("/login", response_model=TokensOut, responses=PROBLEM, summary="Log in")
+async def login(body: LoginIn, rt: RT, sessions: Sessions) -> TokensOut:
+    try:
+        async with rt.db.uow() as session:
+            user = await service.authenticate(session, body.email, body.password)
+    except InvalidCredentials:
+        LOGINS.labels("failure").inc()
+        await audit(rt.mongo, "user.login_failed", None, {"email": body.email.lower()})
+        raise
+    tokens = await service.start_session(_settings(rt), sessions, user)
+    LOGINS.labels("success").inc()
+    await audit(rt.mongo, "user.login_succeeded", str(user.id))
+    return tokens
+
+
+@router.post(
+    "/refresh",
+    response_model=TokensOut,
+    responses=PROBLEM,
+    summary="Exchange a refresh token for a new token pair",
+)
+async def refresh(body: RefreshIn, rt: RT, sessions: Sessions) -> TokensOut:
+    async with rt.db.uow() as session:
+        return await service.refresh(session, _settings(rt), sessions, body.refresh_token)
+
+
+@router.post("/logout", status_code=204, responses=PROBLEM, summary="Log out")
+async def logout(request: Request, user_id: CurrentUserId, rt: RT, sessions: Sessions) -> Response:
+    sid = request.headers.get(SESSION_ID_HEADER)
+    if sid:
+        await sessions.revoke(sid)
+    await audit(rt.mongo, "user.logout", str(user_id), {"session_id": sid})
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=UserOut, responses=PROBLEM, summary="The current user")
+async def me(user_id: CurrentUserId, rt: RT) -> UserOut:
+    async with rt.db.uow() as session:
+        user = await repository.by_id(session, user_id)
+    if user is None:
+        raise UserNotFound("No such user.")
+    return UserOut.model_validate(user)
+
+
+internal = APIRouter(prefix="/internal/users", include_in_schema=False)
+
+
+@internal.get("/{user_id}", dependencies=[Depends(require_internal)])
+async def get_user(user_id: str, rt: RT) -> JSONResponse:
+    import uuid
+
+    try:
+        uid = uuid.UUID(user_id)
+    except ValueError:
+        raise UserNotFound("No such user.") from None
+    async with rt.db.uow() as session:
+        user = await repository.by_id(session, uid)
+    if user is None:
+        raise UserNotFound("No such user.")
+    return JSONResponse(UserOut.model_validate(user).model_dump(mode="json"))

@@ -1,0 +1,50 @@
+"""Request and response models of the users service."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+Password = Annotated[str, Field(min_length=8, max_length=128)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class RegisterIn(Strict):
+    email: EmailStr = Field(max_length=320)
+    password: Password
+    full_name: FullName
+    account_type: Literal["personal", "merchant"] = "personal"
+
+
+class LoginIn(Strict):
+    email: Annotated[str, Field(min_length=1, max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class RefreshIn(Strict):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    full_name: str
+    account_type: Literal["personal", "merchant"]
+    created_at: datetime
+
+
+class TokensOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    user: UserOut

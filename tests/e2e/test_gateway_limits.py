@@ -1,0 +1,82 @@
+"""Rate limits and upstream failures at the gateway, on a second gateway instance with
+low limits (sharing Redis with the first: limits are shared by every instance)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from paysys.cli import spawn_service, stop_processes, wait_ready
+from tests.conftest import Stack, unique_email
+
+PORT = 18090
+
+
+@pytest.fixture(scope="module")
+def strict_gateway(stack: Stack) -> Iterator[str]:
+    env = dict(stack.infra.env)
+    env.update(
+        PAYSYS_GATEWAY_PORT=str(PORT),
+        PAYSYS_RATE_LIMIT_LOGIN="5",
+        PAYSYS_RATE_LIMIT_REGISTER="5",
+        PAYSYS_USERS_PORT="18001",
+        PAYSYS_WALLETS_PORT="18999",  # nothing listens there: wallets is "down"
+    )
+    proc: subprocess.Popen[bytes] = spawn_service("gateway", env, stack.log_dir / "strict")
+    url = f"http://127.0.0.1:{PORT}"
+    try:
+        wait_ready({"gateway": url}, 60, {"gateway": proc})
+        yield url
+    finally:
+        stop_processes({"gateway": proc})
+
+
+def fresh_ip() -> str:
+    # A loopback address no earlier run used within the window (Redis keeps windows).
+    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(1, 254)}"
+
+
+def client_from(url: str, ip: str) -> httpx.AsyncClient:
+    # Loopback has all of 127.0.0.0/8: binding the source address is a real other client.
+    return httpx.AsyncClient(
+        base_url=url, transport=httpx.AsyncHTTPTransport(local_address=ip), timeout=30
+    )
+
+
+async def test_login_over_the_limit_from_one_ip_is_429_and_other_ips_are_unaffected(
+    strict_gateway: str,
+) -> None:
+    body = {"email": unique_email("rl"), "password": "whatever-whatever"}
+    async with client_from(strict_gateway, fresh_ip()) as a, client_from(
+        strict_gateway, fresh_ip()
+    ) as b:
+        for _ in range(5):
+            assert (await a.post("/users/login", json=body)).status_code == 401
+        limited = await a.post("/users/login", json=body)
+        assert limited.status_code == 429
+        assert limited.headers["content-type"].startswith("application/problem+json")
+        assert limited.json()["code"] == "RATE_LIMITED"
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert (await b.post("/users/login", json=body)).status_code == 401
+
+
+async def test_a_service_that_is_down_gives_503_service_unavailable(
+    strict_gateway: str, stack: Stack
+) -> None:
+    async with client_from(strict_gateway, fresh_ip()) as c:
+        email = unique_email("down")
+        reg = await c.post(
+            "/users/register", json={"email": email, "password": "long-enough-pw", "full_name": "D"}
+        )
+        assert reg.status_code == 201
+        tokens = (
+            await c.post("/users/login", json={"email": email, "password": "long-enough-pw"})
+        ).json()
+        resp = await c.get("/wallets", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        assert resp.status_code == 503
+        assert resp.json()["code"] == "SERVICE_UNAVAILABLE"
+        assert "18999" not in resp.text

@@ -1,0 +1,303 @@
+"""Registration, login, tokens and sessions, through the gateway against the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from email import message_from_bytes
+from pathlib import Path
+
+import httpx
+import jwt
+from aiokafka import AIOKafkaConsumer
+
+from paysys.kit.mongo import make_mongo
+from paysys.kit.settings import DEV_JWT_SECRET
+from tests.conftest import Stack, eventually, unique_email
+
+PASSWORD = "correct horse battery"
+
+
+async def register(api: httpx.AsyncClient, email: str | None = None, **extra: str) -> dict:  # type: ignore[type-arg]
+    body = {"email": email or unique_email(), "password": PASSWORD, "full_name": "Ada Lovelace"}
+    body.update(extra)
+    resp = await api.post("/users/register", json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+async def login(api: httpx.AsyncClient, email: str) -> dict:  # type: ignore[type-arg]
+    resp = await api.post("/users/login", json={"email": email, "password": PASSWORD})
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def assert_problem(resp: httpx.Response, status: int, code: str) -> dict:  # type: ignore[type-arg]
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    body = resp.json()
+    assert body["code"] == code
+    assert {"type", "title", "status", "detail"} <= set(body)
+    assert "Traceback" not in resp.text
+    return body  # type: ignore[no-any-return]
+
+
+def mails_to(mail_dir: Path, address: str) -> list[object]:
+    found = []
+    for path in mail_dir.glob("*.eml"):
+        msg = message_from_bytes(path.read_bytes())
+        if msg["To"] == address:
+            found.append(msg)
+    return found
+
+
+async def kafka_event(stack: Stack, topic: str, key: str, timeout: float = 30) -> dict:  # type: ignore[type-arg]
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=stack.infra.kafka,
+        group_id=f"test-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    if r.key == key.encode():
+                        return json.loads(r.value)  # type: ignore[no-any-return]
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no {topic} event with key {key}")
+
+
+async def test_register_publishes_event_sends_welcome_email_and_records_notification(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    email = unique_email("welcome")
+    resp = await api.post(
+        "/users/register",
+        json={"email": email, "password": PASSWORD, "full_name": "Grace Hopper"},
+        headers={"X-Request-ID": "trace-register-1"},
+    )
+    assert resp.status_code == 201
+    assert resp.headers["x-request-id"] == "trace-register-1"
+    user = resp.json()
+    assert set(user) == {"id", "email", "full_name", "account_type", "created_at"}
+    assert user["account_type"] == "personal"
+
+    event = await kafka_event(stack, "user.registered", user["id"])
+    assert event["event_type"] == "user.registered"
+    assert event["producer"] == "users"
+    assert event["correlation_id"] == "trace-register-1"
+    assert event["data"] == {
+        "user_id": user["id"],
+        "email": email,
+        "full_name": "Grace Hopper",
+        "account_type": "personal",
+    }
+
+    async def welcome() -> list[object]:
+        return mails_to(stack.infra.mail_dir, email)
+
+    [mail] = await eventually(welcome, timeout=60)
+    assert "Welcome" in mail["Subject"]  # type: ignore[index]
+
+    client, db = make_mongo(stack.infra.mongodb_url, stack.infra.db_name)
+    try:
+        async def notified() -> dict | None:  # type: ignore[type-arg]
+            return await db.notifications.find_one({"user_id": user["id"], "kind": "welcome"})
+
+        doc = await eventually(notified, timeout=30)
+        assert doc["status"] == "sent"
+        assert doc["email"] == email
+        assert doc["event_id"] == event["event_id"]
+        audit = await db.audit_log.find_one({"action": "user.registered", "actor_user_id": user["id"]})
+        assert audit is not None
+        assert audit["correlation_id"] == "trace-register-1"
+    finally:
+        await client.close()
+
+
+async def test_duplicate_email_in_any_letter_case_is_409(api: httpx.AsyncClient) -> None:
+    email = unique_email("dup")
+    await register(api, email)
+    for variant in (email, email.upper(), email.capitalize()):
+        resp = await api.post(
+            "/users/register",
+            json={"email": variant, "password": PASSWORD, "full_name": "Twin"},
+        )
+        assert_problem(resp, 409, "EMAIL_TAKEN")
+
+
+async def test_concurrent_registrations_of_one_email_give_exactly_one_201(
+    api: httpx.AsyncClient,
+) -> None:
+    email = unique_email("race")
+    body = {"email": email, "password": PASSWORD, "full_name": "Racer"}
+    results = await asyncio.gather(*(api.post("/users/register", json=body) for _ in range(8)))
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201] + [409] * 7
+
+
+async def test_bad_registration_inputs_are_422_problems_and_create_nothing(
+    api: httpx.AsyncClient,
+) -> None:
+    email = unique_email("bad")
+    good = {"email": email, "password": PASSWORD, "full_name": "Valid Name"}
+    cases = [
+        {**good, "email": "not-an-email"},
+        {**good, "password": "short"},
+        {**good, "password": "x" * 129},
+        {**good, "full_name": ""},
+        {k: v for k, v in good.items() if k != "password"},
+        {**good, "is_admin": True},
+        {**good, "password": 12345678},
+        {**good, "account_type": "admin"},
+        {**good, "full_name": "x" * 1_000_000},
+    ]
+    for body in cases:
+        resp = await api.post("/users/register", json=body)
+        problem = assert_problem(resp, 422, "VALIDATION_ERROR")
+        assert problem["errors"] and all({"loc", "msg"} <= set(e) for e in problem["errors"])
+        assert PASSWORD not in resp.text
+    resp = await api.post(
+        "/users/register", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert_problem(resp, 422, "VALIDATION_ERROR")
+    resp = await api.post("/users/register", content=b"x" * (2 * 1024 * 1024))
+    assert_problem(resp, 413, "PAYLOAD_TOO_LARGE")
+    # none of them created the account
+    login_resp = await api.post("/users/login", json={"email": email, "password": PASSWORD})
+    assert login_resp.status_code == 401
+
+
+async def test_login_issues_tokens_with_the_contract_claims(api: httpx.AsyncClient) -> None:
+    user = await register(api)
+    tokens = await login(api, user["email"].upper())
+    assert tokens["token_type"] == "bearer"
+    assert tokens["expires_in"] > 0
+    assert tokens["user"] == user
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    assert {"sub", "sid", "exp", "iat", "jti", "iss", "aud"} <= set(claims)
+    assert claims["sub"] == user["id"]
+    me = await api.get("/users/me", headers=bearer(tokens["access_token"]))
+    assert me.status_code == 200
+    assert me.json() == user
+
+
+async def test_wrong_password_and_unknown_email_get_the_same_401(api: httpx.AsyncClient) -> None:
+    user = await register(api)
+    wrong = await api.post("/users/login", json={"email": user["email"], "password": "nope-nope"})
+    unknown = await api.post(
+        "/users/login", json={"email": unique_email("ghost"), "password": "nope-nope"}
+    )
+    a = assert_problem(wrong, 401, "INVALID_CREDENTIALS")
+    b = assert_problem(unknown, 401, "INVALID_CREDENTIALS")
+    assert a == b
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _b64(obj: dict) -> str:  # type: ignore[type-arg]
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+async def test_tampered_expired_none_and_wrong_audience_tokens_are_401(
+    api: httpx.AsyncClient,
+) -> None:
+    user = await register(api)
+    tokens = await login(api, user["email"])
+    good = tokens["access_token"]
+    claims = jwt.decode(good, options={"verify_signature": False})
+    header, payload, sig = good.split(".")
+    other = {**claims, "sub": str(uuid.uuid4())}
+    now = int(time.time())
+    bad_tokens = {
+        "tampered": f"{header}.{_b64(other)}.{sig}",
+        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.",
+        "expired": jwt.encode({**claims, "exp": now - 10, "iat": now - 100}, DEV_JWT_SECRET),
+        "wrong audience": jwt.encode({**claims, "aud": "someone-else"}, DEV_JWT_SECRET),
+        "wrong key": jwt.encode(claims, "another-secret-another-secret-another"),
+        "garbage": "not.a.jwt",
+    }
+    for name, token in bad_tokens.items():
+        resp = await api.get("/users/me", headers=bearer(token))
+        assert resp.status_code == 401, name
+        assert resp.json()["code"] == "UNAUTHORIZED", name
+    assert (await api.get("/users/me")).status_code == 401
+    assert (await api.get("/users/me", headers=bearer(good))).status_code == 200
+
+
+async def test_logout_refuses_the_old_access_token_at_once(api: httpx.AsyncClient) -> None:
+    user = await register(api)
+    tokens = await login(api, user["email"])
+    assert (await api.post("/users/logout", headers=bearer(tokens["access_token"]))).status_code == 204
+    resp = await api.get("/users/me", headers=bearer(tokens["access_token"]))
+    assert_problem(resp, 401, "UNAUTHORIZED")
+    resp = await api.post("/users/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert resp.status_code == 401
+
+
+async def test_refresh_rotates_and_reuse_of_a_spent_token_revokes_the_session(
+    api: httpx.AsyncClient,
+) -> None:
+    user = await register(api)
+    first = await login(api, user["email"])
+    resp = await api.post("/users/refresh", json={"refresh_token": first["refresh_token"]})
+    assert resp.status_code == 200
+    second = resp.json()
+    assert second["refresh_token"] != first["refresh_token"]
+    assert (await api.get("/users/me", headers=bearer(second["access_token"]))).status_code == 200
+    # replaying the spent token: refused, and the whole session dies
+    replay = await api.post("/users/refresh", json={"refresh_token": first["refresh_token"]})
+    assert_problem(replay, 401, "UNAUTHORIZED")
+    assert (await api.get("/users/me", headers=bearer(second["access_token"]))).status_code == 401
+    again = await api.post("/users/refresh", json={"refresh_token": second["refresh_token"]})
+    assert again.status_code == 401
+
+
+async def test_internal_and_unknown_paths_are_not_routable(api: httpx.AsyncClient) -> None:
+    user = await register(api)
+    tokens = await login(api, user["email"])
+    wid = str(uuid.uuid4())
+    for method, path in [
+        ("POST", f"/wallets/{wid}/add-funds"),
+        ("POST", f"/wallets/{wid}/deduct-funds"),
+        ("GET", f"/internal/users/{user['id']}"),
+        ("GET", "/no/such/path"),
+    ]:
+        resp = await api.request(
+            method, path, json={"amount": "1.00", "transaction_id": wid},
+            headers=bearer(tokens["access_token"]),
+        )
+        assert_problem(resp, 404, "NOT_FOUND")
+
+
+async def test_client_cannot_forge_the_user_id_header(api: httpx.AsyncClient) -> None:
+    victim = await register(api)
+    attacker = await register(api)
+    tokens = await login(api, attacker["email"])
+    resp = await api.get(
+        "/users/me",
+        headers={**bearer(tokens["access_token"]), "X-User-Id": victim["id"],
+                 "X-Internal-Token": "guess"},
+    )
+    assert resp.json()["id"] == attacker["id"]
+    resp = await api.get("/users/me", headers={"X-User-Id": victim["id"]})
+    assert resp.status_code == 401
+
+
+async def test_gateway_serves_one_openapi_document_for_the_public_api(
+    api: httpx.AsyncClient,
+) -> None:
+    doc = (await api.get("/openapi.json")).json()
+    assert "/users/register" in doc["paths"]
+    assert "/users/login" in doc["paths"]
+    assert not any("add-funds" in p or "internal" in p for p in doc["paths"])
+    assert (await api.get("/docs")).status_code == 200
