@@ -22,6 +22,16 @@ class MaildirHandler:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.fail_flag = folder / ".fail"  # present: answer 451, to test retries
+        # one address per line: refused (451) at RCPT, to test per-message failures
+        self.fail_rcpt = folder / ".fail-rcpt"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.fail_rcpt.exists() and address in self.fail_rcpt.read_text().split():
+            return "451 4.2.0 mailbox temporarily unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.fail_flag.exists():

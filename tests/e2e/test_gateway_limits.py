@@ -51,9 +51,10 @@ async def test_login_over_the_limit_from_one_ip_is_429_and_other_ips_are_unaffec
     strict_gateway: str,
 ) -> None:
     body = {"email": unique_email("rl"), "password": "whatever-whatever"}
-    async with client_from(strict_gateway, fresh_ip()) as a, client_from(
-        strict_gateway, fresh_ip()
-    ) as b:
+    async with (
+        client_from(strict_gateway, fresh_ip()) as a,
+        client_from(strict_gateway, fresh_ip()) as b,
+    ):
         for _ in range(5):
             assert (await a.post("/users/login", json=body)).status_code == 401
         limited = await a.post("/users/login", json=body)
@@ -76,7 +77,9 @@ async def test_a_service_that_is_down_gives_503_service_unavailable(
         tokens = (
             await c.post("/users/login", json={"email": email, "password": "long-enough-pw"})
         ).json()
-        resp = await c.get("/wallets", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        resp = await c.get(
+            "/wallets", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
         assert resp.status_code == 503
         assert resp.json()["code"] == "SERVICE_UNAVAILABLE"
         assert "18999" not in resp.text

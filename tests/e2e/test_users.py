@@ -108,6 +108,7 @@ async def test_register_publishes_event_sends_welcome_email_and_records_notifica
 
     client, db = make_mongo(stack.infra.mongodb_url, stack.infra.db_name)
     try:
+
         async def notified() -> dict | None:  # type: ignore[type-arg]
             return await db.notifications.find_one({"user_id": user["id"], "kind": "welcome"})
 
@@ -115,7 +116,9 @@ async def test_register_publishes_event_sends_welcome_email_and_records_notifica
         assert doc["status"] == "sent"
         assert doc["email"] == email
         assert doc["event_id"] == event["event_id"]
-        audit = await db.audit_log.find_one({"action": "user.registered", "actor_user_id": user["id"]})
+        audit = await db.audit_log.find_one(
+            {"action": "user.registered", "actor_user_id": user["id"]}
+        )
         assert audit is not None
         assert audit["correlation_id"] == "trace-register-1"
     finally:
@@ -215,7 +218,7 @@ async def test_tampered_expired_none_and_wrong_audience_tokens_are_401(
     tokens = await login(api, user["email"])
     good = tokens["access_token"]
     claims = jwt.decode(good, options={"verify_signature": False})
-    header, payload, sig = good.split(".")
+    header, _payload, sig = good.split(".")
     other = {**claims, "sub": str(uuid.uuid4())}
     now = int(time.time())
     bad_tokens = {
@@ -237,7 +240,9 @@ async def test_tampered_expired_none_and_wrong_audience_tokens_are_401(
 async def test_logout_refuses_the_old_access_token_at_once(api: httpx.AsyncClient) -> None:
     user = await register(api)
     tokens = await login(api, user["email"])
-    assert (await api.post("/users/logout", headers=bearer(tokens["access_token"]))).status_code == 204
+    assert (
+        await api.post("/users/logout", headers=bearer(tokens["access_token"]))
+    ).status_code == 204
     resp = await api.get("/users/me", headers=bearer(tokens["access_token"]))
     assert_problem(resp, 401, "UNAUTHORIZED")
     resp = await api.post("/users/refresh", json={"refresh_token": tokens["refresh_token"]})
@@ -273,7 +278,9 @@ async def test_internal_and_unknown_paths_are_not_routable(api: httpx.AsyncClien
         ("GET", "/no/such/path"),
     ]:
         resp = await api.request(
-            method, path, json={"amount": "1.00", "transaction_id": wid},
+            method,
+            path,
+            json={"amount": "1.00", "transaction_id": wid},
             headers=bearer(tokens["access_token"]),
         )
         assert_problem(resp, 404, "NOT_FOUND")
@@ -285,8 +292,11 @@ async def test_client_cannot_forge_the_user_id_header(api: httpx.AsyncClient) ->
     tokens = await login(api, attacker["email"])
     resp = await api.get(
         "/users/me",
-        headers={**bearer(tokens["access_token"]), "X-User-Id": victim["id"],
-                 "X-Internal-Token": "guess"},
+        headers={
+            **bearer(tokens["access_token"]),
+            "X-User-Id": victim["id"],
+            "X-Internal-Token": "guess",
+        },
     )
     assert resp.json()["id"] == attacker["id"]
     resp = await api.get("/users/me", headers={"X-User-Id": victim["id"]})
