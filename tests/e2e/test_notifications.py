@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from paysys.kit.mongo import make_mongo
 from tests.conftest import Stack, eventually, unique_email
-from tests.e2e.test_users import kafka_event, mails_to, register
+from tests.e2e.helpers import kafka_event, mails_to, register
 
 
 async def test_redelivered_event_sends_no_second_email(

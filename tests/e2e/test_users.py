@@ -7,71 +7,22 @@ import base64
 import json
 import time
 import uuid
-from email import message_from_bytes
-from pathlib import Path
 
 import httpx
 import jwt
-from aiokafka import AIOKafkaConsumer
 
 from paysys.kit.mongo import make_mongo
 from paysys.kit.settings import DEV_JWT_SECRET
 from tests.conftest import Stack, eventually, unique_email
-
-PASSWORD = "correct horse battery"
-
-
-async def register(api: httpx.AsyncClient, email: str | None = None, **extra: str) -> dict:  # type: ignore[type-arg]
-    body = {"email": email or unique_email(), "password": PASSWORD, "full_name": "Ada Lovelace"}
-    body.update(extra)
-    resp = await api.post("/users/register", json=body)
-    assert resp.status_code == 201, resp.text
-    return resp.json()  # type: ignore[no-any-return]
-
-
-async def login(api: httpx.AsyncClient, email: str) -> dict:  # type: ignore[type-arg]
-    resp = await api.post("/users/login", json={"email": email, "password": PASSWORD})
-    assert resp.status_code == 200, resp.text
-    return resp.json()  # type: ignore[no-any-return]
-
-
-def assert_problem(resp: httpx.Response, status: int, code: str) -> dict:  # type: ignore[type-arg]
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/problem+json")
-    body = resp.json()
-    assert body["code"] == code
-    assert {"type", "title", "status", "detail"} <= set(body)
-    assert "Traceback" not in resp.text
-    return body  # type: ignore[no-any-return]
-
-
-def mails_to(mail_dir: Path, address: str) -> list[object]:
-    found = []
-    for path in mail_dir.glob("*.eml"):
-        msg = message_from_bytes(path.read_bytes())
-        if msg["To"] == address:
-            found.append(msg)
-    return found
-
-
-async def kafka_event(stack: Stack, topic: str, key: str, timeout: float = 30) -> dict:  # type: ignore[type-arg]
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=stack.infra.kafka,
-        group_id=f"test-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for r in records:
-                    if r.key == key.encode():
-                        return json.loads(r.value)  # type: ignore[no-any-return]
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"no {topic} event with key {key}")
+from tests.e2e.helpers import (
+    PASSWORD,
+    assert_problem,
+    bearer,
+    kafka_event,
+    login,
+    mails_to,
+    register,
+)
 
 
 async def test_register_publishes_event_sends_welcome_email_and_records_notification(
@@ -201,10 +152,6 @@ async def test_wrong_password_and_unknown_email_get_the_same_401(api: httpx.Asyn
     a = assert_problem(wrong, 401, "INVALID_CREDENTIALS")
     b = assert_problem(unknown, 401, "INVALID_CREDENTIALS")
     assert a == b
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _b64(obj: dict) -> str:  # type: ignore[type-arg]

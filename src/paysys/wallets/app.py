@@ -8,6 +8,8 @@ from paysys.kit.app import build_app
 from paysys.kit.runtime import Runtime
 from paysys.kit.settings import KitSettings
 from paysys.wallets import models
+from paysys.wallets.cache import WalletCache
+from paysys.wallets.router import internal, router
 
 
 def create_app(settings: KitSettings | None = None) -> FastAPI:
@@ -15,4 +17,12 @@ def create_app(settings: KitSettings | None = None) -> FastAPI:
     rt = Runtime(
         "wallets", settings, schema="wallets", outbox=models.outbox, redis=True, mongo=True
     )
-    return build_app("wallets", settings, rt.lifespan())
+
+    async def on_start(app: FastAPI) -> None:
+        app.state.cache = WalletCache(rt.redis)
+
+    app = build_app("wallets", settings, rt.lifespan(on_start))
+    # internal first: /wallets/{id}/add-funds must not be shadowed by a public route
+    app.include_router(internal)
+    app.include_router(router)
+    return app

@@ -1,0 +1,58 @@
+"""Redis cache of wallet reads. Every change writes the new state through (after the
+commit); a reader that fills the cache from an older read loses, because the cache only
+accepts a higher version. Redis down: reads and changes go on, uncached."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = structlog.get_logger()
+
+_SET_IF_NEWER = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = cjson.decode(cur)['version']
+  if v and tonumber(v) >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 1
+"""
+
+
+class WalletCache:
+    def __init__(self, redis: Redis, ttl_seconds: int = 300) -> None:
+        self.redis = redis
+        self.ttl = ttl_seconds
+        self._set = redis.register_script(_SET_IF_NEWER)
+
+    @staticmethod
+    def key(wallet_id: uuid.UUID) -> str:
+        return f"wallet:{wallet_id}"
+
+    async def get(self, wallet_id: uuid.UUID) -> dict[str, Any] | None:
+        try:
+            raw = await self.redis.get(self.key(wallet_id))
+        except RedisError:
+            return None
+        return json.loads(raw) if raw else None
+
+    async def put(self, state: dict[str, Any]) -> None:
+        try:
+            await self._set(
+                keys=[self.key(uuid.UUID(state["id"]))],
+                args=[json.dumps(state), state["version"], self.ttl],
+            )
+        except RedisError:
+            log.warning("wallet_cache_unavailable")
+
+    async def invalidate(self, wallet_id: uuid.UUID) -> None:
+        try:
+            await self.redis.delete(self.key(wallet_id))
+        except RedisError:
+            log.warning("wallet_cache_unavailable")

@@ -1,0 +1,25 @@
+"""Domain errors of the wallets service."""
+
+from __future__ import annotations
+
+from paysys.kit.errors import AppError
+
+
+class WalletNotFound(AppError):
+    status = 404
+    code = "WALLET_NOT_FOUND"
+
+
+class WalletExists(AppError):
+    status = 409
+    code = "WALLET_EXISTS"
+
+
+class WalletInactive(AppError):
+    status = 400
+    code = "WALLET_INACTIVE"
+
+
+class InsufficientFunds(AppError):
+    status = 400
+    code = "INSUFFICIENT_FUNDS"

@@ -1,0 +1,72 @@
+"""Queries of the wallets service: flush, never commit. Balance changes are single
+conditional UPDATEs, never read-modify-write in Python."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paysys.wallets.models import LedgerEntry, Wallet
+
+
+async def get(session: AsyncSession, wallet_id: uuid.UUID) -> Wallet | None:
+    return await session.get(Wallet, wallet_id, populate_existing=True)
+
+
+async def list_for(session: AsyncSession, user_id: uuid.UUID) -> list[Wallet]:
+    rows = await session.execute(
+        select(Wallet).where(Wallet.user_id == user_id).order_by(Wallet.created_at.desc())
+    )
+    return list(rows.scalars())
+
+
+async def entry(
+    session: AsyncSession, transaction_id: uuid.UUID, operation: str
+) -> LedgerEntry | None:
+    return (
+        await session.execute(
+            select(LedgerEntry).where(
+                LedgerEntry.transaction_id == transaction_id, LedgerEntry.operation == operation
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def apply_change(
+    session: AsyncSession, wallet_id: uuid.UUID, delta: int, *, require_active: bool
+) -> Wallet | None:
+    """balance += delta in one statement; None when the wallet is missing, inactive
+    (if required) or the result would be negative."""
+    conditions = [Wallet.id == wallet_id]
+    if require_active:
+        conditions.append(Wallet.status == "ACTIVE")
+    if delta < 0:
+        conditions.append(Wallet.balance >= -delta)
+    row = (
+        await session.execute(
+            update(Wallet)
+            .where(*conditions)
+            .values(
+                balance=Wallet.balance + delta,
+                version=Wallet.version + 1,
+                updated_at=func.now(),
+            )
+            .returning(Wallet)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    return row
+
+
+async def set_status(session: AsyncSession, wallet_id: uuid.UUID, status: str) -> Wallet | None:
+    return (
+        await session.execute(
+            update(Wallet)
+            .where(Wallet.id == wallet_id)
+            .values(status=status, version=Wallet.version + 1, updated_at=func.now())
+            .returning(Wallet)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+    ).scalar_one_or_none()

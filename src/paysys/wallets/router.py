@@ -1,0 +1,155 @@
+"""HTTP routes of the wallets service: parse, call the service, shape the response."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.exc import IntegrityError
+
+from paysys.kit.auth import CurrentUserId, require_internal
+from paysys.kit.deps import PROBLEM, RuntimeDep
+from paysys.kit.mongo import audit
+from paysys.wallets import repository, service
+from paysys.wallets.cache import WalletCache
+from paysys.wallets.exceptions import WalletNotFound
+from paysys.wallets.models import Wallet
+from paysys.wallets.schemas import (
+    CreateWalletIn,
+    FundsIn,
+    FundsOut,
+    RefundIn,
+    WalletList,
+    WalletOut,
+)
+
+
+def get_cache(request: Request) -> WalletCache:
+    cache: WalletCache = request.app.state.cache
+    return cache
+
+
+Cache = Annotated[WalletCache, Depends(get_cache)]
+
+router = APIRouter(prefix="/wallets", tags=["wallets"])
+
+
+def parse_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise WalletNotFound("No such wallet.") from None
+
+
+@router.post("/create", status_code=201, response_model=WalletOut, responses=PROBLEM)
+async def create_wallet(
+    user_id: CurrentUserId, rt: RuntimeDep, cache: Cache, body: CreateWalletIn | None = None
+) -> WalletOut:
+    currency = body.currency if body else "USD"
+    async with rt.db.uow() as session:
+        wallet = await service.create(session, rt.outbox_or_fail, user_id, currency)
+    state = service.to_state(wallet)
+    await cache.put(state)
+    await audit(rt.mongo, "wallet.created", str(user_id), {"wallet_id": state["id"]})
+    return service.to_out(state)
+
+
+@router.get("", response_model=WalletList, responses=PROBLEM)
+async def list_wallets(user_id: CurrentUserId, rt: RuntimeDep) -> WalletList:
+    async with rt.db.uow() as session:
+        wallets = await repository.list_for(session, user_id)
+    return WalletList(items=[service.to_out(service.to_state(w)) for w in wallets])
+
+
+@router.get("/{wallet_id}", response_model=WalletOut, responses=PROBLEM)
+async def get_wallet(
+    wallet_id: str, user_id: CurrentUserId, rt: RuntimeDep, cache: Cache
+) -> WalletOut:
+    wid = parse_id(wallet_id)
+    state = await cache.get(wid)
+    if state is None:
+        async with rt.db.uow() as session:
+            wallet = await service.owned(session, wid, user_id)
+        state = service.to_state(wallet)
+        await cache.put(state)
+    if state["user_id"] != str(user_id):
+        raise WalletNotFound("No such wallet.")
+    return service.to_out(state)
+
+
+async def _set_status(
+    wallet_id: str, user_id: uuid.UUID, rt: RuntimeDep, cache: WalletCache, status: str
+) -> WalletOut:
+    async with rt.db.uow() as session:
+        wallet = await service.set_status(session, parse_id(wallet_id), user_id, status)
+    state = service.to_state(wallet)
+    await cache.put(state)
+    action = "wallet.deactivated" if status == "INACTIVE" else "wallet.activated"
+    await audit(rt.mongo, action, str(user_id), {"wallet_id": state["id"]})
+    return service.to_out(state)
+
+
+@router.post("/{wallet_id}/deactivate", response_model=WalletOut, responses=PROBLEM)
+async def deactivate(
+    wallet_id: str, user_id: CurrentUserId, rt: RuntimeDep, cache: Cache
+) -> WalletOut:
+    return await _set_status(wallet_id, user_id, rt, cache, "INACTIVE")
+
+
+@router.post("/{wallet_id}/activate", response_model=WalletOut, responses=PROBLEM)
+async def activate(
+    wallet_id: str, user_id: CurrentUserId, rt: RuntimeDep, cache: Cache
+) -> WalletOut:
+    return await _set_status(wallet_id, user_id, rt, cache, "ACTIVE")
+
+
+# Internal: only other paysys processes (with the internal credential) get here; the
+# gateway has no route to these paths.
+internal = APIRouter(
+    prefix="/wallets", include_in_schema=False, dependencies=[Depends(require_internal)]
+)
+
+
+async def _change(
+    rt: RuntimeDep, cache: WalletCache, wallet_id: str, body: FundsIn, operation: str
+) -> FundsOut:
+    wid = parse_id(wallet_id)
+    changed: Wallet | None
+    try:
+        async with rt.db.uow() as session:
+            result, changed = await service.change_balance(
+                session, rt.outbox_or_fail, wid, body.transaction_id, operation, body.amount
+            )
+    except IntegrityError:
+        # A concurrent twin with the same (transaction_id, operation) won; its
+        # result is the answer, and this attempt moved nothing.
+        async with rt.db.uow() as session:
+            replayed = await service.replay(session, wid, body.transaction_id, operation)
+        if replayed is None:
+            raise
+        return replayed
+    if changed is not None:
+        await cache.put(service.to_state(changed))
+    return result
+
+
+@internal.post("/{wallet_id}/add-funds", response_model=FundsOut)
+async def add_funds(wallet_id: str, body: RefundIn, rt: RuntimeDep, cache: Cache) -> FundsOut:
+    return await _change(rt, cache, wallet_id, body, body.operation)
+
+
+@internal.post("/{wallet_id}/deduct-funds", response_model=FundsOut)
+async def deduct_funds(wallet_id: str, body: FundsIn, rt: RuntimeDep, cache: Cache) -> FundsOut:
+    return await _change(rt, cache, wallet_id, body, "debit")
+
+
+@internal.get("/{wallet_id}/internal", response_model=None)
+async def internal_get(wallet_id: str, rt: RuntimeDep) -> dict[str, object]:
+    """A fresh (uncached) read of any wallet, for the transactions service."""
+    async with rt.db.uow() as session:
+        wallet = await repository.get(session, parse_id(wallet_id))
+    if wallet is None:
+        raise WalletNotFound("No such wallet.")
+    state = service.to_state(wallet)
+    return {**state, "balance_minor": wallet.balance}

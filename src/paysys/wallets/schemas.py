@@ -1,0 +1,53 @@
+"""Request and response models of the wallets service."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from paysys.kit.money import AmountStr, CurrencyCode
+
+
+class CreateWalletIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    currency: CurrencyCode = "USD"
+
+
+class WalletOut(BaseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    currency: str
+    balance: str
+    status: Literal["ACTIVE", "INACTIVE"]
+    created_at: datetime
+    updated_at: datetime
+
+
+class WalletList(BaseModel):
+    items: list[WalletOut]
+    next_cursor: str | None = None
+
+
+class FundsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: AmountStr
+    transaction_id: uuid.UUID
+
+
+class RefundIn(FundsIn):
+    # add-funds with operation "refund" is the saga's compensation: allowed even on a
+    # wallet deactivated since, so money can always go back where it came from.
+    operation: Literal["credit", "refund"] = "credit"
+
+
+class FundsOut(BaseModel):
+    wallet_id: uuid.UUID
+    user_id: uuid.UUID
+    transaction_id: uuid.UUID
+    operation: str
+    amount: str
+    currency: str
+    balance: str

@@ -1,0 +1,176 @@
+"""Business rules of the wallets service. Takes a session; never commits."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paysys.kit.errors import ValidationFailed
+from paysys.kit.money import MoneyError, format_amount, parse_amount
+from paysys.kit.outbox import Outbox
+from paysys.wallets import repository
+from paysys.wallets.exceptions import (
+    InsufficientFunds,
+    WalletExists,
+    WalletInactive,
+    WalletNotFound,
+)
+from paysys.wallets.models import LedgerEntry, Wallet
+from paysys.wallets.schemas import FundsOut, WalletOut
+
+SIGN = {"credit": 1, "refund": 1, "debit": -1}
+TOPIC = {
+    "credit": "wallet.funds_added",
+    "refund": "wallet.funds_added",
+    "debit": "wallet.funds_deducted",
+}
+
+
+def to_state(wallet: Wallet) -> dict[str, Any]:
+    """The cached form of a wallet (and the source of its public view)."""
+    return {
+        "id": str(wallet.id),
+        "user_id": str(wallet.user_id),
+        "currency": wallet.currency,
+        "balance": wallet.balance,
+        "status": wallet.status,
+        "version": wallet.version,
+        "created_at": wallet.created_at.isoformat(),
+        "updated_at": wallet.updated_at.isoformat(),
+    }
+
+
+def to_out(state: dict[str, Any]) -> WalletOut:
+    return WalletOut(
+        id=state["id"],
+        user_id=state["user_id"],
+        currency=state["currency"],
+        balance=format_amount(state["balance"], state["currency"]),
+        status=state["status"],
+        created_at=state["created_at"],
+        updated_at=state["updated_at"],
+    )
+
+
+async def create(
+    session: AsyncSession, outbox: Outbox, user_id: uuid.UUID, currency: str
+) -> Wallet:
+    wallet = Wallet(id=uuid.uuid4(), user_id=user_id, currency=currency, balance=0, version=0)
+    session.add(wallet)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise WalletExists(f"You already have a {currency} wallet.") from None
+    await session.refresh(wallet)
+    await outbox.add(
+        session,
+        "wallet.created",
+        str(wallet.id),
+        {"wallet_id": str(wallet.id), "user_id": str(user_id), "currency": currency},
+    )
+    return wallet
+
+
+async def owned(session: AsyncSession, wallet_id: uuid.UUID, user_id: uuid.UUID) -> Wallet:
+    wallet = await repository.get(session, wallet_id)
+    if wallet is None or wallet.user_id != user_id:
+        # Someone else's wallet is indistinguishable from no wallet.
+        raise WalletNotFound("No such wallet.")
+    return wallet
+
+
+async def set_status(
+    session: AsyncSession, wallet_id: uuid.UUID, user_id: uuid.UUID, status: str
+) -> Wallet:
+    await owned(session, wallet_id, user_id)
+    wallet = await repository.set_status(session, wallet_id, status)
+    assert wallet is not None
+    return wallet
+
+
+def _result(entry: LedgerEntry, wallet: Wallet) -> FundsOut:
+    return FundsOut(
+        wallet_id=wallet.id,
+        user_id=wallet.user_id,
+        transaction_id=entry.transaction_id,
+        operation=entry.operation,
+        amount=format_amount(abs(entry.amount), wallet.currency),
+        currency=wallet.currency,
+        balance=format_amount(entry.balance_after, wallet.currency),
+    )
+
+
+async def replay(
+    session: AsyncSession, wallet_id: uuid.UUID, transaction_id: uuid.UUID, operation: str
+) -> FundsOut | None:
+    """The first result of an already-applied (transaction_id, operation), if any."""
+    entry = await repository.entry(session, transaction_id, operation)
+    if entry is None:
+        return None
+    wallet = await repository.get(session, entry.wallet_id)
+    assert wallet is not None
+    if entry.wallet_id != wallet_id:
+        raise ValidationFailed(
+            "This transaction_id was already used for another wallet.",
+            code="IDEMPOTENCY_KEY_REUSED",
+            status=422,
+        )
+    return _result(entry, wallet)
+
+
+async def change_balance(
+    session: AsyncSession,
+    outbox: Outbox,
+    wallet_id: uuid.UUID,
+    transaction_id: uuid.UUID,
+    operation: str,
+    amount_text: str,
+) -> tuple[FundsOut, Wallet | None]:
+    """Applies one balance change with its ledger entry and event, once per
+    (transaction_id, operation). Returns the result and the changed wallet (None when
+    this was a retry that moved nothing)."""
+    previous = await replay(session, wallet_id, transaction_id, operation)
+    if previous is not None:
+        return previous, None
+    current = await repository.get(session, wallet_id)
+    if current is None:
+        raise WalletNotFound("No such wallet.")
+    try:
+        minor = parse_amount(amount_text, current.currency)
+    except MoneyError as exc:
+        raise ValidationFailed(str(exc)) from None
+    delta = SIGN[operation] * minor
+    wallet = await repository.apply_change(
+        session, wallet_id, delta, require_active=operation != "refund"
+    )
+    if wallet is None:
+        fresh = await repository.get(session, wallet_id)
+        if fresh is not None and fresh.status != "ACTIVE" and operation != "refund":
+            raise WalletInactive("The wallet is inactive.", wallet_id=str(wallet_id))
+        raise InsufficientFunds("The wallet's balance is too low.", wallet_id=str(wallet_id))
+    entry = LedgerEntry(
+        wallet_id=wallet_id,
+        transaction_id=transaction_id,
+        operation=operation,
+        amount=delta,
+        balance_after=wallet.balance,
+    )
+    session.add(entry)
+    await session.flush()  # a concurrent twin fails here on the unique (transaction, op)
+    await outbox.add(
+        session,
+        TOPIC[operation],
+        str(wallet_id),
+        {
+            "wallet_id": str(wallet_id),
+            "user_id": str(wallet.user_id),
+            "transaction_id": str(transaction_id),
+            "amount": format_amount(minor, wallet.currency),
+            "currency": wallet.currency,
+            "balance": format_amount(wallet.balance, wallet.currency),
+        },
+    )
+    return _result(entry, wallet), wallet

@@ -1,0 +1,117 @@
+"""Helpers shared by the end-to-end tests: users, tokens, problems, Kafka, mail."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from email import message_from_bytes
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from tests.conftest import Stack, unique_email
+
+PASSWORD = "correct horse battery"
+
+
+async def register(api: httpx.AsyncClient, email: str | None = None, **extra: str) -> dict:  # type: ignore[type-arg]
+    body = {"email": email or unique_email(), "password": PASSWORD, "full_name": "Ada Lovelace"}
+    body.update(extra)
+    resp = await api.post("/users/register", json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+async def login(api: httpx.AsyncClient, email: str) -> dict:  # type: ignore[type-arg]
+    resp = await api.post("/users/login", json={"email": email, "password": PASSWORD})
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def assert_problem(resp: httpx.Response, status: int, code: str) -> dict:  # type: ignore[type-arg]
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    body = resp.json()
+    assert body["code"] == code
+    assert {"type", "title", "status", "detail"} <= set(body)
+    assert "Traceback" not in resp.text
+    return body  # type: ignore[no-any-return]
+
+
+def mails_to(mail_dir: Path, address: str) -> list[object]:
+    found = []
+    for path in mail_dir.glob("*.eml"):
+        msg = message_from_bytes(path.read_bytes())
+        if msg["To"] == address:
+            found.append(msg)
+    return found
+
+
+async def kafka_event(stack: Stack, topic: str, key: str, timeout: float = 30) -> dict:  # type: ignore[type-arg]
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=stack.infra.kafka,
+        group_id=f"test-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    if r.key == key.encode():
+                        return json.loads(r.value)  # type: ignore[no-any-return]
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no {topic} event with key {key}")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def user_with_token(
+    api: httpx.AsyncClient, account_type: str = "personal"
+) -> tuple[dict, dict[str, str]]:  # type: ignore[type-arg]
+    user = await register(api, account_type=account_type)
+    tokens = await login(api, user["email"])
+    return user, bearer(tokens["access_token"])
+
+
+async def kafka_events(
+    stack: Stack, topic: str, key: str, want: int, timeout: float = 60, linger: float = 2.0
+) -> list[dict]:  # type: ignore[type-arg]
+    """Every event on `topic` with `key`, waiting for at least `want`, then lingering
+    so that an extra (duplicate) one would be seen too."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=stack.infra.kafka,
+        group_id=f"test-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    found: list[dict] = []  # type: ignore[type-arg]
+    try:
+        deadline = time.monotonic() + timeout
+        quiet_until = None
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                found.extend(json.loads(r.value) for r in records if r.key == key.encode())
+            if len(found) >= want:
+                quiet_until = quiet_until or time.monotonic() + linger
+                if time.monotonic() > quiet_until:
+                    break
+    finally:
+        await consumer.stop()
+    return found
+
+
+def internal_client(stack: Stack, service: str = "wallets") -> httpx.AsyncClient:
+    from paysys.kit.settings import DEV_INTERNAL_TOKEN
+
+    return httpx.AsyncClient(
+        base_url=stack.url(service), headers={"X-Internal-Token": DEV_INTERNAL_TOKEN}, timeout=60
+    )

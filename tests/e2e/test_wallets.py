@@ -1,0 +1,232 @@
+"""Wallets: ownership, the ledger, idempotent and concurrent balance changes, the cache."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.conftest import Stack, stack_cmd
+from tests.e2e.helpers import (
+    assert_problem,
+    internal_client,
+    kafka_events,
+    user_with_token,
+)
+
+
+async def new_wallet(api: httpx.AsyncClient, auth: dict[str, str], currency: str = "USD") -> dict:  # type: ignore[type-arg]
+    resp = await api.post("/wallets/create", json={"currency": currency}, headers=auth)
+    assert resp.status_code == 201, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+async def fund(stack: Stack, wallet_id: str, amount: str) -> dict:  # type: ignore[type-arg]
+    async with internal_client(stack) as c:
+        resp = await c.post(
+            f"/wallets/{wallet_id}/add-funds",
+            json={"amount": amount, "transaction_id": str(uuid.uuid4())},
+        )
+        assert resp.status_code == 200, resp.text
+        return resp.json()  # type: ignore[no-any-return]
+
+
+async def ledger(stack: Stack, wallet_id: str) -> tuple[int, int, int]:
+    """(balance, sum of entries, number of entries) straight from PostgreSQL."""
+    conn = await asyncpg.connect(stack.infra.dsn)
+    try:
+        balance = await conn.fetchval(
+            "SELECT balance FROM wallets.wallets WHERE id = $1", uuid.UUID(wallet_id)
+        )
+        total, count = await conn.fetchrow(
+            "SELECT coalesce(sum(amount), 0), count(*) FROM wallets.ledger_entries "
+            "WHERE wallet_id = $1",
+            uuid.UUID(wallet_id),
+        )
+        return int(balance), int(total), int(count)
+    finally:
+        await conn.close()
+
+
+async def test_create_list_get_and_one_wallet_per_currency(api: httpx.AsyncClient) -> None:
+    user, auth = await user_with_token(api)
+    usd = await new_wallet(api, auth)
+    assert usd["balance"] == "0.00"
+    assert usd["status"] == "ACTIVE"
+    assert usd["currency"] == "USD"
+    assert usd["user_id"] == user["id"]
+    assert set(usd) == {
+        "id",
+        "user_id",
+        "currency",
+        "balance",
+        "status",
+        "created_at",
+        "updated_at",
+    }
+    again = await api.post("/wallets/create", json={"currency": "USD"}, headers=auth)
+    assert_problem(again, 409, "WALLET_EXISTS")
+    jpy = await new_wallet(api, auth, "JPY")
+    assert jpy["balance"] == "0"
+    listed = (await api.get("/wallets", headers=auth)).json()
+    assert {w["id"] for w in listed["items"]} == {usd["id"], jpy["id"]}
+    assert listed["next_cursor"] is None
+    got = await api.get(f"/wallets/{usd['id']}", headers=auth)
+    assert got.json() == usd
+    bad = await api.post("/wallets/create", json={"currency": "XXX"}, headers=auth)
+    assert_problem(bad, 422, "VALIDATION_ERROR")
+
+
+async def test_someone_elses_wallet_is_not_found(api: httpx.AsyncClient) -> None:
+    _, owner = await user_with_token(api)
+    _, other = await user_with_token(api)
+    wallet = await new_wallet(api, owner)
+    for method, path in [
+        ("GET", f"/wallets/{wallet['id']}"),
+        ("POST", f"/wallets/{wallet['id']}/deactivate"),
+        ("POST", f"/wallets/{wallet['id']}/activate"),
+        ("GET", f"/wallets/{uuid.uuid4()}"),
+        ("GET", "/wallets/not-a-uuid"),
+    ]:
+        assert_problem(await api.request(method, path, headers=other), 404, "WALLET_NOT_FOUND")
+    assert (await api.get(f"/wallets/{wallet['id']}", headers=owner)).json()["status"] == "ACTIVE"
+
+
+async def test_deactivate_and_activate(api: httpx.AsyncClient, stack: Stack) -> None:
+    _, auth = await user_with_token(api)
+    wallet = await new_wallet(api, auth)
+    off = await api.post(f"/wallets/{wallet['id']}/deactivate", headers=auth)
+    assert off.json()["status"] == "INACTIVE"
+    async with internal_client(stack) as c:
+        for op in ("add-funds", "deduct-funds"):
+            resp = await c.post(
+                f"/wallets/{wallet['id']}/{op}",
+                json={"amount": "1.00", "transaction_id": str(uuid.uuid4())},
+            )
+            assert_problem(resp, 400, "WALLET_INACTIVE")
+        # the saga's compensation still gets money back into a deactivated wallet
+        refund = await c.post(
+            f"/wallets/{wallet['id']}/add-funds",
+            json={"amount": "2.00", "transaction_id": str(uuid.uuid4()), "operation": "refund"},
+        )
+        assert refund.status_code == 200, refund.text
+    on = await api.post(f"/wallets/{wallet['id']}/activate", headers=auth)
+    assert on.json()["status"] == "ACTIVE"
+    assert on.json()["balance"] == "2.00"
+
+
+async def test_200_concurrent_deducts_never_overdraw(api: httpx.AsyncClient, stack: Stack) -> None:
+    _, auth = await user_with_token(api)
+    wallet = await new_wallet(api, auth)
+    await fund(stack, wallet["id"], "50.00")
+    async with internal_client(stack) as c:
+
+        async def deduct() -> httpx.Response:
+            return await c.post(
+                f"/wallets/{wallet['id']}/deduct-funds",
+                json={"amount": "1.00", "transaction_id": str(uuid.uuid4())},
+            )
+
+        results = await asyncio.gather(*(deduct() for _ in range(200)))
+    codes = [r.status_code for r in results]
+    assert codes.count(200) == 50
+    assert codes.count(400) == 150
+    assert all(r.json()["code"] == "INSUFFICIENT_FUNDS" for r in results if r.status_code == 400)
+    assert (await api.get(f"/wallets/{wallet['id']}", headers=auth)).json()["balance"] == "0.00"
+    balance, total, count = await ledger(stack, wallet["id"])
+    assert (balance, total, count) == (0, 0, 51)  # one credit, fifty debits
+    events = await kafka_events(stack, "wallet.funds_deducted", wallet["id"], 50)
+    assert len(events) == 50
+    assert len({e["event_id"] for e in events}) == 50
+
+
+async def test_same_transaction_and_operation_moves_money_once(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    _, auth = await user_with_token(api)
+    wallet = await new_wallet(api, auth)
+    txid = str(uuid.uuid4())
+    body = {"amount": "7.25", "transaction_id": txid}
+    async with internal_client(stack) as c:
+        sequential = [
+            (await c.post(f"/wallets/{wallet['id']}/add-funds", json=body)) for _ in range(5)
+        ]
+        concurrent = await asyncio.gather(
+            *(c.post(f"/wallets/{wallet['id']}/add-funds", json=body) for _ in range(5))
+        )
+    answers = [r.json() for r in [*sequential, *concurrent]]
+    assert all(r.status_code == 200 for r in [*sequential, *concurrent])
+    assert all(a == answers[0] for a in answers)
+    assert answers[0]["balance"] == "7.25"
+    assert await ledger(stack, wallet["id"]) == (725, 725, 1)
+    events = await kafka_events(stack, "wallet.funds_added", wallet["id"], 1)
+    assert len(events) == 1
+    assert events[0]["data"]["transaction_id"] == txid
+
+
+async def test_internal_endpoints_refuse_callers_without_the_service_credential(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    _, auth = await user_with_token(api)
+    wallet = await new_wallet(api, auth)
+    body = {"amount": "1000.00", "transaction_id": str(uuid.uuid4())}
+    async with httpx.AsyncClient(base_url=stack.url("wallets")) as raw:
+        url = f"/wallets/{wallet['id']}/add-funds"
+        assert_problem(await raw.post(url, json=body), 401, "UNAUTHORIZED")
+        assert_problem(await raw.post(url, json=body, headers=auth), 401, "UNAUTHORIZED")
+        wrong = {"X-Internal-Token": "guessed"}
+        assert_problem(await raw.post(url, json=body, headers=wrong), 403, "FORBIDDEN")
+    assert (await ledger(stack, wallet["id"]))[2] == 0
+
+
+async def test_bad_amounts_are_refused_and_move_nothing(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    _, auth = await user_with_token(api)
+    wallet = await new_wallet(api, auth)
+    async with internal_client(stack) as c:
+        for amount in ["0", "-5", "1e3", "0.001", "NaN", 5, "abc"]:
+            resp = await c.post(
+                f"/wallets/{wallet['id']}/add-funds",
+                json={"amount": amount, "transaction_id": str(uuid.uuid4())},
+            )
+            assert_problem(resp, 422, "VALIDATION_ERROR")
+    assert await ledger(stack, wallet["id"]) == (0, 0, 0)
+
+
+async def test_balance_read_after_a_change_is_fresh(api: httpx.AsyncClient, stack: Stack) -> None:
+    _, auth = await user_with_token(api)
+    wallet = await new_wallet(api, auth)
+    for i in range(1, 6):
+        assert (await api.get(f"/wallets/{wallet['id']}", headers=auth)).status_code == 200
+        await fund(stack, wallet["id"], "1.00")
+        got = (await api.get(f"/wallets/{wallet['id']}", headers=auth)).json()
+        assert got["balance"] == f"{i}.00"
+
+
+@pytest.mark.disruptive
+async def test_wallets_keep_working_uncached_while_redis_is_down(stack: Stack) -> None:
+    # The gateway needs Redis for sessions, so this talks to the wallets service the way
+    # the gateway does (internal credential + user id).
+    user_id = str(uuid.uuid4())
+    async with internal_client(stack) as c:
+        c.headers["X-User-Id"] = user_id
+        wallet = (await c.post("/wallets/create", json={"currency": "EUR"})).json()
+        stack_cmd("down", "redis")
+        try:
+            await fund(stack, wallet["id"], "3.00")
+            got = await c.get(f"/wallets/{wallet['id']}")
+            assert got.status_code == 200
+            assert got.json()["balance"] == "3.00"
+            deducted = await c.post(
+                f"/wallets/{wallet['id']}/deduct-funds",
+                json={"amount": "1.00", "transaction_id": str(uuid.uuid4())},
+            )
+            assert deducted.status_code == 200
+            assert (await c.get(f"/wallets/{wallet['id']}")).json()["balance"] == "2.00"
+        finally:
+            stack_cmd("up", "redis")
+        assert (await c.get(f"/wallets/{wallet['id']}")).json()["balance"] == "2.00"
