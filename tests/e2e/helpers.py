@@ -7,6 +7,7 @@ import time
 import uuid
 from email import message_from_bytes
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
@@ -82,10 +83,16 @@ async def user_with_token(
 
 
 async def kafka_events(
-    stack: Stack, topic: str, key: str, want: int, timeout: float = 60, linger: float = 2.0
+    stack: Stack,
+    topic: str,
+    key: str | None,
+    want: int,
+    timeout: float = 60,
+    linger: float = 2.0,
+    where: Any = None,
 ) -> list[dict]:  # type: ignore[type-arg]
-    """Every event on `topic` with `key`, waiting for at least `want`, then lingering
-    so that an extra (duplicate) one would be seen too."""
+    """Every event on `topic` with `key` (and matching `where`), waiting for at least
+    `want`, then lingering so that an extra (duplicate) one would be seen too."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=stack.infra.kafka,
@@ -99,7 +106,12 @@ async def kafka_events(
         quiet_until = None
         while time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=300)).values():
-                found.extend(json.loads(r.value) for r in records if r.key == key.encode())
+                for r in records:
+                    if key is not None and r.key != key.encode():
+                        continue
+                    value = json.loads(r.value)
+                    if where is None or where(value):
+                        found.append(value)
             if len(found) >= want:
                 quiet_until = quiet_until or time.monotonic() + linger
                 if time.monotonic() > quiet_until:

@@ -1,4 +1,4 @@
-"""Builds the payment_gateway service app."""
+"""Builds the payment-gateway service app."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ from fastapi import FastAPI
 
 from paysys.kit.app import build_app
 from paysys.kit.runtime import Runtime
-from paysys.kit.settings import KitSettings
 from paysys.payment_gateway import models
+from paysys.payment_gateway.router import router
+from paysys.payment_gateway.settings import PaymentGatewaySettings
 
 
-def create_app(settings: KitSettings | None = None) -> FastAPI:
-    settings = settings or KitSettings()
+def create_app(settings: PaymentGatewaySettings | None = None) -> FastAPI:
+    settings = settings or PaymentGatewaySettings()
     rt = Runtime("payment_gateway", settings, schema="payment_gateway", outbox=models.outbox)
-    return build_app("payment_gateway", settings, rt.lifespan())
+    app = build_app("payment_gateway", settings, rt.lifespan())
+    app.include_router(router)
+    return app

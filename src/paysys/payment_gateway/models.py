@@ -1,9 +1,13 @@
-"""Tables of the payment_gateway service (schema `payment_gateway`)."""
+"""Tables of the payment-gateway service (schema `payment_gateway`). No card number or
+CVC is ever stored: brand and last four digits only."""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, MetaData, String, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from paysys.kit.db import NAMING
 from paysys.kit.outbox import inbox_table, outbox_table
@@ -15,3 +19,25 @@ class Base(DeclarativeBase):
 
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('succeeded', 'declined', 'failed', 'voided', 'refunded')", name="status"
+        ),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    # One charge per transaction, whatever the retries: the idempotency key.
+    transaction_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    card_brand: Mapped[str | None] = mapped_column(String(20))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    status: Mapped[str] = mapped_column(String(10))
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

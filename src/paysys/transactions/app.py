@@ -1,4 +1,4 @@
-"""Builds the transactions service app."""
+"""Builds the transactions service app, with its recovery worker."""
 
 from __future__ import annotations
 
@@ -6,19 +6,39 @@ from fastapi import FastAPI
 
 from paysys.kit.app import build_app
 from paysys.kit.runtime import Runtime
-from paysys.kit.settings import KitSettings
 from paysys.transactions import models
+from paysys.transactions.clients import Clients
+from paysys.transactions.faults import Faults
+from paysys.transactions.router import internal, router
+from paysys.transactions.saga import Saga
+from paysys.transactions.settings import TransactionsSettings
+from paysys.transactions.tasks import recovery_loop
 
 
-def create_app(settings: KitSettings | None = None) -> FastAPI:
-    settings = settings or KitSettings()
+def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
+    settings = settings or TransactionsSettings()
     rt = Runtime(
         "transactions",
         settings,
         schema="transactions",
         outbox=models.outbox,
-        redis=True,
         mongo=True,
         http=True,
     )
-    return build_app("transactions", settings, rt.lifespan())
+
+    async def on_start(app: FastAPI) -> None:
+        timeout = settings.call_timeout_seconds
+        clients = Clients(
+            wallets=rt.client("wallets", timeout),
+            payments=rt.client("payment_gateway", timeout),
+            users=rt.client("users", timeout),
+            attempts=settings.step_attempts,
+        )
+        saga = Saga(rt, settings, clients, Faults(settings.enable_fault_hooks))
+        app.state.saga = saga
+        rt.tasks.start("recovery", lambda: recovery_loop(saga))
+
+    app = build_app("transactions", settings, rt.lifespan(on_start))
+    app.include_router(router)
+    app.include_router(internal)
+    return app

@@ -1,9 +1,26 @@
-"""Tables of the transactions service (schema `transactions`)."""
+"""Tables of the transactions service (schema `transactions`): the saga's persisted
+state, and the idempotency keys of POST /transactions/create."""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from paysys.kit.db import NAMING
 from paysys.kit.outbox import inbox_table, outbox_table
@@ -15,3 +32,65 @@ class Base(DeclarativeBase):
 
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
+
+
+class Transaction(Base):
+    __tablename__ = "transactions"
+    __table_args__ = (
+        CheckConstraint("type IN ('deposit', 'transfer', 'payment')", name="type"),
+        CheckConstraint(
+            "status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')", name="status"
+        ),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_transactions_source_user", "source_user_id", "created_at"),
+        Index("ix_transactions_destination_user", "destination_user_id", "created_at"),
+        Index(
+            "ix_transactions_in_flight",
+            "lease_until",
+            postgresql_where=text("status IN ('PENDING', 'PROCESSING')"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    type: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(10), default="PENDING")
+    # Saga progress: started -> debited|charged -> compensating -> done. Once
+    # "compensating" is recorded, the saga only ever goes back, never forward.
+    phase: Mapped[str] = mapped_column(String(20), default="started")
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    initiator_user_id: Mapped[uuid.UUID]
+    source_wallet_id: Mapped[uuid.UUID | None]
+    destination_wallet_id: Mapped[uuid.UUID]
+    source_user_id: Mapped[uuid.UUID | None]
+    destination_user_id: Mapped[uuid.UUID]
+    description: Mapped[str | None] = mapped_column(String(500))
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    card_brand: Mapped[str | None] = mapped_column(String(20))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    correlation_id: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # Who drives the saga: a runner holds the lease and renews it at every step; the
+    # recovery worker takes over transactions whose lease has run out.
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set once the MongoDB transaction log is written (the worker retries until then).
+    logged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    transaction_id: Mapped[uuid.UUID | None]
+    response_status: Mapped[int | None]
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,160 @@
+"""Calls from the saga to wallets, payment-gateway and users. Every state-changing call
+carries an idempotency key derived from the transaction id, so retrying it is harmless:
+timeouts and 5xx are retried with backoff; what still has no answer is 'unknown'."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from paysys.kit.errors import AppError
+from paysys.kit.http import ServiceClient, ServiceResponse, ServiceUnreachable
+
+log = structlog.get_logger()
+
+
+class StepFailed(Exception):
+    """A definite business refusal (the step did not happen)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class OutcomeUnknown(Exception):
+    """No definite answer after the retries: the step may or may not have happened."""
+
+
+class Passthrough(AppError):
+    """A client error from a downstream service, relayed as it is (e.g. a card that
+    fails the Luhn check: 422 VALIDATION_ERROR)."""
+
+
+@dataclass
+class Clients:
+    wallets: ServiceClient
+    payments: ServiceClient
+    users: ServiceClient
+    attempts: int = 3
+
+    async def _call(
+        self,
+        client: ServiceClient,
+        method: str,
+        path: str,
+        json: Any = None,
+        user_id: str | None = None,
+    ) -> ServiceResponse:
+        delay = 0.2
+        for attempt in range(1, self.attempts + 1):
+            try:
+                resp = await client.request(method, path, json=json, user_id=user_id)
+                if resp.status < 500:
+                    return resp
+                log.warning("step_call_5xx", path=path, status=resp.status, attempt=attempt)
+            except ServiceUnreachable as exc:
+                log.warning("step_call_unreachable", path=path, error=str(exc), attempt=attempt)
+            if attempt < self.attempts:
+                await asyncio.sleep(delay)
+                delay *= 3
+        raise OutcomeUnknown(f"{method} {path}")
+
+    # -- wallets
+
+    async def wallet(self, wallet_id: uuid.UUID) -> dict[str, Any] | None:
+        resp = await self._call(self.wallets, "GET", f"/wallets/{wallet_id}/internal")
+        if resp.status == 404:
+            return None
+        if resp.status != 200:
+            raise OutcomeUnknown(f"wallet read answered {resp.status}")
+        return resp.body
+
+    async def _funds(self, wallet_id: uuid.UUID, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        resp = await self._call(self.wallets, "POST", f"/wallets/{wallet_id}/{path}", body)
+        if resp.status == 200:
+            return resp.body
+        code = (resp.body or {}).get("code", "") if isinstance(resp.body, dict) else ""
+        if resp.status == 400 and code in ("INSUFFICIENT_FUNDS", "WALLET_INACTIVE"):
+            raise StepFailed(code)
+        if resp.status == 404:
+            raise StepFailed("WALLET_INACTIVE")
+        raise OutcomeUnknown(f"{path} answered {resp.status} {code}")
+
+    async def debit(self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str) -> dict[str, Any]:
+        return await self._funds(
+            wallet_id, "deduct-funds", {"amount": amount, "transaction_id": str(tx)}
+        )
+
+    async def credit(self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str) -> dict[str, Any]:
+        return await self._funds(
+            wallet_id, "add-funds", {"amount": amount, "transaction_id": str(tx)}
+        )
+
+    async def refund(self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str) -> dict[str, Any]:
+        return await self._funds(
+            wallet_id,
+            "add-funds",
+            {"amount": amount, "transaction_id": str(tx), "operation": "refund"},
+        )
+
+    async def deactivate_wallet(self, wallet_id: uuid.UUID, owner: uuid.UUID) -> None:
+        await self._call(
+            self.wallets, "POST", f"/wallets/{wallet_id}/deactivate", user_id=str(owner)
+        )
+
+    # -- payment gateway
+
+    async def validate_card(self, card: dict[str, Any]) -> None:
+        resp = await self._call(self.payments, "POST", "/payments/validate-card", card)
+        if resp.status != 200:
+            body = resp.body if isinstance(resp.body, dict) else {}
+            raise Passthrough(
+                body.get("detail", "The card is not valid."),
+                code=body.get("code", "VALIDATION_ERROR"),
+                status=resp.status,
+                **({"errors": body["errors"]} if "errors" in body else {}),
+            )
+
+    async def charge(
+        self, tx: uuid.UUID, amount: str, currency: str, card: dict[str, Any]
+    ) -> dict[str, Any]:
+        resp = await self._call(
+            self.payments,
+            "POST",
+            "/payments/charge",
+            {"transaction_id": str(tx), "amount": amount, "currency": currency, "card": card},
+        )
+        if resp.status != 200:
+            raise OutcomeUnknown(f"charge answered {resp.status}")
+        return resp.body
+
+    async def void(self, tx: uuid.UUID, amount: str, currency: str) -> dict[str, Any]:
+        resp = await self._call(
+            self.payments,
+            "POST",
+            "/payments/void",
+            {"transaction_id": str(tx), "amount": amount, "currency": currency},
+        )
+        if resp.status != 200:
+            raise OutcomeUnknown(f"void answered {resp.status}")
+        return resp.body
+
+    async def refund_card(self, tx: uuid.UUID) -> dict[str, Any]:
+        resp = await self._call(self.payments, "POST", f"/payments/{tx}/refund")
+        if resp.status != 200:
+            raise OutcomeUnknown(f"card refund answered {resp.status}")
+        return resp.body
+
+    # -- users
+
+    async def account_type(self, user_id: uuid.UUID) -> str | None:
+        resp = await self._call(self.users, "GET", f"/internal/users/{user_id}")
+        if resp.status == 404:
+            return None
+        if resp.status != 200:
+            raise OutcomeUnknown(f"user read answered {resp.status}")
+        return str(resp.body["account_type"])

@@ -1,0 +1,232 @@
+"""Queries of the transactions service: flush, never commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, literal, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paysys.kit.events import utcnow
+from paysys.transactions.models import IdempotencyKey, Transaction
+
+IN_FLIGHT = ("PENDING", "PROCESSING")
+
+
+def step(name: str, outcome: str, **extra: Any) -> dict[str, Any]:
+    return {"step": name, "outcome": outcome, "at": utcnow().isoformat(), **extra}
+
+
+async def get(session: AsyncSession, tx_id: uuid.UUID) -> Transaction | None:
+    return await session.get(Transaction, tx_id, populate_existing=True)
+
+
+async def claim(session: AsyncSession, tx_id: uuid.UUID, lease: timedelta) -> bool:
+    """Takes the saga's lease if nobody holds it (or theirs ran out)."""
+    now = func.now()
+    row = (
+        await session.execute(
+            update(Transaction)
+            .where(
+                Transaction.id == tx_id,
+                Transaction.status.in_(IN_FLIGHT),
+                or_(Transaction.lease_until.is_(None), Transaction.lease_until < now),
+            )
+            .values(lease_until=now + lease, attempts=Transaction.attempts + 1)
+            .returning(Transaction.id)
+        )
+    ).first()
+    return row is not None
+
+
+async def advance(
+    session: AsyncSession,
+    tx_id: uuid.UUID,
+    lease: timedelta,
+    entry: dict[str, Any] | None,
+    **values: Any,
+) -> None:
+    """Records progress (and renews the lease) while the transaction is in flight."""
+    if entry is not None:
+        values["steps"] = Transaction.steps.op("||")(literal([entry], JSONB))
+    await session.execute(
+        update(Transaction)
+        .where(Transaction.id == tx_id, Transaction.status.in_(IN_FLIGHT))
+        .values(lease_until=func.now() + lease, updated_at=func.now(), **values)
+    )
+
+
+async def finish(
+    session: AsyncSession,
+    tx_id: uuid.UUID,
+    status: str,
+    failure_code: str | None,
+    entry: dict[str, Any],
+) -> Transaction | None:
+    """Moves an in-flight transaction to its terminal state; None if it already was."""
+    row = (
+        await session.execute(
+            update(Transaction)
+            .where(Transaction.id == tx_id, Transaction.status.in_(IN_FLIGHT))
+            .values(
+                status=status,
+                phase="done",
+                failure_code=failure_code,
+                lease_until=None,
+                updated_at=func.now(),
+                finished_at=func.now(),
+                steps=Transaction.steps.op("||")(literal([entry], JSONB)),
+            )
+            .returning(Transaction.id)
+        )
+    ).first()
+    return await get(session, tx_id) if row else None
+
+
+async def stale_in_flight(session: AsyncSession, limit: int = 20) -> list[uuid.UUID]:
+    rows = await session.execute(
+        select(Transaction.id)
+        .where(
+            Transaction.status.in_(IN_FLIGHT),
+            or_(Transaction.lease_until.is_(None), Transaction.lease_until < func.now()),
+        )
+        .order_by(Transaction.created_at)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def unlogged(session: AsyncSession, limit: int = 50) -> list[Transaction]:
+    rows = await session.execute(
+        select(Transaction)
+        .where(
+            Transaction.logged_at.is_(None),
+            Transaction.finished_at.is_not(None),
+            Transaction.finished_at < func.now() - timedelta(seconds=5),
+        )
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def mark_logged(session: AsyncSession, tx_id: uuid.UUID) -> None:
+    await session.execute(
+        update(Transaction).where(Transaction.id == tx_id).values(logged_at=func.now())
+    )
+
+
+async def in_flight_counts(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(
+        select(Transaction.status, func.count())
+        .where(Transaction.status.in_(IN_FLIGHT))
+        .group_by(Transaction.status)
+    )
+    counts = {status: 0 for status in IN_FLIGHT}
+    counts.update({status: int(n) for status, n in rows.all()})
+    return counts
+
+
+async def visible(
+    session: AsyncSession, tx_id: uuid.UUID, user_id: uuid.UUID
+) -> Transaction | None:
+    tx = await get(session, tx_id)
+    if tx is None or user_id not in (tx.source_user_id, tx.destination_user_id):
+        return None
+    return tx
+
+
+async def page(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    wallet_id: uuid.UUID | None,
+    type_: str | None,
+    status: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Transaction]:
+    conditions = [
+        or_(Transaction.source_user_id == user_id, Transaction.destination_user_id == user_id)
+    ]
+    if wallet_id is not None:
+        conditions.append(
+            or_(
+                Transaction.source_wallet_id == wallet_id,
+                Transaction.destination_wallet_id == wallet_id,
+            )
+        )
+    if type_ is not None:
+        conditions.append(Transaction.type == type_)
+    if status is not None:
+        conditions.append(Transaction.status == status)
+    if after is not None:
+        conditions.append(tuple_(Transaction.created_at, Transaction.id) < tuple_(*after))
+    rows = await session.execute(
+        select(Transaction)
+        .where(and_(*conditions))
+        .order_by(Transaction.created_at.desc(), Transaction.id.desc())
+        .limit(limit + 1)
+    )
+    return list(rows.scalars())
+
+
+# -- idempotency keys
+
+
+async def reserve_key(
+    session: AsyncSession, user_id: uuid.UUID, key: str, request_hash: str, ttl: timedelta
+) -> bool:
+    inserted = (
+        await session.execute(
+            pg_insert(IdempotencyKey)
+            .values(
+                user_id=user_id,
+                key=key,
+                request_hash=request_hash,
+                expires_at=utcnow() + ttl,
+            )
+            .on_conflict_do_nothing()
+            .returning(IdempotencyKey.key)
+        )
+    ).first()
+    return inserted is not None
+
+
+async def get_key(session: AsyncSession, user_id: uuid.UUID, key: str) -> IdempotencyKey | None:
+    return await session.get(IdempotencyKey, (user_id, key), populate_existing=True)
+
+
+async def link_key(session: AsyncSession, user_id: uuid.UUID, key: str, tx_id: uuid.UUID) -> None:
+    await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+        .values(transaction_id=tx_id)
+    )
+
+
+async def store_response(
+    session: AsyncSession, user_id: uuid.UUID, key: str, status: int, body: dict[str, Any]
+) -> None:
+    await session.execute(
+        update(IdempotencyKey)
+        .where(
+            IdempotencyKey.user_id == user_id,
+            IdempotencyKey.key == key,
+            IdempotencyKey.response_status.is_(None),
+        )
+        .values(response_status=status, response_body=body)
+    )
+
+
+async def drop_key(session: AsyncSession, user_id: uuid.UUID, key: str) -> None:
+    await session.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+    )
+
+
+async def purge_expired_keys(session: AsyncSession) -> None:
+    await session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at < func.now()))

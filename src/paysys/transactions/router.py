@@ -1,0 +1,154 @@
+"""HTTP routes of the transactions service: parse, call the use case, shape the response."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+from paysys.kit.auth import CurrentUserId, require_internal
+from paysys.kit.deps import PROBLEM, RuntimeDep
+from paysys.kit.errors import PROBLEM_JSON, NotFound, ServiceUnavailable, ValidationFailed
+from paysys.transactions import repository, service
+from paysys.transactions.clients import OutcomeUnknown
+from paysys.transactions.exceptions import OutcomePending, TransactionNotFound
+from paysys.transactions.faults import FAULT_NAMES, Fault
+from paysys.transactions.saga import Saga, to_out
+from paysys.transactions.schemas import CreateIn, TransactionList, TransactionOut, dump
+
+router = APIRouter(prefix="/transactions", tags=["transactions"])
+
+
+def get_saga(request: Request) -> Saga:
+    saga: Saga = request.app.state.saga
+    return saga
+
+
+SagaDep = Annotated[Saga, Depends(get_saga)]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+]
+
+
+def _json(status: int, body: dict[str, object], replayed: bool = False) -> JSONResponse:
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    media = PROBLEM_JSON if status >= 400 else "application/json"
+    return JSONResponse(body, status_code=status, headers=headers, media_type=media)
+
+
+@router.post(
+    "/create",
+    status_code=201,
+    response_model=TransactionOut,
+    responses={**PROBLEM, 503: {"content": {PROBLEM_JSON: {}}}},
+    summary="Create a deposit, transfer or payment",
+)
+async def create_transaction(
+    user_id: CurrentUserId,
+    saga: SagaDep,
+    body: Annotated[CreateIn, Body()],
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    key = idempotency_key
+    if key is not None:
+        try:
+            await service.reserve(saga, user_id, key, service.request_hash(dump(body)))
+        except service.Replay as replay:
+            return _json(replay.status, replay.body, replayed=True)
+    try:
+        status, payload = await service.create(saga, user_id, body, key)
+    except OutcomePending:
+        raise  # the key stays reserved: 409 until the recovery worker settles it
+    except OutcomeUnknown:
+        await service.release_key(saga, user_id, key)
+        raise ServiceUnavailable("A service is not available; retry later.") from None
+    except BaseException:
+        await service.release_key(saga, user_id, key)
+        raise
+    return _json(status, payload)
+
+
+def _encode_cursor(created_at: datetime, tx_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(tx_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, tx_id = json.loads(raw)
+        return datetime.fromisoformat(created), uuid.UUID(tx_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise ValidationFailed(
+            "The cursor is not valid.", errors=[{"loc": ["query", "cursor"], "msg": "invalid"}]
+        ) from None
+
+
+@router.get("", response_model=TransactionList, responses=PROBLEM)
+async def list_transactions(
+    user_id: CurrentUserId,
+    rt: RuntimeDep,
+    wallet_id: uuid.UUID | None = None,
+    type: Literal["deposit", "transfer", "payment"] | None = None,
+    status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> TransactionList:
+    after = _decode_cursor(cursor) if cursor else None
+    async with rt.db.uow() as session:
+        rows = await repository.page(
+            session,
+            user_id,
+            wallet_id=wallet_id,
+            type_=type,
+            status=status,
+            after=after,
+            limit=limit,
+        )
+    items = rows[:limit]
+    next_cursor = _encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+    return TransactionList(items=[to_out(t) for t in items], next_cursor=next_cursor)
+
+
+@router.get("/{transaction_id}", response_model=TransactionOut, responses=PROBLEM)
+async def get_transaction(
+    transaction_id: str, user_id: CurrentUserId, rt: RuntimeDep
+) -> TransactionOut:
+    try:
+        tx_id = uuid.UUID(transaction_id)
+    except ValueError:
+        raise TransactionNotFound("No such transaction.") from None
+    async with rt.db.uow() as session:
+        tx = await repository.visible(session, tx_id, user_id)
+    if tx is None:
+        raise TransactionNotFound("No such transaction.")
+    return to_out(tx)
+
+
+internal = APIRouter(
+    prefix="/internal", include_in_schema=False, dependencies=[Depends(require_internal)]
+)
+
+
+class FaultIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    destination_wallet_id: uuid.UUID
+    fault: Literal[FAULT_NAMES]  # type: ignore[valid-type]
+    seconds: float = 0.0
+
+
+@internal.post("/faults", status_code=204)
+async def arm_fault(body: FaultIn, saga: SagaDep) -> None:
+    if not saga.faults.enabled:
+        raise NotFound("Not Found")
+    saga.faults.arm(body.destination_wallet_id, Fault(body.fault, body.seconds))
+
+
+__all__ = ["OutcomePending", "internal", "router"]

@@ -1,0 +1,294 @@
+"""The saga that moves money. Each step is an idempotent call keyed by the transaction
+id, and the saga's progress is persisted between steps (one unit of work per step: a
+saga spans several services, so it cannot be one database transaction). Re-running a
+saga from its persisted phase is always safe, which is what crash recovery does.
+
+    deposit:   started -charge-> charged -credit-> COMPLETED
+               (declined: FAILED)  (refused: compensating -card refund-> FAILED)
+    transfer,  started -debit-> debited -credit-> COMPLETED
+    payment:   (refused: FAILED)   (refused: compensating -refund-> FAILED)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from paysys.kit.errors import problem_body
+from paysys.kit.metrics import TRANSACTION_DURATION, TRANSACTION_FAILURES, TRANSACTIONS
+from paysys.kit.money import format_amount
+from paysys.kit.runtime import Runtime
+from paysys.transactions import repository
+from paysys.transactions.clients import Clients, OutcomeUnknown, StepFailed
+from paysys.transactions.faults import Faults
+from paysys.transactions.models import Transaction
+from paysys.transactions.schemas import TransactionOut, dump
+from paysys.transactions.settings import TransactionsSettings
+
+log = structlog.get_logger()
+
+
+def to_out(tx: Transaction) -> TransactionOut:
+    return TransactionOut(
+        id=tx.id,
+        type=tx.type,
+        status=tx.status,
+        amount=format_amount(tx.amount, tx.currency),
+        currency=tx.currency,
+        source_wallet_id=tx.source_wallet_id,
+        destination_wallet_id=tx.destination_wallet_id,
+        description=tx.description,
+        failure_code=tx.failure_code,
+        created_at=tx.created_at,
+        updated_at=tx.updated_at,
+    )
+
+
+def failure_body(tx: Transaction) -> dict[str, Any]:
+    code = tx.failure_code or "PAYMENT_GATEWAY_ERROR"
+    return problem_body(
+        400,
+        code,
+        f"The {tx.type} did not go through: {code}.",
+        transaction_id=str(tx.id),
+        transaction=dump(to_out(tx)),
+    )
+
+
+def final_response(tx: Transaction) -> tuple[int, dict[str, Any]]:
+    if tx.status == "COMPLETED":
+        return 201, dump(to_out(tx))
+    return 400, failure_body(tx)
+
+
+@dataclass
+class Saga:
+    rt: Runtime
+    settings: TransactionsSettings
+    clients: Clients
+    faults: Faults
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+    async def _advance(self, tx_id: uuid.UUID, name: str, outcome: str, **values: Any) -> None:
+        async with self.rt.db.uow() as session:
+            await repository.advance(
+                session, tx_id, self.lease, repository.step(name, outcome), **values
+            )
+
+    async def finish(
+        self, tx_id: uuid.UUID, status: str, failure_code: str | None, name: str, outcome: str
+    ) -> Transaction:
+        """Terminal state, its event and the idempotent response commit together."""
+        async with self.rt.db.uow() as session:
+            tx = await repository.finish(
+                session, tx_id, status, failure_code, repository.step(name, outcome)
+            )
+            if tx is None:  # another runner finished it first
+                done = await repository.get(session, tx_id)
+                assert done is not None
+                return done
+            await self.rt.outbox_or_fail.add(
+                session,
+                "transaction.completed" if status == "COMPLETED" else "transaction.failed",
+                str(tx.id),
+                {
+                    "transaction_id": str(tx.id),
+                    "type": tx.type,
+                    "amount": format_amount(tx.amount, tx.currency),
+                    "currency": tx.currency,
+                    "source_wallet_id": _str(tx.source_wallet_id),
+                    "destination_wallet_id": str(tx.destination_wallet_id),
+                    "source_user_id": _str(tx.source_user_id),
+                    "destination_user_id": str(tx.destination_user_id),
+                    "failure_code": tx.failure_code,
+                },
+            )
+            if tx.idempotency_key:
+                code, body = final_response(tx)
+                await repository.store_response(
+                    session, tx.initiator_user_id, tx.idempotency_key, code, body
+                )
+        TRANSACTIONS.labels(tx.type, tx.status).inc()
+        if tx.finished_at is not None:
+            TRANSACTION_DURATION.labels(tx.type).observe(
+                (tx.finished_at - tx.created_at).total_seconds()
+            )
+        if tx.failure_code:
+            TRANSACTION_FAILURES.labels(tx.type, tx.failure_code).inc()
+        await self.write_logs(tx)
+        return tx
+
+    async def write_logs(self, tx: Transaction) -> None:
+        """MongoDB transaction log and audit record, once per transaction (upserts keyed
+        by transaction id); the recovery worker retries if MongoDB was down."""
+        mongo = self.rt.mongo
+        try:
+            await mongo.transaction_logs.update_one(
+                {"transaction_id": str(tx.id)},
+                {
+                    "$setOnInsert": {
+                        "transaction_id": str(tx.id),
+                        "type": tx.type,
+                        "status": tx.status,
+                        "amount": format_amount(tx.amount, tx.currency),
+                        "currency": tx.currency,
+                        "source_wallet_id": _str(tx.source_wallet_id),
+                        "destination_wallet_id": str(tx.destination_wallet_id),
+                        "failure_code": tx.failure_code,
+                        "correlation_id": tx.correlation_id,
+                        "steps": tx.steps,
+                        "created_at": tx.created_at,
+                        "finished_at": tx.finished_at,
+                    }
+                },
+                upsert=True,
+            )
+            action = f"transaction.{'completed' if tx.status == 'COMPLETED' else 'failed'}"
+            await mongo.audit_log.update_one(
+                {"action": action, "details.transaction_id": str(tx.id)},
+                {
+                    "$setOnInsert": {
+                        "action": action,
+                        "actor_user_id": str(tx.initiator_user_id),
+                        "ip": None,
+                        "correlation_id": tx.correlation_id,
+                        "at": tx.finished_at,
+                        "details": {
+                            "transaction_id": str(tx.id),
+                            "type": tx.type,
+                            "amount": format_amount(tx.amount, tx.currency),
+                            "currency": tx.currency,
+                            "failure_code": tx.failure_code,
+                        },
+                    }
+                },
+                upsert=True,
+            )
+        except Exception as exc:
+            log.warning("transaction_log_write_failed", error=str(exc)[:200])
+            return
+        async with self.rt.db.uow() as session:
+            await repository.mark_logged(session, tx.id)
+
+    async def fail_early(self, tx_id: uuid.UUID, code: str) -> Transaction:
+        return await self.finish(tx_id, "FAILED", code, "validate", code)
+
+    async def drive(self, tx_id: uuid.UUID, card: dict[str, Any] | None = None) -> Transaction:
+        """Runs (or resumes) the saga to a terminal state. Raises OutcomeUnknown when a
+        service gives no definite answer; the transaction then stays in flight and the
+        recovery worker resumes it once its lease runs out."""
+        async with self.rt.db.uow() as session:
+            tx = await repository.get(session, tx_id)
+        assert tx is not None
+        if tx.status in ("COMPLETED", "FAILED"):
+            return tx
+        if tx.status == "PENDING":
+            await self._advance(tx.id, "processing", "started", status="PROCESSING")
+        if tx.type == "deposit":
+            return await self._deposit(tx, card)
+        return await self._move(tx)
+
+    async def _move(self, tx: Transaction) -> Transaction:
+        amount = format_amount(tx.amount, tx.currency)
+        assert tx.source_wallet_id is not None
+        phase = tx.phase
+        if phase == "started":
+            try:
+                await self.clients.debit(tx.source_wallet_id, tx.id, amount)
+            except StepFailed as exc:
+                return await self.finish(tx.id, "FAILED", exc.code, "debit", exc.code)
+            await self._advance(tx.id, "debit", "ok", phase="debited")
+            phase = "debited"
+        if phase == "debited":
+            await self._faults_after_debit(tx)
+            try:
+                await self.clients.credit(tx.destination_wallet_id, tx.id, amount)
+            except StepFailed as exc:
+                # Definite refusal after the money left: from here the saga only goes back.
+                await self._advance(
+                    tx.id, "credit", exc.code, phase="compensating", failure_code=exc.code
+                )
+                phase = "compensating"
+            else:
+                return await self.finish(tx.id, "COMPLETED", None, "credit", "ok")
+        if phase == "compensating":
+            await self.clients.refund(tx.source_wallet_id, tx.id, amount)
+            code = await self._failure_code(tx.id)
+            return await self.finish(tx.id, "FAILED", code, "refund", "ok")
+        raise AssertionError(f"unknown phase {phase}")
+
+    async def _deposit(self, tx: Transaction, card: dict[str, Any] | None) -> Transaction:
+        amount = format_amount(tx.amount, tx.currency)
+        phase = tx.phase
+        if phase == "started":
+            if card is not None:
+                payment = await self.clients.charge(tx.id, amount, tx.currency, card)
+            else:
+                # Resumed without the card (never stored): fence the charge instead.
+                payment = await self.clients.void(tx.id, amount, tx.currency)
+            if payment["status"] != "succeeded":
+                code = payment.get("failure_code") or "PAYMENT_GATEWAY_ERROR"
+                return await self.finish(tx.id, "FAILED", code, "charge", payment["status"])
+            await self._advance(
+                tx.id,
+                "charge",
+                "ok",
+                phase="charged",
+                card_brand=payment.get("card_brand"),
+                card_last4=payment.get("card_last4"),
+            )
+            phase = "charged"
+        if phase == "charged":
+            await self._faults_after_debit(tx)
+            try:
+                await self.clients.credit(tx.destination_wallet_id, tx.id, amount)
+            except StepFailed as exc:
+                await self._advance(
+                    tx.id, "credit", exc.code, phase="compensating", failure_code=exc.code
+                )
+                phase = "compensating"
+            else:
+                return await self.finish(tx.id, "COMPLETED", None, "credit", "ok")
+        if phase == "compensating":
+            await self.clients.refund_card(tx.id)
+            code = await self._failure_code(tx.id)
+            return await self.finish(tx.id, "FAILED", code, "card_refund", "ok")
+        raise AssertionError(f"unknown phase {phase}")
+
+    async def _failure_code(self, tx_id: uuid.UUID) -> str:
+        async with self.rt.db.uow() as session:
+            tx = await repository.get(session, tx_id)
+        return (tx.failure_code if tx else None) or "WALLET_INACTIVE"
+
+    async def _faults_after_debit(self, tx: Transaction) -> None:
+        fault = self.faults.take(tx.destination_wallet_id)
+        if fault is None:
+            return
+        log.warning("test_fault_injected", fault=fault.name, transaction_id=str(tx.id))
+        if fault.name == "deactivate_destination_after_debit":
+            await self.clients.deactivate_wallet(tx.destination_wallet_id, tx.destination_user_id)
+        elif fault.name == "pause_after_debit":
+            await asyncio.sleep(fault.seconds)
+
+    async def recover(self, tx_id: uuid.UUID) -> None:
+        async with self.rt.db.uow() as session:
+            claimed = await repository.claim(session, tx_id, self.lease)
+        if not claimed:
+            return
+        log.info("saga_recovering", transaction_id=str(tx_id))
+        try:
+            await self.drive(tx_id)
+        except OutcomeUnknown as exc:
+            log.warning("saga_recovery_pending", transaction_id=str(tx_id), error=str(exc))
+
+
+def _str(value: uuid.UUID | None) -> str | None:
+    return str(value) if value is not None else None

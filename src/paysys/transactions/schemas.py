@@ -1,0 +1,82 @@
+"""Request and response models of the transactions service."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from paysys.kit.money import AmountStr, CurrencyCode
+
+Description = Annotated[str, StringConstraints(max_length=500)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CardIn(Strict):
+    number: Annotated[str, Field(min_length=1, max_length=30)]
+    exp_month: Annotated[int, Field(strict=True)]
+    exp_year: Annotated[int, Field(strict=True)]
+    cvc: Annotated[str, Field(min_length=1, max_length=10)]
+
+    def __repr__(self) -> str:  # never let a card number reach a log line
+        return "CardIn(***)"
+
+    __str__ = __repr__
+
+
+class DepositIn(Strict):
+    type: Literal["deposit"]
+    destination_wallet_id: uuid.UUID
+    amount: AmountStr
+    currency: CurrencyCode | None = None
+    card: CardIn
+    description: Description | None = None
+
+
+class TransferIn(Strict):
+    type: Literal["transfer"]
+    source_wallet_id: uuid.UUID
+    destination_wallet_id: uuid.UUID
+    amount: AmountStr
+    currency: CurrencyCode | None = None
+    description: Description | None = None
+
+
+class PaymentIn(Strict):
+    type: Literal["payment"]
+    source_wallet_id: uuid.UUID
+    destination_wallet_id: uuid.UUID
+    amount: AmountStr
+    currency: CurrencyCode | None = None
+    description: Description | None = None
+
+
+CreateIn = Annotated[DepositIn | TransferIn | PaymentIn, Field(discriminator="type")]
+
+
+class TransactionOut(BaseModel):
+    id: uuid.UUID
+    type: str
+    status: str
+    amount: str
+    currency: str
+    source_wallet_id: uuid.UUID | None
+    destination_wallet_id: uuid.UUID
+    description: str | None
+    failure_code: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TransactionList(BaseModel):
+    items: list[TransactionOut]
+    next_cursor: str | None
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")
