@@ -1,0 +1,196 @@
+"""Crash recovery and conservation of money under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from paysys.kit.mongo import make_mongo
+from paysys.kit.settings import DEV_INTERNAL_TOKEN
+from tests.conftest import Stack, eventually
+from tests.e2e.helpers import kafka_events
+from tests.e2e.money import balance, db_fetch, funded_user, move, uid
+
+
+@pytest.mark.parametrize("destination", ["active", "deactivated while down"])
+async def test_sigkill_between_debit_and_credit_is_finished_by_recovery(
+    api: httpx.AsyncClient, stack: Stack, destination: str
+) -> None:
+    _, a_auth, a_wallet = await funded_user(api, "50.00")
+    _, b_auth, b_wallet = await funded_user(api, "0")
+    async with httpx.AsyncClient(
+        base_url=stack.url("transactions"), headers={"X-Internal-Token": DEV_INTERNAL_TOKEN}
+    ) as internal:
+        armed = await internal.post(
+            "/internal/faults",
+            json={
+                "destination_wallet_id": b_wallet["id"],
+                "fault": "pause_after_debit",
+                "seconds": 60,
+            },
+        )
+        assert armed.status_code == 204
+    request = asyncio.create_task(
+        move(api, a_auth, "transfer", a_wallet["id"], b_wallet["id"], "20.00")
+    )
+
+    async def debited() -> bool:
+        return await balance(api, a_auth, a_wallet["id"]) == "30.00"
+
+    await eventually(debited, timeout=30)
+    stack.kill("transactions")  # SIGKILL, mid-saga: money has left, not yet arrived
+    killed_at = time.monotonic()
+    response = await request
+    assert response.status_code == 503
+    assert response.json()["code"] == "SERVICE_UNAVAILABLE"
+    if destination != "active":
+        await api.post(f"/wallets/{b_wallet['id']}/deactivate", headers=b_auth)
+    stack.start("transactions")
+    [row] = await db_fetch(
+        stack,
+        "SELECT id FROM transactions.transactions WHERE source_wallet_id = $1",
+        uid(a_wallet["id"]),
+    )
+    tx_id = str(row["id"])
+
+    async def terminal() -> dict | None:  # type: ignore[type-arg]
+        tx = (await api.get(f"/transactions/{tx_id}", headers=a_auth)).json()
+        return tx if tx["status"] in ("COMPLETED", "FAILED") else None
+
+    tx = await eventually(terminal, timeout=60)
+    assert time.monotonic() - killed_at < 60 + 30  # recovery window, plus the restart
+    a = Decimal(await balance(api, a_auth, a_wallet["id"]))
+    b = Decimal(await balance(api, b_auth, b_wallet["id"]))
+    assert a + b == Decimal("50.00")
+    if destination == "active":
+        assert (tx["status"], a, b) == ("COMPLETED", Decimal("30.00"), Decimal("20.00"))
+    else:
+        assert (tx["status"], tx["failure_code"]) == ("FAILED", "WALLET_INACTIVE")
+        assert (a, b) == (Decimal("50.00"), Decimal("0.00"))
+    terminal_events = await kafka_events(
+        stack,
+        f"transaction.{'completed' if tx['status'] == 'COMPLETED' else 'failed'}",
+        tx_id,
+        1,
+    )
+    assert len(terminal_events) == 1
+
+
+async def test_random_concurrent_transfers_and_payments_conserve_money(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    rng = random.Random(20261126)
+    people = [await funded_user(api, f"{rng.randint(20, 200)}.00") for _ in range(8)]
+    merchants = [await funded_user(api, "0", account_type="merchant") for _ in range(2)]
+    everyone = people + merchants
+    deposited = sum([Decimal(await balance(api, auth, w["id"])) for _, auth, w in everyone])
+    # one inactive wallet among the people, so some transfers must fail on it
+    _, idle_auth, idle_wallet = people[-1]
+    await api.post(f"/wallets/{idle_wallet['id']}/deactivate", headers=idle_auth)
+
+    async def one(i: int) -> httpx.Response:
+        _, auth, src = rng.choice(people)
+        kind = rng.choice(["transfer", "transfer", "payment"])
+        pool = merchants if kind == "payment" and rng.random() < 0.8 else everyone
+        _, _, dst = rng.choice(pool)
+        amount = f"{rng.randint(1, 6000) / 100:.2f}"
+        return await move(api, auth, kind, src["id"], dst["id"], amount)
+
+    sem = asyncio.Semaphore(16)
+
+    async def bounded(i: int) -> httpx.Response:
+        async with sem:
+            return await one(i)
+
+    results = await asyncio.gather(*(bounded(i) for i in range(160)))
+    codes = {r.status_code for r in results}
+    assert codes <= {201, 400}, [r.text for r in results if r.status_code not in (201, 400)]
+    assert any(r.status_code == 201 for r in results)
+    assert any(r.status_code == 400 for r in results)
+
+    wallet_ids = [uid(w["id"]) for _, _, w in everyone]
+    rows = await db_fetch(
+        stack,
+        "SELECT w.id, w.balance, coalesce(sum(e.amount), 0) AS total "
+        "FROM wallets.wallets w LEFT JOIN wallets.ledger_entries e ON e.wallet_id = w.id "
+        "WHERE w.id = ANY($1) GROUP BY w.id, w.balance",
+        wallet_ids,
+    )
+    assert len(rows) == len(everyone)
+    for row in rows:
+        assert row["balance"] == row["total"] >= 0
+    assert Decimal(sum(r["balance"] for r in rows)) / 100 == deposited
+
+    txs = await db_fetch(
+        stack,
+        "SELECT id::text, status FROM transactions.transactions WHERE source_wallet_id = ANY($1)",
+        wallet_ids,
+    )
+    assert len(txs) == 160
+    assert {t["status"] for t in txs} <= {"COMPLETED", "FAILED"}
+    ids = {t["id"] for t in txs}
+    client, db = make_mongo(stack.infra.mongodb_url, stack.infra.db_name)
+    try:
+
+        async def all_logged() -> bool:
+            n = await db.transaction_logs.count_documents({"transaction_id": {"$in": list(ids)}})
+            return n == len(ids)
+
+        await eventually(all_logged, timeout=60)
+    finally:
+        await client.close()
+    completed = await kafka_events(
+        stack,
+        "transaction.completed",
+        None,
+        0,
+        linger=3,
+        where=lambda e: e["data"]["transaction_id"] in ids,
+    )
+    failed = await kafka_events(
+        stack,
+        "transaction.failed",
+        None,
+        0,
+        linger=3,
+        where=lambda e: e["data"]["transaction_id"] in ids,
+    )
+    seen = [e["data"]["transaction_id"] for e in completed + failed]
+    assert sorted(seen) == sorted(ids)  # exactly one terminal event per transaction
+    by_status = {t["id"]: t["status"] for t in txs}
+    assert all(by_status[e["data"]["transaction_id"]] == "COMPLETED" for e in completed)
+
+
+async def test_list_filters_and_cursor_pagination(api: httpx.AsyncClient) -> None:
+    _, a_auth, a_wallet = await funded_user(api, "100.00")
+    _, b_auth, b_wallet = await funded_user(api, "0")
+    for i in range(5):
+        resp = await move(api, a_auth, "transfer", a_wallet["id"], b_wallet["id"], f"{i + 1}.00")
+        assert resp.status_code == 201
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, "type": "transfer", **({"cursor": cursor} if cursor else {})}
+        page = (await api.get("/transactions", params=params, headers=a_auth)).json()
+        seen += [t["amount"] for t in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["5.00", "4.00", "3.00", "2.00", "1.00"]  # newest first
+    deposits = (await api.get("/transactions", params={"type": "deposit"}, headers=a_auth)).json()
+    assert len(deposits["items"]) == 1
+    received = (
+        await api.get("/transactions", params={"wallet_id": b_wallet["id"]}, headers=b_auth)
+    ).json()
+    assert len(received["items"]) == 5
+    stranger = (await api.get("/transactions", headers=(await funded_user(api, "0"))[1])).json()
+    assert stranger["items"] == []
+    bad = await api.get("/transactions", params={"limit": 0}, headers=a_auth)
+    assert bad.status_code == 422
+    assert (await api.get(f"/transactions/{uuid.uuid4()}", headers=a_auth)).status_code == 404
