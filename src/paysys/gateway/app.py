@@ -14,6 +14,7 @@ from paysys.gateway.routes import ROUTES, Route
 from paysys.gateway.settings import GatewaySettings
 from paysys.kit.app import build_app
 from paysys.kit.http import ServiceUnreachable
+from paysys.kit.metrics import RATE_LIMITED, prime
 from paysys.kit.runtime import Runtime
 
 
@@ -32,6 +33,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     async def on_start(app: FastAPI) -> None:
         app.state.proxy = Proxy(rt, settings)
+        prime(RATE_LIMITED, ("register",), ("login",), ("user",))
         app.state.openapi_doc = None
 
     app = build_app("gateway", settings, rt.lifespan(on_start), openapi=False)

@@ -53,8 +53,12 @@ NOTIFICATIONS_SENT = Counter(
 )
 RATE_LIMITED = Counter("paysys_rate_limited_total", "Requests refused by a rate limit", ["scope"])
 LOGINS = Counter("paysys_logins_total", "Login attempts by outcome", ["outcome"])
-STUCK_TRANSACTIONS = Gauge(
+IN_FLIGHT_TRANSACTIONS = Gauge(
     "paysys_transactions_in_flight", "Transactions in PENDING or PROCESSING", ["status"]
+)
+STUCK_TRANSACTIONS = Gauge(
+    "paysys_transactions_stuck",
+    "Transactions in flight for longer than the recovery window",
 )
 
 
@@ -109,3 +113,10 @@ def _route_template(scope: Scope) -> str:
 
 async def metrics_endpoint(_: Request) -> Response:
     return metrics_response()
+
+
+def prime(metric: Counter | Histogram, *label_sets: tuple[str, ...]) -> None:
+    """Creates labelled series at zero at start, so the first real increment shows up
+    in rate()/increase() (a series born at its first increment would not)."""
+    for labels in label_sets:
+        metric.labels(*labels)

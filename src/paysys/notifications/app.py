@@ -6,8 +6,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from paysys.kit.app import build_app
+from paysys.kit.metrics import NOTIFICATIONS_SENT, prime
 from paysys.kit.runtime import Runtime
 from paysys.notifications.consumers import make_consumer
+from paysys.notifications.service import SUBJECTS
 from paysys.notifications.settings import NotificationsSettings
 from paysys.notifications.tasks import MailSender
 
@@ -17,6 +19,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     rt = Runtime("notifications", settings, schema="notifications", mongo=True, kafka=True)
 
     async def on_start(app: FastAPI) -> None:
+        prime(NOTIFICATIONS_SENT, *[(k, s) for k in SUBJECTS for s in ("sent", "failed")])
         consumer = make_consumer(rt.db, settings)
         rt.tasks.start("consumer", consumer.run)
         rt.tasks.start("mail-sender", MailSender(rt.db, rt.mongo, settings).run)

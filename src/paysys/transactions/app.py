@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from paysys.kit.app import build_app
+from paysys.kit.metrics import TRANSACTION_DURATION, TRANSACTIONS, prime
 from paysys.kit.runtime import Runtime
 from paysys.transactions import models
 from paysys.transactions.clients import Clients
@@ -36,6 +37,9 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         )
         saga = Saga(rt, settings, clients, Faults(settings.enable_fault_hooks))
         app.state.saga = saga
+        kinds = ("deposit", "transfer", "payment")
+        prime(TRANSACTIONS, *[(k, s) for k in kinds for s in ("COMPLETED", "FAILED")])
+        prime(TRANSACTION_DURATION, *[(k,) for k in kinds])
         rt.tasks.start("recovery", lambda: recovery_loop(saga))
 
     app = build_app("transactions", settings, rt.lifespan(on_start))

@@ -130,6 +130,21 @@ async def in_flight_counts(session: AsyncSession) -> dict[str, int]:
     return counts
 
 
+async def stuck_count(session: AsyncSession, window_seconds: float) -> int:
+    return int(
+        (
+            await session.execute(
+                select(func.count())
+                .select_from(Transaction)
+                .where(
+                    Transaction.status.in_(IN_FLIGHT),
+                    Transaction.created_at < func.now() - timedelta(seconds=window_seconds),
+                )
+            )
+        ).scalar_one()
+    )
+
+
 async def visible(
     session: AsyncSession, tx_id: uuid.UUID, user_id: uuid.UUID
 ) -> Transaction | None:

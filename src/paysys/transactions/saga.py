@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from paysys.kit.context import bind_request
 from paysys.kit.errors import problem_body
 from paysys.kit.metrics import TRANSACTION_DURATION, TRANSACTION_FAILURES, TRANSACTIONS
 from paysys.kit.money import format_amount
@@ -283,6 +284,9 @@ class Saga:
             claimed = await repository.claim(session, tx_id, self.lease)
         if not claimed:
             return
+        async with self.rt.db.uow() as session:
+            tx = await repository.get(session, tx_id)
+        bind_request(tx.correlation_id if tx else None)  # the original request's id
         log.info("saga_recovering", transaction_id=str(tx_id))
         try:
             await self.drive(tx_id)

@@ -12,4 +12,5 @@ class TransactionsSettings(KitSettings):
     step_attempts: int = 3
     lease_seconds: float = 15.0
     recovery_interval_seconds: float = 2.0
+    recovery_window_seconds: float = 60.0  # the contract's bound on in-flight time
     idempotency_ttl_hours: int = 48

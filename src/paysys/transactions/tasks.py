@@ -9,7 +9,7 @@ import asyncio
 
 import structlog
 
-from paysys.kit.metrics import STUCK_TRANSACTIONS
+from paysys.kit.metrics import IN_FLIGHT_TRANSACTIONS, STUCK_TRANSACTIONS
 from paysys.transactions import repository
 from paysys.transactions.saga import Saga
 
@@ -31,7 +31,10 @@ async def recovery_loop(saga: Saga) -> None:
                 await saga.write_logs(tx)
             async with db.uow() as session:
                 for status, n in (await repository.in_flight_counts(session)).items():
-                    STUCK_TRANSACTIONS.labels(status).set(n)
+                    IN_FLIGHT_TRANSACTIONS.labels(status).set(n)
+                STUCK_TRANSACTIONS.set(
+                    await repository.stuck_count(session, saga.settings.recovery_window_seconds)
+                )
                 if ticks % 300 == 0:
                     await repository.purge_expired_keys(session)
         except asyncio.CancelledError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from paysys.kit.app import build_app
+from paysys.kit.metrics import LOGINS, prime
 from paysys.kit.runtime import Runtime
 from paysys.users import models
 from paysys.users.router import internal, router
@@ -18,6 +19,7 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
 
     async def on_start(app: FastAPI) -> None:
         app.state.sessions = SessionStore(rt.redis, settings.refresh_token_ttl_seconds)
+        prime(LOGINS, ("success",), ("failure",))
 
     app = build_app("users", settings, rt.lifespan(on_start))
     app.include_router(router)
