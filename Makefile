@@ -29,4 +29,4 @@ test: lint
 
 bench:
 	@bash infra/stack.sh up
-	$(PY) bench/run.py
+	$(PY) bench/load.py

@@ -26,6 +26,7 @@ async def ensure_indexes(db: AsyncDatabase[Any]) -> None:
     await db.notifications.create_index([("event_id", 1), ("user_id", 1), ("kind", 1)], unique=True)
     await db.audit_log.create_index([("at", -1)])
     await db.audit_log.create_index("actor_user_id")
+    await db.audit_log.create_index([("details.transaction_id", 1), ("action", 1)])
 
 
 async def audit(

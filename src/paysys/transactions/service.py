@@ -3,6 +3,7 @@ wallets, the PENDING record, then the saga."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -89,11 +90,14 @@ async def create(
     clients = saga.clients
     card = body.card.model_dump() if isinstance(body, DepositIn) else None
     source = None
-    if not isinstance(body, DepositIn):
-        source = await clients.wallet(body.source_wallet_id)
+    if isinstance(body, DepositIn):
+        destination = await clients.wallet(body.destination_wallet_id)
+    else:
+        source, destination = await asyncio.gather(
+            clients.wallet(body.source_wallet_id), clients.wallet(body.destination_wallet_id)
+        )
         if source is None or source["user_id"] != str(user_id):
             raise WalletNotFound("No such source wallet.")
-    destination = await clients.wallet(body.destination_wallet_id)
     if destination is None or (
         isinstance(body, DepositIn) and destination["user_id"] != str(user_id)
     ):
