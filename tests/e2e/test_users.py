@@ -154,6 +154,29 @@ async def test_wrong_password_and_unknown_email_get_the_same_401(api: httpx.Asyn
     assert a == b
 
 
+async def test_logins_and_logout_are_audited_with_the_client_ip(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    user = await register(api)
+    await api.post("/users/login", json={"email": user["email"], "password": "wrong-password"})
+    tokens = await login(api, user["email"])
+    await api.post("/users/logout", headers=bearer(tokens["access_token"]))
+    client, db = make_mongo(stack.infra.mongodb_url, stack.infra.db_name)
+    try:
+        failed = await db.audit_log.find_one(
+            {"action": "user.login_failed", "details.email": user["email"]}
+        )
+        assert failed is not None
+        assert failed["ip"] == "127.0.0.1"
+        for action in ("user.login_succeeded", "user.logout"):
+            doc = await db.audit_log.find_one({"action": action, "actor_user_id": user["id"]})
+            assert doc is not None, action
+            assert doc["ip"] == "127.0.0.1"
+            assert doc["correlation_id"]
+    finally:
+        await client.close()
+
+
 def _b64(obj: dict) -> str:  # type: ignore[type-arg]
     return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
