@@ -71,3 +71,23 @@ async def db_fetch(stack: Stack, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 def uid(value: str) -> uuid.UUID:
     return uuid.UUID(value)
+
+
+async def arm_fault(
+    stack: Stack, destination_wallet_id: str, fault: str, seconds: float = 0
+) -> None:
+    """Test-only fault hook of the transactions service (enabled in the test env)."""
+    from paysys.kit.settings import DEV_INTERNAL_TOKEN
+
+    async with httpx.AsyncClient(
+        base_url=stack.url("transactions"), headers={"X-Internal-Token": DEV_INTERNAL_TOKEN}
+    ) as internal:
+        resp = await internal.post(
+            "/internal/faults",
+            json={
+                "destination_wallet_id": destination_wallet_id,
+                "fault": fault,
+                "seconds": seconds,
+            },
+        )
+        assert resp.status_code == 204, resp.text

@@ -8,10 +8,9 @@ import uuid
 import httpx
 import pytest
 
-from paysys.kit.settings import DEV_INTERNAL_TOKEN
 from tests.conftest import Stack, eventually
 from tests.e2e.helpers import assert_problem, kafka_events, mails_to, user_with_token
-from tests.e2e.money import CARD, balance, deposit, funded_user, move, wallet_for
+from tests.e2e.money import CARD, arm_fault, balance, deposit, funded_user, move, wallet_for
 
 
 @pytest.mark.parametrize(
@@ -84,17 +83,7 @@ async def test_destination_deactivated_after_the_debit_refunds_the_source(
 ) -> None:
     alice, a_auth, a_wallet = await funded_user(api, "40.00")
     _, b_auth, b_wallet = await funded_user(api, "0")
-    async with httpx.AsyncClient(
-        base_url=stack.url("transactions"), headers={"X-Internal-Token": DEV_INTERNAL_TOKEN}
-    ) as internal:
-        armed = await internal.post(
-            "/internal/faults",
-            json={
-                "destination_wallet_id": b_wallet["id"],
-                "fault": "deactivate_destination_after_debit",
-            },
-        )
-        assert armed.status_code == 204
+    await arm_fault(stack, b_wallet["id"], "deactivate_destination_after_debit")
     resp = await move(api, a_auth, "transfer", a_wallet["id"], b_wallet["id"], "15.00")
     body = assert_problem(resp, 400, "WALLET_INACTIVE")
     tx = (await api.get(f"/transactions/{body['transaction_id']}", headers=a_auth)).json()

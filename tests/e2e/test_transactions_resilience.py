@@ -12,10 +12,9 @@ import httpx
 import pytest
 
 from paysys.kit.mongo import make_mongo
-from paysys.kit.settings import DEV_INTERNAL_TOKEN
 from tests.conftest import Stack, eventually
 from tests.e2e.helpers import kafka_events
-from tests.e2e.money import balance, db_fetch, funded_user, move, uid
+from tests.e2e.money import arm_fault, balance, db_fetch, funded_user, move, uid
 
 
 @pytest.mark.parametrize("destination", ["active", "deactivated while down"])
@@ -24,18 +23,7 @@ async def test_sigkill_between_debit_and_credit_is_finished_by_recovery(
 ) -> None:
     _, a_auth, a_wallet = await funded_user(api, "50.00")
     _, b_auth, b_wallet = await funded_user(api, "0")
-    async with httpx.AsyncClient(
-        base_url=stack.url("transactions"), headers={"X-Internal-Token": DEV_INTERNAL_TOKEN}
-    ) as internal:
-        armed = await internal.post(
-            "/internal/faults",
-            json={
-                "destination_wallet_id": b_wallet["id"],
-                "fault": "pause_after_debit",
-                "seconds": 60,
-            },
-        )
-        assert armed.status_code == 204
+    await arm_fault(stack, b_wallet["id"], "pause_after_debit", seconds=60)
     request = asyncio.create_task(
         move(api, a_auth, "transfer", a_wallet["id"], b_wallet["id"], "20.00")
     )

@@ -210,20 +210,12 @@ class Saga:
             phase = "debited"
         if phase == "debited":
             await self._faults_after_debit(tx)
-            try:
-                await self.clients.credit(tx.destination_wallet_id, tx.id, amount)
-            except StepFailed as exc:
-                # Definite refusal after the money left: from here the saga only goes back.
-                await self._advance(
-                    tx.id, "credit", exc.code, phase="compensating", failure_code=exc.code
-                )
-                phase = "compensating"
-            else:
-                return await self.finish(tx.id, "COMPLETED", None, "credit", "ok")
+            if (done := await self._credit_or_compensate(tx, amount)) is not None:
+                return done
+            phase = "compensating"
         if phase == "compensating":
             await self.clients.refund(tx.source_wallet_id, tx.id, amount)
-            code = await self._failure_code(tx.id)
-            return await self.finish(tx.id, "FAILED", code, "refund", "ok")
+            return await self._compensated(tx, "refund")
         raise AssertionError(f"unknown phase {phase}")
 
     async def _deposit(self, tx: Transaction, card: dict[str, Any] | None) -> Transaction:
@@ -249,25 +241,33 @@ class Saga:
             phase = "charged"
         if phase == "charged":
             await self._faults_after_debit(tx)
-            try:
-                await self.clients.credit(tx.destination_wallet_id, tx.id, amount)
-            except StepFailed as exc:
-                await self._advance(
-                    tx.id, "credit", exc.code, phase="compensating", failure_code=exc.code
-                )
-                phase = "compensating"
-            else:
-                return await self.finish(tx.id, "COMPLETED", None, "credit", "ok")
+            if (done := await self._credit_or_compensate(tx, amount)) is not None:
+                return done
+            phase = "compensating"
         if phase == "compensating":
             await self.clients.refund_card(tx.id)
-            code = await self._failure_code(tx.id)
-            return await self.finish(tx.id, "FAILED", code, "card_refund", "ok")
+            return await self._compensated(tx, "card_refund")
         raise AssertionError(f"unknown phase {phase}")
 
-    async def _failure_code(self, tx_id: uuid.UUID) -> str:
+    async def _credit_or_compensate(self, tx: Transaction, amount: str) -> Transaction | None:
+        """Credits the destination: the finished transaction, or None when the credit was
+        refused after the money left and the saga now has to give it back."""
+        try:
+            await self.clients.credit(tx.destination_wallet_id, tx.id, amount)
+        except StepFailed as exc:
+            # A definite refusal: recorded before any refund, so that from here the saga
+            # only ever goes back, whoever resumes it.
+            await self._advance(
+                tx.id, "credit", exc.code, phase="compensating", failure_code=exc.code
+            )
+            return None
+        return await self.finish(tx.id, "COMPLETED", None, "credit", "ok")
+
+    async def _compensated(self, tx: Transaction, step: str) -> Transaction:
         async with self.rt.db.uow() as session:
-            tx = await repository.get(session, tx_id)
-        return (tx.failure_code if tx else None) or "WALLET_INACTIVE"
+            fresh = await repository.get(session, tx.id)
+        code = (fresh.failure_code if fresh else None) or "WALLET_INACTIVE"
+        return await self.finish(tx.id, "FAILED", code, step, "ok")
 
     async def _faults_after_debit(self, tx: Transaction) -> None:
         fault = self.faults.take(tx.destination_wallet_id)
