@@ -32,6 +32,7 @@ class Database:
             max_overflow=pool_size,
             pool_pre_ping=True,
             pool_timeout=10,
+            hide_parameters=True,  # no emails or other values in logged SQL errors
             connect_args={
                 "server_settings": {"search_path": schema, "application_name": f"paysys-{schema}"},
                 "timeout": 5,

@@ -9,8 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from paysys.kit.money import AmountStr, CurrencyCode
+from paysys.kit.text import SafeText
 
-Description = Annotated[str, StringConstraints(max_length=500)]
+Description = Annotated[SafeText, StringConstraints(max_length=500)]
 
 
 class Strict(BaseModel):

@@ -8,8 +8,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
+from paysys.kit.text import SafeText
+
 Password = Annotated[str, Field(min_length=8, max_length=128)]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+FullName = Annotated[
+    SafeText, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+]
 
 
 class Strict(BaseModel):
@@ -24,7 +28,7 @@ class RegisterIn(Strict):
 
 
 class LoginIn(Strict):
-    email: Annotated[str, Field(min_length=1, max_length=320)]
+    email: Annotated[SafeText, Field(min_length=1, max_length=320)]
     password: Annotated[str, Field(min_length=1, max_length=128)]
 
 
