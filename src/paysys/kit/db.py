@@ -30,7 +30,8 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            pool_pre_ping=False,  # a stale connection fails one unit of work, then is replaced
+            pool_recycle=1800,
             pool_timeout=10,
             hide_parameters=True,  # no emails or other values in logged SQL errors
             connect_args={

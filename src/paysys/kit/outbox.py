@@ -110,6 +110,7 @@ class OutboxRelay:
         bootstrap_servers: str,
         batch_size: int = 200,
         idle_poll_seconds: float = 0.5,
+        linger_seconds: float = 0.005,
         retention: timedelta = timedelta(days=7),
     ) -> None:
         self.db = db
@@ -118,6 +119,7 @@ class OutboxRelay:
         self.bootstrap_servers = bootstrap_servers
         self.batch_size = batch_size
         self.idle_poll_seconds = idle_poll_seconds
+        self.linger_seconds = linger_seconds
         self.retention = retention
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
@@ -214,7 +216,7 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                if loop.time() - self._last_gauge > 1.0:
+                if loop.time() - self._last_gauge > 5.0:
                     self._last_gauge = loop.time()
                     await self.update_gauges()
                 sent = await self.publish_batch()
@@ -223,6 +225,9 @@ class OutboxRelay:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.idle_poll_seconds)
                     self._wake.clear()
+                    # Linger a moment after a nudge so that events committed together
+                    # by concurrent requests go out as one batch, not one query each.
+                    await asyncio.sleep(self.linger_seconds)
             except asyncio.CancelledError:
                 await self._drop_producer()
                 raise
