@@ -29,6 +29,17 @@ GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"}
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = parts[3] + parts[4]
+    return (sum(parts) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -58,7 +69,11 @@ async def setup_user(session: aiohttp.ClientSession, i: int) -> tuple[dict[str, 
     return auth, wallet
 
 
-async def run_load(users: int, clients: int, seconds: float) -> dict[str, float]:
+async def run_load(
+    users: int, clients: int, seconds: float, pids: dict[str, int]
+) -> tuple[dict[str, float], dict[str, float], float]:
+    """Returns the figures, each process's CPU seconds and the machine's busy CPU seconds
+    during the load phase (after the setup of users and wallets)."""
     connector = aiohttp.TCPConnector(limit=clients * 2)
     async with aiohttp.ClientSession(connector=connector) as session:
         people = [await setup_user(session, i) for i in range(users)]
@@ -84,19 +99,28 @@ async def run_load(users: int, clients: int, seconds: float) -> dict[str, float]
                     codes[r.status] = codes.get(r.status, 0) + 1
                 latencies.append(time.perf_counter() - start)
 
+        cpu_before = {s: cpu_seconds(pid) for s, pid in pids.items()}
+        busy_before = machine_busy_seconds()
         started = time.monotonic()
         await asyncio.gather(*(client() for _ in range(clients)))
         elapsed = time.monotonic() - started
+        busy = machine_busy_seconds() - busy_before
+        cpu = {s: cpu_seconds(pid) - cpu_before[s] for s, pid in pids.items()}
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
-    return {
-        "requests": len(latencies),
-        "ok": codes.get(201, 0),
-        "rps": len(latencies) / elapsed,
-        "p50_ms": q[49] * 1000,
-        "p95_ms": q[94] * 1000,
-        "p99_ms": q[98] * 1000,
-    }
+    return (
+        {
+            "elapsed": elapsed,
+            "requests": len(latencies),
+            "ok": codes.get(201, 0),
+            "rps": len(latencies) / elapsed,
+            "p50_ms": q[49] * 1000,
+            "p95_ms": q[94] * 1000,
+            "p99_ms": q[98] * 1000,
+        },
+        cpu,
+        busy,
+    )
 
 
 def main() -> None:
@@ -132,7 +156,8 @@ def main() -> None:
     try:
         wait_ready({s: f"http://127.0.0.1:{p}" for s, p in PORTS.items()}, 120, procs)
         idle = {s: rss_mib(p.pid) for s, p in procs.items()}
-        result = asyncio.run(run_load(args.users, args.clients, args.seconds))
+        pids = {s: p.pid for s, p in procs.items()}
+        result, cpu, busy = asyncio.run(run_load(args.users, args.clients, args.seconds, pids))
         loaded = {s: rss_mib(p.pid) for s, p in procs.items()}
     finally:
         stop_processes(procs)
@@ -160,6 +185,17 @@ def main() -> None:
         f"| latency p50 | {result['p50_ms']:.1f} ms |",
         f"| latency p95 | {result['p95_ms']:.1f} ms |",
         f"| latency p99 | {result['p99_ms']:.1f} ms |",
+        "",
+        "## Where the CPU goes",
+        "",
+        f"During the load phase the machine was busy {busy:.0f} of the "
+        f"{(os.cpu_count() or 1) * result['elapsed']:.0f} CPU-seconds its cores had: the "
+        "load is CPU-bound. What the six processes do not use goes to PostgreSQL, Kafka, "
+        "FerretDB, Redis, the SMTP sink and the load generator, all on the same machine.",
+        "",
+        "| process | CPU seconds | CPU ms per transfer |",
+        "|---|---|---|",
+        *[f"| {s} | {cpu[s]:.1f} | {cpu[s] * 1000 / max(result['ok'], 1):.1f} |" for s in SERVICES],
         "",
         "## Resident memory per process (MiB)",
         "",

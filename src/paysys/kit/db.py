@@ -47,8 +47,10 @@ class Database:
         """Called after every successful commit (the outbox relay uses it as a nudge)."""
         self._after_commit.append(hook)
 
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self)
+    def uow(self, notify: bool = True) -> UnitOfWork:
+        """notify=False: commit without calling the on_commit hooks (the outbox relay's
+        own bookkeeping must not wake the relay, or it would spin)."""
+        return UnitOfWork(self, notify)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -61,8 +63,9 @@ class UnitOfWork:
     once, is what keeps a balance change, its ledger row and its outbox event together.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, notify: bool = True) -> None:
         self.db = db
+        self.notify = notify
         self.session: AsyncSession = db.sessionmaker()
 
     async def __aenter__(self) -> AsyncSession:
@@ -77,8 +80,9 @@ class UnitOfWork:
         try:
             if exc_type is None:
                 await self.session.commit()
-                for hook in self.db._after_commit:
-                    hook()
+                if self.notify:
+                    for hook in self.db._after_commit:
+                        hook()
             else:
                 await self.session.rollback()
         finally:

@@ -161,7 +161,7 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """Publishes up to batch_size rows; returns how many went out."""
         t = self.table
-        async with self.db.uow() as session:
+        async with self.db.uow(notify=False) as session:
             rows = (
                 await session.execute(
                     select(t.c.id, t.c.topic, t.c.key, t.c.payload)
@@ -195,7 +195,7 @@ class OutboxRelay:
 
     async def update_gauges(self) -> None:
         t = self.table
-        async with self.db.uow() as session:
+        async with self.db.uow(notify=False) as session:
             count, oldest = (
                 await session.execute(
                     select(func.count(), func.min(t.c.created_at)).where(t.c.published_at.is_(None))
