@@ -23,6 +23,7 @@ def strict_gateway(stack: Stack) -> Iterator[str]:
         PAYSYS_GATEWAY_PORT=str(PORT),
         PAYSYS_RATE_LIMIT_LOGIN="5",
         PAYSYS_RATE_LIMIT_REGISTER="5",
+        PAYSYS_RATE_LIMIT_USER="5",
         PAYSYS_USERS_PORT="18001",
         PAYSYS_WALLETS_PORT="18999",  # nothing listens there: wallets is "down"
     )
@@ -83,3 +84,28 @@ async def test_a_service_that_is_down_gives_503_service_unavailable(
         assert resp.status_code == 503
         assert resp.json()["code"] == "SERVICE_UNAVAILABLE"
         assert "18999" not in resp.text
+
+
+async def test_authenticated_requests_are_limited_per_user(strict_gateway: str) -> None:
+    tokens = []
+    async with client_from(strict_gateway, fresh_ip()) as c:
+        for _ in range(2):
+            email = unique_email("per-user")
+            body = {"email": email, "password": "long-enough-pw", "full_name": "U"}
+            assert (await c.post("/users/register", json=body)).status_code == 201
+            login = await c.post(
+                "/users/login", json={"email": email, "password": body["password"]}
+            )
+            tokens.append({"Authorization": f"Bearer {login.json()['access_token']}"})
+    first, second = tokens
+    # the same user from two addresses shares one budget; another user has their own
+    async with (
+        client_from(strict_gateway, fresh_ip()) as a,
+        client_from(strict_gateway, fresh_ip()) as b,
+    ):
+        codes = [
+            (await (a if i % 2 else b).get("/users/me", headers=first)).status_code
+            for i in range(6)
+        ]
+        assert codes == [200] * 5 + [429]
+        assert (await a.get("/users/me", headers=second)).status_code == 200

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -178,4 +178,4 @@ async def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partition
         await admin.close()
 
 
-__all__ = ["EventConsumer", "Handler", "TopicPartition", "ensure_topics"]
+__all__ = ["EventConsumer", "Handler", "ensure_topics"]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -87,18 +86,3 @@ class UnitOfWork:
                 await self.session.rollback()
         finally:
             await asyncio.shield(self.session.close())
-
-
-async def retry_serialization(fn: Callable[[], Awaitable[Any]], attempts: int = 5) -> Any:
-    """Runs fn again when PostgreSQL reports a serialization failure or deadlock."""
-    from sqlalchemy.exc import DBAPIError
-
-    for attempt in range(attempts):
-        try:
-            return await fn()
-        except DBAPIError as exc:
-            sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
-            if sqlstate not in ("40001", "40P01") or attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.01 * 2**attempt)
-    return None

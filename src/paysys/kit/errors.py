@@ -46,11 +46,6 @@ class NotFound(AppError):
     code = "NOT_FOUND"
 
 
-class Conflict(AppError):
-    status = 409
-    code = "CONFLICT"
-
-
 class Unauthorized(AppError):
     status = 401
     code = "UNAUTHORIZED"

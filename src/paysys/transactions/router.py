@@ -149,6 +149,3 @@ async def arm_fault(body: FaultIn, saga: SagaDep) -> None:
     if not saga.faults.enabled:
         raise NotFound("Not Found")
     saga.faults.arm(body.destination_wallet_id, Fault(body.fault, body.seconds))
-
-
-__all__ = ["OutcomePending", "internal", "router"]

@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from paysys.kit.context import current_request_id
-from paysys.kit.errors import AppError, ValidationFailed
+from paysys.kit.errors import ValidationFailed
 from paysys.kit.events import utcnow
 from paysys.kit.money import MoneyError, max_minor_units, parse_amount
 from paysys.transactions import repository
@@ -161,6 +161,3 @@ async def create(
             transaction_id=str(tx.id),
         ) from None
     return final_response(done)
-
-
-__all__ = ["AppError", "Replay", "create", "release_key", "request_hash", "reserve"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -99,8 +100,6 @@ internal = APIRouter(prefix="/internal/users", include_in_schema=False)
 
 @internal.get("/{user_id}", dependencies=[Depends(require_internal)])
 async def get_user(user_id: str, rt: RT) -> JSONResponse:
-    import uuid
-
     try:
         uid = uuid.UUID(user_id)
     except ValueError:
