@@ -45,6 +45,12 @@ wait_port() { # port seconds name
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+already_up() { # name port pidfile: true when the port answers; says so if it is not ours
+  port_open "$2" || return 1
+  pid_alive "$3" || log "$1: port $2 is served by a process this checkout did not start; reusing it"
+  return 0
+}
+
 external() { # component -> 0 when an external server is configured for it
   case "$1" in
     postgres) [ -n "${DATABASE_URL:-}" ] ;;
@@ -160,7 +166,7 @@ stop_postgres() {
 }
 
 start_redis() {
-  if port_open "$REDIS_PORT"; then return 0; fi
+  if already_up redis "$REDIS_PORT" "$RUN/redis/redis.pid"; then return 0; fi
   mkdir -p "$RUN/redis"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN/redis" --daemonize yes \
     --pidfile "$RUN/redis/redis.pid" --logfile "$RUN/logs/redis.log" --save "" --appendonly no
@@ -171,7 +177,7 @@ stop_redis() { stop_pidfile "$RUN/redis/redis.pid"; }
 
 start_kafka() {
   local dir="$RUN/kafka"
-  if port_open "$KAFKA_PORT"; then return 0; fi
+  if already_up kafka "$KAFKA_PORT" "$dir/kafka.pid"; then return 0; fi
   mkdir -p "$dir/data"
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
@@ -212,7 +218,7 @@ EOF
 stop_kafka() { stop_pidfile "$RUN/kafka/kafka.pid" 30; }
 
 start_mongodb() {
-  if port_open "$MONGO_PORT"; then return 0; fi
+  if already_up mongodb "$MONGO_PORT" "$RUN/ferretdb/ferretdb.pid"; then return 0; fi
   mkdir -p "$RUN/ferretdb"
   nohup "$RUN/bin/ferretdb" -listen-addr "127.0.0.1:$MONGO_PORT" \
     -postgresql-url "postgres://postgres@127.0.0.1:$PG_PORT/ferretdb" >"$RUN/logs/mongodb.log" 2>&1 &
@@ -223,7 +229,7 @@ start_mongodb() {
 stop_mongodb() { stop_pidfile "$RUN/ferretdb/ferretdb.pid"; }
 
 start_smtp() {
-  if port_open "$SMTP_PORT_LOCAL"; then return 0; fi
+  if already_up smtp "$SMTP_PORT_LOCAL" "$RUN/smtp/smtp.pid"; then return 0; fi
   mkdir -p "$RUN/mail" "$RUN/smtp"
   nohup "$PY" "$ROOT/infra/smtp_sink.py" --port "$SMTP_PORT_LOCAL" --maildir "$RUN/mail" \
     >"$RUN/logs/smtp.log" 2>&1 &
@@ -234,7 +240,7 @@ start_smtp() {
 stop_smtp() { stop_pidfile "$RUN/smtp/smtp.pid"; }
 
 start_prometheus() {
-  if port_open "$PROM_PORT"; then return 0; fi
+  if already_up prometheus "$PROM_PORT" "$RUN/prometheus/prometheus.pid"; then return 0; fi
   mkdir -p "$RUN/prometheus/data"
   "$PY" "$ROOT/infra/prometheus/render.py" "$RUN/prometheus/prometheus.yml" \
     --alertmanager "127.0.0.1:$AM_PORT"
@@ -248,7 +254,7 @@ start_prometheus() {
 stop_prometheus() { stop_pidfile "$RUN/prometheus/prometheus.pid"; }
 
 start_alertmanager() {
-  if port_open "$AM_PORT"; then return 0; fi
+  if already_up alertmanager "$AM_PORT" "$RUN/alertmanager/alertmanager.pid"; then return 0; fi
   mkdir -p "$RUN/alertmanager/data"
   local smtp="${SMTP_HOST:-127.0.0.1}:${SMTP_PORT:-$SMTP_PORT_LOCAL}"
   sed -e "s/__SMTP__/$smtp/" "$ROOT/infra/alertmanager/alertmanager.yml" >"$RUN/alertmanager/alertmanager.yml"

@@ -230,3 +230,62 @@ async def test_wallets_keep_working_uncached_while_redis_is_down(stack: Stack) -
         finally:
             stack_cmd("up", "redis")
         assert (await c.get(f"/wallets/{wallet['id']}")).json()["balance"] == "2.00"
+
+
+async def test_a_retry_racing_its_twin_gets_the_twins_result_not_a_refusal(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    # The balance covers one debit: a retry that waited for its in-flight twin must see
+    # the twin's success, not "insufficient funds" (the saga would then think the money
+    # never left).
+    _, auth = await user_with_token(api)
+    wallet = await new_wallet(api, auth)
+    await fund(stack, wallet["id"], "1.00")
+    body = {"amount": "1.00", "transaction_id": str(uuid.uuid4())}
+    async with internal_client(stack) as c:
+        results = await asyncio.gather(
+            *(c.post(f"/wallets/{wallet['id']}/deduct-funds", json=body) for _ in range(10))
+        )
+    assert [r.status_code for r in results] == [200] * 10
+    assert len({r.text for r in results}) == 1
+    assert await ledger(stack, wallet["id"]) == (0, 0, 2)
+
+
+async def test_a_fenced_credit_never_happens_and_a_done_credit_cannot_be_fenced(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    _, auth = await user_with_token(api)
+    wallet = await new_wallet(api, auth)
+    fenced_tx, credited_tx = str(uuid.uuid4()), str(uuid.uuid4())
+    async with internal_client(stack) as c:
+        fence = await c.post("/internal/wallets/credit-fence", json={"transaction_id": fenced_tx})
+        assert fence.json() == {"credited": False}
+        refused = await c.post(
+            f"/wallets/{wallet['id']}/add-funds",
+            json={"amount": "5.00", "transaction_id": fenced_tx},
+        )
+        assert_problem(refused, 400, "CREDIT_FENCED")
+        ok = await c.post(
+            f"/wallets/{wallet['id']}/add-funds",
+            json={"amount": "5.00", "transaction_id": credited_tx},
+        )
+        assert ok.status_code == 200
+        late = await c.post("/internal/wallets/credit-fence", json={"transaction_id": credited_tx})
+        assert late.json() == {"credited": True}
+    assert await ledger(stack, wallet["id"]) == (500, 500, 1)
+
+
+async def test_internal_wallet_paths_are_not_routable_through_the_gateway(
+    api: httpx.AsyncClient,
+) -> None:
+    _, auth = await user_with_token(api)
+    wallet = await new_wallet(api, auth)
+    for method, path in [
+        ("POST", "/internal/wallets/credit-fence"),
+        ("GET", f"/internal/wallets/{wallet['id']}"),
+        ("GET", f"/wallets/{wallet['id']}/internal"),
+    ]:
+        resp = await api.request(
+            method, path, json={"transaction_id": str(uuid.uuid4())}, headers=auth
+        )
+        assert_problem(resp, 404, "NOT_FOUND")

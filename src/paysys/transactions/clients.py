@@ -66,7 +66,7 @@ class Clients:
     # -- wallets
 
     async def wallet(self, wallet_id: uuid.UUID) -> dict[str, Any] | None:
-        resp = await self._call(self.wallets, "GET", f"/wallets/{wallet_id}/internal")
+        resp = await self._call(self.wallets, "GET", f"/internal/wallets/{wallet_id}")
         if resp.status == 404:
             return None
         if resp.status != 200:
@@ -78,7 +78,11 @@ class Clients:
         if resp.status == 200:
             return resp.body
         code = (resp.body or {}).get("code", "") if isinstance(resp.body, dict) else ""
-        if resp.status == 400 and code in ("INSUFFICIENT_FUNDS", "WALLET_INACTIVE"):
+        if resp.status == 400 and code in (
+            "INSUFFICIENT_FUNDS",
+            "WALLET_INACTIVE",
+            "CREDIT_FENCED",
+        ):
             raise StepFailed(code)
         if resp.status == 404:
             raise StepFailed("WALLET_INACTIVE")
@@ -100,6 +104,15 @@ class Clients:
             "add-funds",
             {"amount": amount, "transaction_id": str(tx), "operation": "refund"},
         )
+
+    async def fence_credit(self, tx: uuid.UUID) -> bool:
+        """Makes the credit of `tx` impossible from now on; True if it already happened."""
+        resp = await self._call(
+            self.wallets, "POST", "/internal/wallets/credit-fence", {"transaction_id": str(tx)}
+        )
+        if resp.status != 200:
+            raise OutcomeUnknown(f"credit fence answered {resp.status}")
+        return bool(resp.body["credited"])
 
     async def deactivate_wallet(self, wallet_id: uuid.UUID, owner: uuid.UUID) -> None:
         await self._call(

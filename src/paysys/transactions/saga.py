@@ -214,6 +214,8 @@ class Saga:
                 return done
             phase = "compensating"
         if phase == "compensating":
+            if await self.clients.fence_credit(tx.id):
+                return await self.finish(tx.id, "COMPLETED", None, "credit_fence", "credited")
             await self.clients.refund(tx.source_wallet_id, tx.id, amount)
             return await self._compensated(tx, "refund")
         raise AssertionError(f"unknown phase {phase}")
@@ -245,6 +247,8 @@ class Saga:
                 return done
             phase = "compensating"
         if phase == "compensating":
+            if await self.clients.fence_credit(tx.id):
+                return await self.finish(tx.id, "COMPLETED", None, "credit_fence", "credited")
             await self.clients.refund_card(tx.id)
             return await self._compensated(tx, "card_refund")
         raise AssertionError(f"unknown phase {phase}")
@@ -257,9 +261,10 @@ class Saga:
         except StepFailed as exc:
             # A definite refusal: recorded before any refund, so that from here the saga
             # only ever goes back, whoever resumes it.
-            await self._advance(
-                tx.id, "credit", exc.code, phase="compensating", failure_code=exc.code
-            )
+            # CREDIT_FENCED: another runner of this saga is already refunding; its
+            # failure code stands.
+            code = {} if exc.code == "CREDIT_FENCED" else {"failure_code": exc.code}
+            await self._advance(tx.id, "credit", exc.code, phase="compensating", **code)
             return None
         return await self.finish(tx.id, "COMPLETED", None, "credit", "ok")
 

@@ -20,6 +20,11 @@ class WalletInactive(AppError):
     code = "WALLET_INACTIVE"
 
 
+class CreditFenced(AppError):
+    status = 400
+    code = "CREDIT_FENCED"
+
+
 class InsufficientFunds(AppError):
     status = 400
     code = "INSUFFICIENT_FUNDS"

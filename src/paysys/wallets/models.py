@@ -48,6 +48,17 @@ class Wallet(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class CreditFence(Base):
+    """A transaction whose credit must never happen: written by the saga before it
+    refunds, so that the money of one transaction either reaches the destination or
+    goes back to the source, never both (even with two runners on one saga)."""
+
+    __tablename__ = "credit_fences"
+
+    transaction_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class LedgerEntry(Base):
     """One balance change. Never updated or deleted; (transaction_id, operation) is the
     idempotency key of the change, enforced here rather than trusted to the callers."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paysys.wallets.models import LedgerEntry, Wallet
+from paysys.wallets.models import CreditFence, LedgerEntry, Wallet
 
 
 async def get(session: AsyncSession, wallet_id: uuid.UUID) -> Wallet | None:
@@ -20,6 +21,24 @@ async def list_for(session: AsyncSession, user_id: uuid.UUID) -> list[Wallet]:
         select(Wallet).where(Wallet.user_id == user_id).order_by(Wallet.created_at.desc())
     )
     return list(rows.scalars())
+
+
+async def lock_transaction(session: AsyncSession, transaction_id: uuid.UUID) -> None:
+    """Serialises every balance change of one transaction (until commit): a retry that
+    arrives while its twin is still running waits, then sees the twin's result."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:t, 0))"), {"t": str(transaction_id)}
+    )
+
+
+async def fenced(session: AsyncSession, transaction_id: uuid.UUID) -> bool:
+    return await session.get(CreditFence, transaction_id) is not None
+
+
+async def add_fence(session: AsyncSession, transaction_id: uuid.UUID) -> None:
+    await session.execute(
+        pg_insert(CreditFence).values(transaction_id=transaction_id).on_conflict_do_nothing()
+    )
 
 
 async def entry(

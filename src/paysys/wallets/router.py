@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import IntegrityError
 
 from paysys.kit.auth import CurrentUserId, require_internal
@@ -134,6 +135,24 @@ async def _change(
     return result
 
 
+class FenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    transaction_id: uuid.UUID
+
+
+# Other internal reads and commands live under /internal, which the gateway never routes.
+internal_misc = APIRouter(
+    prefix="/internal/wallets", include_in_schema=False, dependencies=[Depends(require_internal)]
+)
+
+
+@internal_misc.post("/credit-fence")
+async def credit_fence(body: FenceIn, rt: RuntimeDep) -> dict[str, bool]:
+    async with rt.db.uow() as session:
+        credited = await service.fence_credit(session, body.transaction_id)
+    return {"credited": credited}
+
+
 @internal.post("/{wallet_id}/add-funds", response_model=FundsOut)
 async def add_funds(wallet_id: str, body: RefundIn, rt: RuntimeDep, cache: Cache) -> FundsOut:
     return await _change(rt, cache, wallet_id, body, body.operation)
@@ -144,7 +163,7 @@ async def deduct_funds(wallet_id: str, body: FundsIn, rt: RuntimeDep, cache: Cac
     return await _change(rt, cache, wallet_id, body, "debit")
 
 
-@internal.get("/{wallet_id}/internal", response_model=None)
+@internal_misc.get("/{wallet_id}", response_model=None)
 async def internal_get(wallet_id: str, rt: RuntimeDep) -> dict[str, object]:
     """A fresh (uncached) read of any wallet, for the transactions service."""
     async with rt.db.uow() as session:

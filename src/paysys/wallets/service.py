@@ -13,6 +13,7 @@ from paysys.kit.money import MoneyError, format_amount, parse_amount
 from paysys.kit.outbox import Outbox
 from paysys.wallets import repository
 from paysys.wallets.exceptions import (
+    CreditFenced,
     InsufficientFunds,
     WalletExists,
     WalletInactive,
@@ -121,6 +122,16 @@ async def replay(
     return _result(entry, wallet)
 
 
+async def fence_credit(session: AsyncSession, transaction_id: uuid.UUID) -> bool:
+    """Forbids the credit of a transaction from now on; True if it already happened
+    (then the saga must complete, not refund)."""
+    await repository.lock_transaction(session, transaction_id)
+    if await repository.entry(session, transaction_id, "credit") is not None:
+        return True
+    await repository.add_fence(session, transaction_id)
+    return False
+
+
 async def change_balance(
     session: AsyncSession,
     outbox: Outbox,
@@ -132,9 +143,12 @@ async def change_balance(
     """Applies one balance change with its ledger entry and event, once per
     (transaction_id, operation). Returns the result and the changed wallet (None when
     this was a retry that moved nothing)."""
+    await repository.lock_transaction(session, transaction_id)
     previous = await replay(session, wallet_id, transaction_id, operation)
     if previous is not None:
         return previous, None
+    if operation == "credit" and await repository.fenced(session, transaction_id):
+        raise CreditFenced("This transaction is being refunded; it cannot be credited.")
     current = await repository.get(session, wallet_id)
     if current is None:
         raise WalletNotFound("No such wallet.")
