@@ -13,6 +13,7 @@ from paysys.gateway.proxy import Proxy
 from paysys.gateway.routes import ROUTES, Route
 from paysys.gateway.settings import GatewaySettings
 from paysys.kit.app import build_app
+from paysys.kit.errors import ServiceUnavailable
 from paysys.kit.http import ServiceUnreachable
 from paysys.kit.metrics import RATE_LIMITED, prime
 from paysys.kit.runtime import Runtime
@@ -48,8 +49,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             try:
                 request.app.state.openapi_doc = await merged_openapi(rt)
             except ServiceUnreachable:
-                from paysys.kit.errors import ServiceUnavailable
-
                 raise ServiceUnavailable("A service is not available; retry later.") from None
         return JSONResponse(request.app.state.openapi_doc)
 
