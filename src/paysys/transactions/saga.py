@@ -182,12 +182,20 @@ class Saga:
     async def fail_early(self, tx_id: uuid.UUID, code: str) -> Transaction:
         return await self.finish(tx_id, "FAILED", code, "validate", code)
 
-    async def drive(self, tx_id: uuid.UUID, card: dict[str, Any] | None = None) -> Transaction:
+    async def drive(
+        self,
+        tx_id: uuid.UUID,
+        card: dict[str, Any] | None = None,
+        fresh: Transaction | None = None,
+    ) -> Transaction:
         """Runs (or resumes) the saga to a terminal state. Raises OutcomeUnknown when a
         service gives no definite answer; the transaction then stays in flight and the
-        recovery worker resumes it once its lease runs out."""
-        async with self.rt.db.uow() as session:
-            tx = await repository.get(session, tx_id)
+        recovery worker resumes it once its lease runs out. `fresh`: the row as just
+        committed by the caller, which saves reading it back."""
+        tx = fresh
+        if tx is None:
+            async with self.rt.db.uow() as session:
+                tx = await repository.get(session, tx_id)
         assert tx is not None
         if tx.status in ("COMPLETED", "FAILED"):
             return tx

@@ -152,7 +152,7 @@ async def create(
         done = await saga.fail_early(tx.id, failure)
         return final_response(done)
     try:
-        done = await saga.drive(tx.id, card)
+        done = await saga.drive(tx.id, card, fresh=tx)
     except OutcomeUnknown as exc:
         log.warning("saga_outcome_pending", transaction_id=str(tx.id), error=str(exc))
         raise OutcomePending(
