@@ -10,10 +10,11 @@ import uuid
 
 import httpx
 import jwt
+import pytest
 
 from paysys.kit.mongo import make_mongo
 from paysys.kit.settings import DEV_JWT_SECRET
-from tests.conftest import Stack, eventually, unique_email
+from tests.conftest import Stack, eventually, stack_cmd, unique_email
 from tests.e2e.helpers import (
     PASSWORD,
     assert_problem,
@@ -67,10 +68,13 @@ async def test_register_publishes_event_sends_welcome_email_and_records_notifica
         assert doc["status"] == "sent"
         assert doc["email"] == email
         assert doc["event_id"] == event["event_id"]
-        audit = await db.audit_log.find_one(
-            {"action": "user.registered", "actor_user_id": user["id"]}
-        )
-        assert audit is not None
+
+        async def audited() -> dict | None:  # type: ignore[type-arg]
+            return await db.audit_log.find_one(
+                {"action": "user.registered", "actor_user_id": user["id"]}
+            )
+
+        audit = await eventually(audited, timeout=30)
         assert audit["correlation_id"] == "trace-register-1"
     finally:
         await client.close()
@@ -164,14 +168,19 @@ async def test_logins_and_logout_are_audited_with_the_client_ip(
     await api.post("/users/logout", headers=bearer(tokens["access_token"]))
     client, db = make_mongo(stack.infra.mongodb_url, stack.infra.db_name)
     try:
-        failed = await db.audit_log.find_one(
-            {"action": "user.login_failed", "details.email": user["email"]}
+
+        async def found(query: dict) -> dict | None:  # type: ignore[type-arg]
+            return await db.audit_log.find_one(query)
+
+        failed = await eventually(
+            lambda: found({"action": "user.login_failed", "details.email": user["email"]}),
+            timeout=30,
         )
-        assert failed is not None
         assert failed["ip"] == "127.0.0.1"
         for action in ("user.login_succeeded", "user.logout"):
-            doc = await db.audit_log.find_one({"action": action, "actor_user_id": user["id"]})
-            assert doc is not None, action
+            doc = await eventually(
+                lambda a=action: found({"action": a, "actor_user_id": user["id"]}), timeout=30
+            )
             assert doc["ip"] == "127.0.0.1"
             assert doc["correlation_id"]
     finally:
@@ -284,3 +293,33 @@ async def test_gateway_serves_one_openapi_document_for_the_public_api(
     operations = [(m, p) for p, ops in doc["paths"].items() for m in ops]
     assert len(operations) == 13  # every public route of the gateway, nothing else
     assert (await api.get("/docs")).status_code == 200
+
+
+@pytest.mark.disruptive
+async def test_audit_records_wait_out_a_mongodb_outage_and_are_written_once(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    user = await register(api)
+    stack_cmd("down", "mongodb")
+    try:
+        tokens = await login(api, user["email"])  # login does not need MongoDB
+        await api.post("/users/logout", headers=bearer(tokens["access_token"]))
+    finally:
+        stack_cmd("up", "mongodb")
+    client, db = make_mongo(stack.infra.mongodb_url, stack.infra.db_name)
+    try:
+
+        async def both() -> bool:
+            n = await db.audit_log.count_documents(
+                {
+                    "actor_user_id": user["id"],
+                    "action": {"$in": ["user.login_succeeded", "user.logout"]},
+                }
+            )
+            return n == 2
+
+        await eventually(both, timeout=60, interval=1)
+        await asyncio.sleep(2)
+        assert await both()  # still exactly one of each
+    finally:
+        await client.close()

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, insert, select
 
 from paysys.kit.context import bind_request
-from paysys.kit.outbox import Outbox, OutboxRelay
+from paysys.kit.outbox import KafkaSink, Outbox, OutboxRelay
 from tests.conftest import Infra, stack_cmd
 from tests.integration.conftest import Scratch
 
@@ -60,7 +60,7 @@ async def test_event_committed_with_change_is_published_with_contract_envelope_a
     topic = f"test.outbox.{uuid.uuid4().hex[:8]}"
     outbox = Outbox(scratch.outbox, "kit-test")
     bind_request("req-123")
-    relay = OutboxRelay(scratch.db, scratch.outbox, "kit-test", infra.kafka)
+    relay = OutboxRelay(scratch.db, scratch.outbox, "kit-test", KafkaSink(infra.kafka))
     async with running(relay):
         async with scratch.db.uow() as session:
             await session.execute(insert(scratch.things).values(id=1, name="a"))
@@ -100,9 +100,9 @@ async def test_rolled_back_change_publishes_nothing(scratch: Scratch, infra: Inf
         things = (await session.execute(select(func.count()).select_from(scratch.things))).scalar()
     assert rows == 0
     assert things == 0
-    relay = OutboxRelay(scratch.db, scratch.outbox, "kit-test", infra.kafka)
+    relay = OutboxRelay(scratch.db, scratch.outbox, "kit-test", KafkaSink(infra.kafka))
     assert await relay.publish_batch() == 0
-    await relay._drop_producer()
+    await relay.sink.close()
 
 
 @pytest.mark.disruptive
@@ -111,7 +111,7 @@ async def test_events_wait_while_broker_is_down_and_all_go_out_once_after_it_ret
 ) -> None:
     topic = f"test.outbox.{uuid.uuid4().hex[:8]}"
     outbox = Outbox(scratch.outbox, "kit-test")
-    relay = OutboxRelay(scratch.db, scratch.outbox, "kit-test", infra.kafka)
+    relay = OutboxRelay(scratch.db, scratch.outbox, "kit-test", KafkaSink(infra.kafka))
     stack_cmd("down", "kafka")
     try:
         async with running(relay):

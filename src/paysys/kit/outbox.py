@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -43,9 +44,9 @@ from paysys.kit.metrics import (
 log = structlog.get_logger()
 
 
-def outbox_table(metadata: MetaData) -> Table:
+def outbox_table(metadata: MetaData, name: str = "outbox") -> Table:
     return Table(
-        "outbox",
+        name,
         metadata,
         Column("id", BigInteger, primary_key=True, autoincrement=True),
         Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
@@ -55,7 +56,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True)),
         Column("attempts", Integer, nullable=False, server_default="0"),
-        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        Index(f"ix_{name}_unpublished", "id", postgresql_where=text("published_at IS NULL")),
     )
 
 
@@ -98,39 +99,23 @@ class Outbox:
         return envelope
 
 
-class OutboxRelay:
-    """Publishes unpublished rows in id order. Several relays (one per instance) share
-    the work through FOR UPDATE SKIP LOCKED. Kafka down: rows wait, backoff grows."""
+class Sink(Protocol):
+    """Where a relay delivers outbox rows. `publish` returns only once every row is
+    durably accepted; rows are marked published after that (at-least-once)."""
 
-    def __init__(
-        self,
-        db: Database,
-        table: Table,
-        service: str,
-        bootstrap_servers: str,
-        batch_size: int = 200,
-        idle_poll_seconds: float = 0.5,
-        linger_seconds: float = 0.005,
-        retention: timedelta = timedelta(days=7),
-    ) -> None:
-        self.db = db
-        self.table = table
-        self.service = service
+    async def publish(self, rows: Sequence[Any]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class KafkaSink:
+    """Delivers events to Kafka: topic and key from the row, the envelope as value."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
         self.bootstrap_servers = bootstrap_servers
-        self.batch_size = batch_size
-        self.idle_poll_seconds = idle_poll_seconds
-        self.linger_seconds = linger_seconds
-        self.retention = retention
-        self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
-        self._last_gauge = 0.0
-        self._last_prune = 0.0
-        db.on_commit(self.poke)
 
-    def poke(self) -> None:
-        self._wake.set()
-
-    async def _producer_ready(self) -> AIOKafkaProducer:
+    async def _ready(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap_servers,
@@ -150,13 +135,59 @@ class OutboxRelay:
             self._producer = producer
         return self._producer
 
-    async def _drop_producer(self) -> None:
+    async def publish(self, rows: Sequence[Any]) -> None:
+        producer = await self._ready()
+        futures = []
+        for row in rows:
+            headers = [("event_type", row.topic.encode())]
+            correlation = row.payload.get("correlation_id")
+            if correlation:
+                headers.append(("x-request-id", str(correlation).encode()))
+            futures.append(
+                await producer.send(row.topic, row.payload, key=row.key, headers=headers)
+            )
+        await asyncio.gather(*futures)
+
+    async def close(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None
             try:
                 await asyncio.wait_for(producer.stop(), 5)
             except Exception:
                 log.debug("producer_stop_failed")
+
+
+class OutboxRelay:
+    """Delivers unpublished rows in id order to a sink (Kafka, or MongoDB for the audit
+    trail). Several relays (one per instance) share the work through FOR UPDATE SKIP
+    LOCKED. Sink down: rows wait in PostgreSQL, the backoff grows, nothing is lost."""
+
+    def __init__(
+        self,
+        db: Database,
+        table: Table,
+        service: str,
+        sink: Sink,
+        batch_size: int = 200,
+        idle_poll_seconds: float = 0.5,
+        linger_seconds: float = 0.005,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self.db = db
+        self.table = table
+        self.service = service
+        self.sink = sink
+        self.batch_size = batch_size
+        self.idle_poll_seconds = idle_poll_seconds
+        self.linger_seconds = linger_seconds
+        self.retention = retention
+        self._wake = asyncio.Event()
+        self._last_gauge = 0.0
+        self._last_prune = 0.0
+        db.on_commit(self.poke)
+
+    def poke(self) -> None:
+        self._wake.set()
 
     async def publish_batch(self) -> int:
         """Publishes up to batch_size rows; returns how many went out."""
@@ -173,17 +204,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            producer = await self._producer_ready()
-            futures = []
-            for row in rows:
-                headers = [("event_type", row.topic.encode())]
-                correlation = row.payload.get("correlation_id")
-                if correlation:
-                    headers.append(("x-request-id", str(correlation).encode()))
-                futures.append(
-                    await producer.send(row.topic, row.payload, key=row.key, headers=headers)
-                )
-            await asyncio.gather(*futures)
+            await self.sink.publish(rows)
             await session.execute(
                 update(t)
                 .where(t.c.id.in_([r.id for r in rows]))
@@ -229,11 +250,11 @@ class OutboxRelay:
                     # by concurrent requests go out as one batch, not one query each.
                     await asyncio.sleep(self.linger_seconds)
             except asyncio.CancelledError:
-                await self._drop_producer()
+                await self.sink.close()
                 raise
             except Exception as exc:
                 OUTBOX_PUBLISH_ERRORS.labels(self.service).inc()
                 log.warning("outbox_publish_failed", error=str(exc)[:300], retry_in=backoff)
-                await self._drop_producer()
+                await self.sink.close()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)

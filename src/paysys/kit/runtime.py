@@ -18,13 +18,14 @@ from sqlalchemy import Table, text
 
 from paysys.kit import migrate
 from paysys.kit.app import TaskGroup
+from paysys.kit.audit import AuditTrail, MongoAuditSink
 from paysys.kit.consumer import ensure_topics
 from paysys.kit.db import Database
 from paysys.kit.events import TOPICS
 from paysys.kit.http import ServiceClient, make_session
 from paysys.kit.logging import configure_logging
 from paysys.kit.mongo import ensure_indexes, make_mongo
-from paysys.kit.outbox import Outbox, OutboxRelay
+from paysys.kit.outbox import KafkaSink, Outbox, OutboxRelay
 from paysys.kit.redis import make_redis
 from paysys.kit.settings import KitSettings
 
@@ -39,6 +40,7 @@ class Runtime:
         *,
         schema: str | None = None,
         outbox: Table | None = None,
+        audit: Table | None = None,
         redis: bool = False,
         mongo: bool = False,
         kafka: bool = False,
@@ -48,6 +50,7 @@ class Runtime:
         self.settings = settings
         self.schema = schema
         self._outbox_table = outbox
+        self._audit_table = audit
         self._want_redis = redis
         self._want_mongo = mongo
         self._want_kafka = kafka or outbox is not None
@@ -61,6 +64,7 @@ class Runtime:
         self._http: aiohttp.ClientSession | None = None
         self.outbox: Outbox | None = None
         self.relay: OutboxRelay | None = None
+        self.audit: AuditTrail | None = None
 
     @property
     def db(self) -> Database:
@@ -81,6 +85,11 @@ class Runtime:
     def http(self) -> aiohttp.ClientSession:
         assert self._http is not None, "this service has no HTTP client"
         return self._http
+
+    @property
+    def audit_or_fail(self) -> AuditTrail:
+        assert self.audit is not None, "this service has no audit trail"
+        return self.audit
 
     @property
     def outbox_or_fail(self) -> Outbox:
@@ -133,9 +142,15 @@ class Runtime:
         if self._outbox_table is not None:
             self.outbox = Outbox(self._outbox_table, self.service)
             self.relay = OutboxRelay(
-                self.db, self._outbox_table, self.service, s.kafka_bootstrap_servers
+                self.db, self._outbox_table, self.service, KafkaSink(s.kafka_bootstrap_servers)
             )
             self.tasks.start("outbox-relay", self.relay.run)
+        if self._audit_table is not None:
+            self.audit = AuditTrail(self._audit_table)
+            audit_relay = OutboxRelay(
+                self.db, self._audit_table, f"{self.service}-audit", MongoAuditSink(self.mongo)
+            )
+            self.tasks.start("audit-relay", audit_relay.run)
         if self._want_http:
             self._http = make_session()
 

@@ -153,10 +153,12 @@ class Saga:
                 upsert=True,
             )
             action = f"transaction.{'completed' if tx.status == 'COMPLETED' else 'failed'}"
+            audit_id = f"{action}:{tx.id}"
             await mongo.audit_log.update_one(
-                {"action": action, "details.transaction_id": str(tx.id)},
+                {"audit_id": audit_id},
                 {
                     "$setOnInsert": {
+                        "audit_id": audit_id,
                         "action": action,
                         "actor_user_id": str(tx.initiator_user_id),
                         "ip": None,

@@ -15,7 +15,15 @@ from paysys.users.settings import UsersSettings
 
 def create_app(settings: UsersSettings | None = None) -> FastAPI:
     settings = settings or UsersSettings()
-    rt = Runtime("users", settings, schema="users", outbox=models.outbox, redis=True, mongo=True)
+    rt = Runtime(
+        "users",
+        settings,
+        schema="users",
+        outbox=models.outbox,
+        audit=models.audit_outbox,
+        redis=True,
+        mongo=True,
+    )
 
     async def on_start(app: FastAPI) -> None:
         app.state.sessions = SessionStore(rt.redis, settings.refresh_token_ttl_seconds)

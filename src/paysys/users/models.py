@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, DateTime, Index, MetaData, String, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from paysys.kit.audit import audit_table
 from paysys.kit.db import NAMING
 from paysys.kit.outbox import inbox_table, outbox_table
 
@@ -18,6 +19,7 @@ class Base(DeclarativeBase):
 
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
+audit_outbox = audit_table(Base.metadata)
 
 
 class User(Base):

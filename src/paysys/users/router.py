@@ -12,7 +12,6 @@ from paysys.kit.auth import CurrentUserId, require_internal
 from paysys.kit.deps import PROBLEM, RuntimeDep
 from paysys.kit.http import SESSION_ID_HEADER
 from paysys.kit.metrics import LOGINS
-from paysys.kit.mongo import audit
 from paysys.kit.runtime import Runtime
 from paysys.users import repository, service
 from paysys.users.exceptions import InvalidCredentials, UserNotFound
@@ -47,7 +46,9 @@ def _settings(rt: Runtime) -> UsersSettings:
 async def register(body: RegisterIn, rt: RT) -> UserOut:
     async with rt.db.uow() as session:
         user = await service.register(session, rt.outbox_or_fail, body)
-    await audit(rt.mongo, "user.registered", str(user.id), {"account_type": user.account_type})
+        await rt.audit_or_fail.record(
+            session, "user.registered", str(user.id), {"account_type": user.account_type}
+        )
     return UserOut.model_validate(user)
 
 
@@ -58,11 +59,15 @@ async def login(body: LoginIn, rt: RT, sessions: Sessions) -> TokensOut:
             user = await service.authenticate(session, body.email, body.password)
     except InvalidCredentials:
         LOGINS.labels("failure").inc()
-        await audit(rt.mongo, "user.login_failed", None, {"email": body.email.lower()})
+        async with rt.db.uow() as session:
+            await rt.audit_or_fail.record(
+                session, "user.login_failed", None, {"email": body.email.lower()}
+            )
         raise
     tokens = await service.start_session(_settings(rt), sessions, user)
     LOGINS.labels("success").inc()
-    await audit(rt.mongo, "user.login_succeeded", str(user.id))
+    async with rt.db.uow() as session:
+        await rt.audit_or_fail.record(session, "user.login_succeeded", str(user.id))
     return tokens
 
 
@@ -82,7 +87,8 @@ async def logout(request: Request, user_id: CurrentUserId, rt: RT, sessions: Ses
     sid = request.headers.get(SESSION_ID_HEADER)
     if sid:
         await sessions.revoke(sid)
-    await audit(rt.mongo, "user.logout", str(user_id), {"session_id": sid})
+    async with rt.db.uow() as session:
+        await rt.audit_or_fail.record(session, "user.logout", str(user_id), {"session_id": sid})
     return Response(status_code=204)
 
 

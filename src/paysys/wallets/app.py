@@ -15,7 +15,13 @@ from paysys.wallets.router import internal, internal_misc, router
 def create_app(settings: KitSettings | None = None) -> FastAPI:
     settings = settings or KitSettings()
     rt = Runtime(
-        "wallets", settings, schema="wallets", outbox=models.outbox, redis=True, mongo=True
+        "wallets",
+        settings,
+        schema="wallets",
+        outbox=models.outbox,
+        audit=models.audit_outbox,
+        redis=True,
+        mongo=True,
     )
 
     async def on_start(app: FastAPI) -> None:

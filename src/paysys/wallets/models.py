@@ -17,6 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from paysys.kit.audit import audit_table
 from paysys.kit.db import NAMING
 from paysys.kit.outbox import inbox_table, outbox_table
 
@@ -27,6 +28,7 @@ class Base(DeclarativeBase):
 
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
+audit_outbox = audit_table(Base.metadata)
 
 
 class Wallet(Base):

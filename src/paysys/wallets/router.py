@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 
 from paysys.kit.auth import CurrentUserId, require_internal
 from paysys.kit.deps import PROBLEM, RuntimeDep
-from paysys.kit.mongo import audit
 from paysys.wallets import repository, service
 from paysys.wallets.cache import WalletCache
 from paysys.wallets.exceptions import WalletNotFound
@@ -50,9 +49,11 @@ async def create_wallet(
     currency = body.currency if body else "USD"
     async with rt.db.uow() as session:
         wallet = await service.create(session, rt.outbox_or_fail, user_id, currency)
+        await rt.audit_or_fail.record(
+            session, "wallet.created", str(user_id), {"wallet_id": str(wallet.id)}
+        )
     state = service.to_state(wallet)
     await cache.put(state)
-    await audit(rt.mongo, "wallet.created", str(user_id), {"wallet_id": state["id"]})
     return service.to_out(state)
 
 
@@ -82,12 +83,12 @@ async def get_wallet(
 async def _set_status(
     wallet_id: str, user_id: uuid.UUID, rt: RuntimeDep, cache: WalletCache, status: str
 ) -> WalletOut:
+    action = "wallet.deactivated" if status == "INACTIVE" else "wallet.activated"
     async with rt.db.uow() as session:
         wallet = await service.set_status(session, parse_id(wallet_id), user_id, status)
+        await rt.audit_or_fail.record(session, action, str(user_id), {"wallet_id": wallet_id})
     state = service.to_state(wallet)
     await cache.put(state)
-    action = "wallet.deactivated" if status == "INACTIVE" else "wallet.activated"
-    await audit(rt.mongo, action, str(user_id), {"wallet_id": state["id"]})
     return service.to_out(state)
 
 
