@@ -10,7 +10,16 @@ import pytest
 
 from tests.conftest import Stack, eventually
 from tests.e2e.helpers import assert_problem, kafka_events, mails_to, user_with_token
-from tests.e2e.money import CARD, arm_fault, balance, deposit, funded_user, move, wallet_for
+from tests.e2e.money import (
+    CARD,
+    arm_fault,
+    balance,
+    db_fetch,
+    deposit,
+    funded_user,
+    move,
+    wallet_for,
+)
 
 
 @pytest.mark.parametrize(
@@ -176,3 +185,29 @@ async def test_jpy_amounts_have_no_decimals(api: httpx.AsyncClient) -> None:
     assert ok.status_code == 201, ok.text
     assert ok.json()["amount"] == "1500"
     assert await balance(api, auth, wallet["id"]) == "1500"
+
+
+async def test_deposit_refused_by_the_wallet_after_the_charge_refunds_the_card(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    _, auth = await user_with_token(api)
+    wallet = await wallet_for(api, auth)
+    await arm_fault(stack, wallet["id"], "deactivate_destination_after_debit")
+    resp = await deposit(api, auth, wallet["id"], "12.00")
+    body = assert_problem(resp, 400, "WALLET_INACTIVE")
+    payments = await db_fetch(
+        stack,
+        "SELECT status FROM payment_gateway.payments WHERE transaction_id = $1",
+        uuid.UUID(body["transaction_id"]),
+    )
+    assert [p["status"] for p in payments] == ["refunded"]
+    await api.post(f"/wallets/{wallet['id']}/activate", headers=auth)
+    assert await balance(api, auth, wallet["id"]) == "0.00"
+    statuses = await kafka_events(
+        stack,
+        "payment.processed",
+        None,
+        2,
+        where=lambda e: e["data"]["transaction_id"] == body["transaction_id"],
+    )
+    assert [e["data"]["status"] for e in statuses] == ["succeeded", "refunded"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -224,10 +225,10 @@ class Saga:
                 return done
             phase = "compensating"
         if phase == "compensating":
-            if await self.clients.fence_credit(tx.id):
-                return await self.finish(tx.id, "COMPLETED", None, "credit_fence", "credited")
-            await self.clients.refund(tx.source_wallet_id, tx.id, amount)
-            return await self._compensated(tx, "refund")
+            source = tx.source_wallet_id
+            return await self._compensate(
+                tx, "refund", lambda: self.clients.refund(source, tx.id, amount)
+            )
         raise AssertionError(f"unknown phase {phase}")
 
     async def _deposit(self, tx: Transaction, card: dict[str, Any] | None) -> Transaction:
@@ -257,10 +258,9 @@ class Saga:
                 return done
             phase = "compensating"
         if phase == "compensating":
-            if await self.clients.fence_credit(tx.id):
-                return await self.finish(tx.id, "COMPLETED", None, "credit_fence", "credited")
-            await self.clients.refund_card(tx.id)
-            return await self._compensated(tx, "card_refund")
+            return await self._compensate(
+                tx, "card_refund", lambda: self.clients.refund_card(tx.id)
+            )
         raise AssertionError(f"unknown phase {phase}")
 
     async def _credit_or_compensate(self, tx: Transaction, amount: str) -> Transaction | None:
@@ -278,7 +278,14 @@ class Saga:
             return None
         return await self.finish(tx.id, "COMPLETED", None, "credit", "ok")
 
-    async def _compensated(self, tx: Transaction, step: str) -> Transaction:
+    async def _compensate(
+        self, tx: Transaction, step: str, give_back: Callable[[], Awaitable[Any]]
+    ) -> Transaction:
+        """Fences the credit, then gives the money back. If the credit did happen (a
+        second runner got there first), the transaction completed instead."""
+        if await self.clients.fence_credit(tx.id):
+            return await self.finish(tx.id, "COMPLETED", None, "credit_fence", "credited")
+        await give_back()
         async with self.rt.db.uow() as session:
             fresh = await repository.get(session, tx.id)
         code = (fresh.failure_code if fresh else None) or "WALLET_INACTIVE"
