@@ -7,6 +7,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import jwt
@@ -129,6 +130,25 @@ async def test_bad_registration_inputs_are_422_problems_and_create_nothing(
     assert_problem(resp, 422, "VALIDATION_ERROR")
     resp = await api.post("/users/register", content=b"x" * (2 * 1024 * 1024))
     assert_problem(resp, 413, "PAYLOAD_TOO_LARGE")
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: a chunked body
+        for _ in range(40):
+            yield b"x" * 65536
+
+    resp = await api.post(
+        "/users/register", content=chunked(), headers={"content-type": "application/json"}
+    )
+    assert_problem(resp, 413, "PAYLOAD_TOO_LARGE")
+
+    async def small_chunks() -> AsyncIterator[bytes]:
+        raw = json.dumps({**good, "email": unique_email("chunked")}).encode()
+        for i in range(0, len(raw), 16):
+            yield raw[i : i + 16]
+
+    resp = await api.post(
+        "/users/register", content=small_chunks(), headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 201, resp.text  # a chunked body within the limit is fine
     # none of them created the account
     login_resp = await api.post("/users/login", json={"email": email, "password": PASSWORD})
     assert login_resp.status_code == 401

@@ -32,6 +32,21 @@ class RequestContextMiddleware:
         self.app = app
         self.max_body = max_body
 
+    async def _buffer(self, receive: Receive) -> tuple[Receive, bool]:
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_body:
+                return receive, True
+            if not message.get("more_body", False):
+                break
+        return _replay(messages, receive), False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -60,7 +75,12 @@ class RequestContextMiddleware:
             await send(message)
 
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
+        too_large = length is not None and length.isdigit() and int(length) > self.max_body
+        if length is None and headers.get(b"transfer-encoding"):
+            # A chunked body announces no size: read it here, up to the limit, and hand
+            # the application a replay of what was read.
+            receive, too_large = await self._buffer(receive)
+        if too_large:
             response = problem(413, "PAYLOAD_TOO_LARGE", "The request body is too large.")
             await response(scope, receive, send_wrapper)
             return
@@ -76,6 +96,17 @@ class RequestContextMiddleware:
                     status=status,
                     duration_ms=round((time.perf_counter() - start) * 1000, 2),
                 )
+
+
+def _replay(messages: list[Message], then: Receive) -> Receive:
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await then()  # e.g. waiting for the client to disconnect
+
+    return receive
 
 
 def build_app(
