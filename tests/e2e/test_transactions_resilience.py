@@ -182,3 +182,61 @@ async def test_list_filters_and_cursor_pagination(api: httpx.AsyncClient) -> Non
     bad = await api.get("/transactions", params={"limit": 0}, headers=a_auth)
     assert bad.status_code == 422
     assert (await api.get(f"/transactions/{uuid.uuid4()}", headers=a_auth)).status_code == 404
+
+
+@pytest.mark.parametrize("destination", ["active", "deactivated meanwhile"])
+async def test_two_runners_on_one_saga_move_the_money_once(
+    api: httpx.AsyncClient, stack: Stack, destination: str
+) -> None:
+    # The first runner stalls after the debit for longer than its lease, so the recovery
+    # worker takes the saga over while the first runner is still alive; then both finish
+    # it. Whatever the interleaving, the money moves (or comes back) exactly once.
+    _, a_auth, a_wallet = await funded_user(api, "50.00")
+    _, b_auth, b_wallet = await funded_user(api, "0")
+    await arm_fault(stack, b_wallet["id"], "pause_after_debit", seconds=25)
+    request = asyncio.create_task(
+        move(api, a_auth, "transfer", a_wallet["id"], b_wallet["id"], "20.00")
+    )
+
+    async def debited() -> bool:
+        return await balance(api, a_auth, a_wallet["id"]) == "30.00"
+
+    await eventually(debited, timeout=30)
+    if destination != "active":
+        await api.post(f"/wallets/{b_wallet['id']}/deactivate", headers=b_auth)
+    [row] = await db_fetch(
+        stack,
+        "SELECT id FROM transactions.transactions WHERE source_wallet_id = $1",
+        uid(a_wallet["id"]),
+    )
+    tx_id = str(row["id"])
+
+    async def terminal() -> dict | None:  # type: ignore[type-arg]
+        tx = (await api.get(f"/transactions/{tx_id}", headers=a_auth)).json()
+        return tx if tx["status"] in ("COMPLETED", "FAILED") else None
+
+    tx = await eventually(terminal, timeout=40, interval=0.5)  # the worker, not the runner
+    response = await request  # the first runner wakes up and finds the saga finished
+    assert response.status_code in (201, 400)
+    await asyncio.sleep(1)
+    a = Decimal(await balance(api, a_auth, a_wallet["id"]))
+    if destination != "active":
+        await api.post(f"/wallets/{b_wallet['id']}/activate", headers=b_auth)
+    b = Decimal(await balance(api, b_auth, b_wallet["id"]))
+    assert a + b == Decimal("50.00")
+    final = (await api.get(f"/transactions/{tx_id}", headers=a_auth)).json()
+    assert final["status"] == tx["status"]
+    if tx["status"] == "COMPLETED":
+        assert (a, b) == (Decimal("30.00"), Decimal("20.00"))
+    else:
+        assert (a, b) == (Decimal("50.00"), Decimal("0.00"))
+    steps = await db_fetch(
+        stack,
+        "SELECT operation FROM wallets.ledger_entries WHERE transaction_id = $1",
+        uid(tx_id),
+    )
+    operations = sorted(s["operation"] for s in steps)
+    assert operations in (["credit", "debit"], ["debit", "refund"])
+    completed = await kafka_events(stack, "transaction.completed", tx_id, 0, linger=2)
+    failed = await kafka_events(stack, "transaction.failed", tx_id, 0, linger=2)
+    assert len(completed) + len(failed) == 1
