@@ -13,15 +13,10 @@ from pathlib import Path
 
 import yaml
 
+from paysys.kit.settings import SERVICE_PORTS
+
 HERE = Path(__file__).resolve().parent
-DEFAULT_PORTS = {
-    "gateway": 8000,
-    "users": 8001,
-    "wallets": 8002,
-    "transactions": 8003,
-    "payment_gateway": 8004,
-    "notifications": 8005,
-}
+DEFAULT_PORTS = SERVICE_PORTS  # the processes' defaults, shared with their settings
 
 
 def main() -> None:

@@ -51,23 +51,11 @@ def mails_to(mail_dir: Path, address: str) -> list[object]:
 
 
 async def kafka_event(stack: Stack, topic: str, key: str, timeout: float = 30) -> dict:  # type: ignore[type-arg]
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=stack.infra.kafka,
-        group_id=f"test-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for r in records:
-                    if r.key == key.encode():
-                        return json.loads(r.value)  # type: ignore[no-any-return]
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"no {topic} event with key {key}")
+    """The first event on `topic` with `key`."""
+    found = await kafka_events(stack, topic, key, 1, timeout=timeout, linger=0)
+    if not found:
+        raise AssertionError(f"no {topic} event with key {key}")
+    return found[0]
 
 
 def bearer(token: str) -> dict[str, str]:

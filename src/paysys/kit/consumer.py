@@ -12,6 +12,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,20 +46,23 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.connected = False
 
+    def _inbox_row(self, envelope: EventEnvelope, error: str | None = None) -> Insert:
+        return (
+            pg_insert(self.inbox)
+            .values(
+                consumer=self.name,
+                event_id=envelope.event_id,
+                event_type=envelope.event_type,
+                error=error,
+            )
+            .on_conflict_do_nothing()
+        )
+
     async def handle(self, envelope: EventEnvelope) -> bool:
         """Handles one event exactly once; False when it was a duplicate."""
         async with self.db.uow() as session:
             inserted = (
-                await session.execute(
-                    pg_insert(self.inbox)
-                    .values(
-                        consumer=self.name,
-                        event_id=envelope.event_id,
-                        event_type=envelope.event_type,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(self.inbox.c.event_id)
-                )
+                await session.execute(self._inbox_row(envelope).returning(self.inbox.c.event_id))
             ).first()
             if inserted is None:
                 EVENTS_DUPLICATE.labels(self.name).inc()
@@ -71,16 +75,7 @@ class EventConsumer:
         # After the last attempt the event is parked in the inbox with its error, so the
         # partition moves on; an operator can find it there (error IS NOT NULL).
         async with self.db.uow() as session:
-            await session.execute(
-                pg_insert(self.inbox)
-                .values(
-                    consumer=self.name,
-                    event_id=envelope.event_id,
-                    event_type=envelope.event_type,
-                    error=error[:2000],
-                )
-                .on_conflict_do_nothing()
-            )
+            await session.execute(self._inbox_row(envelope, error[:2000]))
 
     async def _process(self, record: ConsumerRecord[Any, Any]) -> None:
         try:
