@@ -24,12 +24,16 @@ class MaildirHandler:
         self.fail_flag = folder / ".fail"  # present: answer 451, to test retries
         # one address per line: refused (451) at RCPT, to test per-message failures
         self.fail_rcpt = folder / ".fail-rcpt"
+        # one address per line: refused for good (550) at RCPT, to test permanent failures
+        self.bounce_rcpt = folder / ".bounce-rcpt"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         if self.fail_rcpt.exists() and address in self.fail_rcpt.read_text().split():
             return "451 4.2.0 mailbox temporarily unavailable"
+        if self.bounce_rcpt.exists() and address in self.bounce_rcpt.read_text().split():
+            return "550 5.1.1 no such mailbox"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

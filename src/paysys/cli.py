@@ -39,7 +39,7 @@ def serve(service: str) -> None:
     uvicorn.run(
         f"paysys.{service}.app:create_app",
         factory=True,
-        host=settings.host,
+        host=settings.bind_host_of(service),
         port=settings.port_of(service),
         loop="uvloop",
         http="httptools",
@@ -146,6 +146,9 @@ def run_stack() -> int:
     signal.signal(signal.SIGINT, _stop)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     env = dict(os.environ)
+    # `make run` is the laptop: local mode (development secrets allowed) unless told
+    # otherwise. A process started any other way defaults to production.
+    env.setdefault("PAYSYS_ENV", "local")
     try:
         subprocess.run(["bash", str(STACK), "up"], env=env, check=True)
         infra = infra_env(env)

@@ -24,6 +24,8 @@ def strict_gateway(stack: Stack) -> Iterator[str]:
         PAYSYS_RATE_LIMIT_LOGIN="5",
         PAYSYS_RATE_LIMIT_REGISTER="5",
         PAYSYS_RATE_LIMIT_USER="5",
+        # one proxy in front: X-Forwarded-For's last hop is the client (when sent)
+        PAYSYS_TRUSTED_PROXY_HOPS="1",
         PAYSYS_USERS_PORT="18001",
         PAYSYS_WALLETS_PORT="18999",  # nothing listens there: wallets is "down"
     )
@@ -109,3 +111,17 @@ async def test_authenticated_requests_are_limited_per_user(strict_gateway: str) 
         ]
         assert codes == [200] * 5 + [429]
         assert (await a.get("/users/me", headers=second)).status_code == 200
+
+
+async def test_ipv6_clients_of_one_64_share_one_login_budget(strict_gateway: str) -> None:
+    prefix = f"2001:db8:{random.randint(1, 0xFFFF):x}:{random.randint(1, 0xFFFF):x}"
+    body = {"email": unique_email("v6"), "password": "whatever-whatever"}
+    async with httpx.AsyncClient(base_url=strict_gateway, timeout=30) as c:
+        codes = []
+        for i in range(6):
+            # a new address of the same /64 for every try, as any IPv6 host can
+            xff = {"X-Forwarded-For": f"{prefix}::{i + 1:x}"}
+            codes.append((await c.post("/users/login", json=body, headers=xff)).status_code)
+        assert codes == [401] * 5 + [429]
+        other = {"X-Forwarded-For": f"2001:db8:ffff:{random.randint(1, 0xFFFF):x}::1"}
+        assert (await c.post("/users/login", json=body, headers=other)).status_code == 401

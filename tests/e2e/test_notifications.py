@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from paysys.kit.mongo import make_mongo
-from tests.conftest import Stack, eventually, unique_email
+from tests.conftest import Stack, eventually, stack_cmd, unique_email
 from tests.e2e.helpers import kafka_event, mails_to, register
 
 
@@ -71,3 +75,97 @@ async def test_smtp_failure_is_retried_then_recorded_failed_without_blocking_oth
         assert mails_to(stack.infra.mail_dir, refused) == []
     finally:
         fail_file.unlink(missing_ok=True)
+
+
+async def test_a_job_that_cannot_be_sent_is_parked_failed_and_blocks_nothing(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    # A job as an older release could write it: a request id with a byte that an email
+    # header refuses. It must fail alone, at once, with its reason.
+    poisoned = await register(api, unique_email("poisoned-job"))
+    await eventually(lambda: _mail(stack, poisoned["email"]), timeout=60)
+    conn = await asyncpg.connect(stack.infra.dsn)
+    try:
+        job_id = await conn.fetchval(
+            "INSERT INTO notifications.email_jobs (event_id, user_id, kind, subject, body,"
+            " status, attempts, correlation_id) VALUES ($1, $2, 'welcome', 'Hi\\u0085', 'x',"
+            " 'pending', 0, $3) RETURNING id",
+            uuid.uuid4(),
+            uuid.UUID(poisoned["id"]),
+            "a\x85b",
+        )
+        await conn.execute(
+            "UPDATE notifications.email_jobs SET subject = $1 WHERE id = $2",
+            "line\nbreak\x85",
+            job_id,
+        )
+        later = await register(api, unique_email("after-poisoned-job"))
+        await eventually(lambda: _mail(stack, later["email"]), timeout=60)
+
+        async def parked() -> Any:
+            row = await conn.fetchrow(
+                "SELECT status, attempts, last_error FROM notifications.email_jobs WHERE id = $1",
+                job_id,
+            )
+            return row if row["status"] == "failed" else None
+
+        row = await eventually(parked, timeout=30)
+        assert row["attempts"] == 1  # no retries: it would fail the same way again
+        assert row["last_error"]
+    finally:
+        await conn.close()
+
+
+async def test_a_permanent_smtp_refusal_fails_the_job_at_once(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    bounced = unique_email("bounce")
+    bounce_file = stack.infra.mail_dir / ".bounce-rcpt"
+    bounce_file.write_text(bounced + "\n")
+    try:
+        user = await register(api, bounced)
+        client, db = make_mongo(stack.infra.mongodb_url, stack.infra.db_name)
+        try:
+
+            async def failed_doc() -> dict | None:  # type: ignore[type-arg]
+                return await db.notifications.find_one(
+                    {"user_id": user["id"], "kind": "welcome", "status": "failed"}
+                )
+
+            doc = await eventually(failed_doc, timeout=60)
+            assert doc["attempts"] == 1
+            assert "550" in doc["error"]
+        finally:
+            await client.close()
+    finally:
+        bounce_file.unlink(missing_ok=True)
+
+
+@pytest.mark.disruptive
+async def test_an_email_sent_while_mongodb_is_down_is_sent_once_and_recorded_later(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    stack_cmd("down", "mongodb")
+    try:
+        user = await register(api, unique_email("mongo-down-mail"))
+        await eventually(lambda: _mail(stack, user["email"]), timeout=60)
+        await asyncio.sleep(8)  # several sender rounds while MongoDB is still down
+        assert len(mails_to(stack.infra.mail_dir, user["email"])) == 1
+    finally:
+        stack_cmd("up", "mongodb")
+    client, db = make_mongo(stack.infra.mongodb_url, stack.infra.db_name)
+    try:
+
+        async def recorded() -> int:
+            return await db.notifications.count_documents(
+                {"user_id": user["id"], "kind": "welcome", "status": "sent"}
+            )
+
+        await eventually(recorded, timeout=60, interval=1)
+    finally:
+        await client.close()
+    assert len(mails_to(stack.infra.mail_dir, user["email"])) == 1
+
+
+async def _mail(stack: Stack, address: str) -> list[object]:
+    return mails_to(stack.infra.mail_dir, address)

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import aiohttp
 import structlog
 from fastapi import Request, Response
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
-from paysys.gateway.ratelimit import RateLimiter
+from paysys.gateway.ratelimit import RateLimiter, ip_identity
 from paysys.gateway.routes import FORWARD_REQUEST_HEADERS, FORWARD_RESPONSE_HEADERS, Route
 from paysys.gateway.settings import GatewaySettings
 from paysys.kit.auth import AccessClaims, session_key, verify_access_token
 from paysys.kit.context import REQUEST_ID_HEADER, bind_user, current_request_id
-from paysys.kit.errors import AppError, ServiceUnavailable, Unauthorized
+from paysys.kit.errors import AppError, NotFound, ServiceUnavailable, Unauthorized
 from paysys.kit.http import INTERNAL_TOKEN_HEADER, SESSION_ID_HEADER, USER_ID_HEADER
 from paysys.kit.metrics import RATE_LIMITED
 from paysys.kit.runtime import Runtime
 
 log = structlog.get_logger()
+
+
+# A path parameter is an id: nothing that could mean another path once a service
+# decodes it again (no "/", "%", ".." or other punctuation).
+_SAFE_PARAM = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class RateLimited(AppError):
@@ -40,52 +48,71 @@ class Proxy:
         self.limiter = RateLimiter(rt.redis, settings.rate_limit_window_seconds)
         self.timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_seconds, connect=2)
 
-    async def authenticate(self, request: Request) -> AccessClaims:
+    def _claims(self, request: Request) -> AccessClaims:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("A bearer access token is required.")
         s = self.settings
-        claims = verify_access_token(
+        return verify_access_token(
             token.strip(), secret=s.jwt_secret, issuer=s.jwt_issuer, audience=s.jwt_audience
         )
-        try:
-            alive = await self.rt.redis.exists(session_key(claims.session_id))
-        except RedisError:
-            raise ServiceUnavailable("Sessions cannot be checked right now.") from None
-        if not alive:
-            raise Unauthorized("The access token is missing, malformed, expired or revoked.")
-        return claims
 
-    async def limit(self, route: Route, ip: str, user_id: str | None) -> None:
+    def _limit_of(self, route: Route, ip: str, user_id: str | None) -> tuple[str, str, int]:
         s = self.settings
         if route.limit == "user" and user_id:
-            scope, identity, limit = "user", user_id, s.rate_limit_user
-        elif route.limit == "register":
-            scope, identity, limit = "register", ip, s.rate_limit_register
-        else:
-            scope, identity, limit = "login", ip, s.rate_limit_login
+            return "user", user_id, s.rate_limit_user
+        if route.limit == "register":
+            return "register", ip_identity(ip), s.rate_limit_register
+        return "login", ip_identity(ip), s.rate_limit_login
+
+    async def admit(self, route: Route, request: Request, ip: str) -> AccessClaims | None:
+        """Checks the token (locally), then the session and the rate limit in one Redis
+        round trip. The session must be alive and belong to the token's user. Redis
+        down: 503 on every route, the unauthenticated ones included, so that neither a
+        session nor a password guess gets past checks that cannot be made."""
+        claims = self._claims(request) if route.auth else None
+        scope, identity, limit = self._limit_of(route, ip, claims.user_id if claims else None)
         try:
-            decision = await self.limiter.hit(scope, identity, limit)
+            results = await self._ask_redis(claims, scope, identity, limit)
         except RedisError:
-            # Fail open on the limiter alone: a Redis blip must not take payments down;
-            # authenticated routes already failed closed on the session check above.
-            log.warning("rate_limiter_unavailable")
-            return
+            log.warning("redis_unavailable_at_gateway")
+            raise ServiceUnavailable("Sessions and limits cannot be checked right now.") from None
+        if claims is not None and results[0] != claims.user_id:
+            raise Unauthorized("The access token is missing, malformed, expired or revoked.")
+        decision = self.limiter.decision(results[-1])
         if not decision.allowed:
             RATE_LIMITED.labels(scope).inc()
             raise RateLimited(
                 "Too many requests; retry later.",
                 headers={"Retry-After": str(decision.retry_after_seconds)},
             )
+        return claims
+
+    async def _ask_redis(
+        self, claims: AccessClaims | None, scope: str, identity: str, limit: int
+    ) -> list[Any]:
+        for attempt in (1, 2):
+            async with self.rt.redis.pipeline(transaction=False) as pipe:
+                if claims is not None:
+                    pipe.hget(session_key(claims.session_id), "user_id")
+                self.limiter.queue(pipe, scope, identity, limit)
+                try:
+                    return list(await pipe.execute())
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+            await self.limiter.load()
+        raise AssertionError("unreachable")
 
     async def forward(self, route: Route, request: Request) -> Response:
+        params = request.path_params
+        if not all(_SAFE_PARAM.fullmatch(str(v)) for v in params.values()):
+            raise NotFound("Not Found")
         ip = client_ip(request, self.settings.trusted_proxy_hops)
-        claims = await self.authenticate(request) if route.auth else None
-        user_id = claims.user_id if claims else None
-        if user_id:
-            bind_user(user_id)
-        await self.limit(route, ip, user_id)
+        claims = await self.admit(route, request, ip)
+        if claims is not None:
+            bind_user(claims.user_id)
         headers = {k: v for k in FORWARD_REQUEST_HEADERS if (v := request.headers.get(k))}
         headers[INTERNAL_TOKEN_HEADER] = self.settings.internal_token
         headers[REQUEST_ID_HEADER] = current_request_id() or ""
@@ -94,12 +121,19 @@ class Proxy:
             headers[USER_ID_HEADER] = claims.user_id
             headers[SESSION_ID_HEADER] = claims.session_id
         body = await request.body()
-        url = self.settings.url_of(route.service) + request.url.path
+        # The path sent on is rebuilt from the routing table and the checked ids, never
+        # the client's (once decoded) path, so it cannot name an internal route.
+        url = self.settings.url_of(route.service) + route.path.format(**params)
         if request.url.query:
             url += "?" + request.url.query
         try:
             async with self.rt.http.request(
-                request.method, url, data=body or None, headers=headers, timeout=self.timeout
+                request.method,
+                url,
+                data=body or None,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,  # never carry the internal credential elsewhere
             ) as upstream:
                 content = await upstream.read()
                 out_headers = {

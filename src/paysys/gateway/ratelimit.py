@@ -1,15 +1,21 @@
 """Sliding-window rate limits in Redis, shared by every gateway instance.
 
-One Lua script per check keeps it atomic: trim the window, count, admit or refuse.
+One Lua script per check keeps it atomic: trim the window, count, admit or refuse. The
+check is queued on the caller's pipeline, so that the gateway asks Redis for the
+session and the limit in one round trip.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 _SLIDING_WINDOW = """
 local now = tonumber(ARGV[1])
@@ -33,15 +39,41 @@ class Decision:
     retry_after_seconds: int
 
 
+def ip_identity(ip: str) -> str:
+    """Whom a per-IP limit counts: the address, or for IPv6 its /64. One subscriber
+    usually holds a whole /64, so counting single IPv6 addresses limits nothing."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
 class RateLimiter:
     def __init__(self, redis: Redis, window_seconds: int) -> None:
+        self.redis = redis
         self.window_ms = window_seconds * 1000
-        self._script = redis.register_script(_SLIDING_WINDOW)
+        self.sha = hashlib.sha1(_SLIDING_WINDOW.encode()).hexdigest()  # noqa: S324 - Redis's id
 
-    async def hit(self, scope: str, identity: str, limit: int) -> Decision:
+    async def load(self) -> None:
+        """Loads the script (Redis forgets scripts when it restarts)."""
+        await self.redis.script_load(_SLIDING_WINDOW)
+
+    def queue(self, pipe: Pipeline, scope: str, identity: str, limit: int) -> None:
+        """Adds one hit to `pipe`; its result goes to `decision`. By EVALSHA alone: a
+        pipeline that registers the script asks SCRIPT EXISTS first, every time, which
+        is one round trip more; a NOSCRIPT answer means `load` and try again."""
         now_ms = int(time.time() * 1000)
-        allowed, retry_ms = await self._script(
-            keys=[f"rl:{scope}:{identity}"],
-            args=[now_ms, self.window_ms, limit, f"{now_ms}-{uuid.uuid4().hex[:8]}"],
-        )
-        return Decision(bool(allowed), max(1, -(-int(retry_ms) // 1000)) if not allowed else 0)
+        member = f"{now_ms}-{uuid.uuid4().hex[:8]}"
+        pipe.evalsha(self.sha, 1, f"rl:{scope}:{identity}", now_ms, self.window_ms, limit, member)
+
+    @staticmethod
+    def decision(result: Any) -> Decision:
+        allowed, retry_ms = result
+        if allowed:
+            return Decision(True, 0)
+        return Decision(False, max(1, -(-int(retry_ms) // 1000)))

@@ -18,22 +18,25 @@ class Route:
     service: str
     auth: bool
     limit: Limit
+    # The operation's name in the public OpenAPI document: short and stable, since
+    # generated clients name their functions after it.
+    operation_id: str
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("POST", "/users/register", "users", False, "register"),
-    Route("POST", "/users/login", "users", False, "login"),
-    Route("POST", "/users/refresh", "users", False, "login"),
-    Route("POST", "/users/logout", "users", True, "user"),
-    Route("GET", "/users/me", "users", True, "user"),
-    Route("POST", "/wallets/create", "wallets", True, "user"),
-    Route("GET", "/wallets", "wallets", True, "user"),
-    Route("GET", "/wallets/{id}", "wallets", True, "user"),
-    Route("POST", "/wallets/{id}/deactivate", "wallets", True, "user"),
-    Route("POST", "/wallets/{id}/activate", "wallets", True, "user"),
-    Route("POST", "/transactions/create", "transactions", True, "user"),
-    Route("GET", "/transactions", "transactions", True, "user"),
-    Route("GET", "/transactions/{id}", "transactions", True, "user"),
+    Route("POST", "/users/register", "users", False, "register", "registerUser"),
+    Route("POST", "/users/login", "users", False, "login", "login"),
+    Route("POST", "/users/refresh", "users", False, "login", "refreshTokens"),
+    Route("POST", "/users/logout", "users", True, "user", "logout"),
+    Route("GET", "/users/me", "users", True, "user", "getCurrentUser"),
+    Route("POST", "/wallets/create", "wallets", True, "user", "createWallet"),
+    Route("GET", "/wallets", "wallets", True, "user", "listWallets"),
+    Route("GET", "/wallets/{id}", "wallets", True, "user", "getWallet"),
+    Route("POST", "/wallets/{id}/deactivate", "wallets", True, "user", "deactivateWallet"),
+    Route("POST", "/wallets/{id}/activate", "wallets", True, "user", "activateWallet"),
+    Route("POST", "/transactions/create", "transactions", True, "user", "createTransaction"),
+    Route("GET", "/transactions", "transactions", True, "user", "listTransactions"),
+    Route("GET", "/transactions/{id}", "transactions", True, "user", "getTransaction"),
 )
 
 # Request headers a client may send on to a service; everything else (notably any

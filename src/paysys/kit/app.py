@@ -13,8 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from paysys.kit.auth import internal_token_ok
 from paysys.kit.context import bind_request, client_ip_var
 from paysys.kit.errors import install_error_handlers, problem
+from paysys.kit.http import INTERNAL_TOKEN_HEADER
 from paysys.kit.metrics import MetricsMiddleware, metrics_response
 from paysys.kit.settings import KitSettings
 
@@ -22,14 +24,16 @@ log = structlog.get_logger()
 
 Check = Callable[[], Awaitable[Any]]
 MAX_BODY_BYTES = 1024 * 1024
+INTERNAL_TOKEN_HEADER_B = INTERNAL_TOKEN_HEADER.lower().encode()
 
 
 class RequestContextMiddleware:
     """Takes or makes the request id, binds it to every log line, echoes it back, logs
     one line per request, and refuses bodies over the size limit before reading them."""
 
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, internal_token: str, max_body: int = MAX_BODY_BYTES) -> None:
         self.app = app
+        self.internal_token = internal_token
         self.max_body = max_body
 
     async def _buffer(self, receive: Receive) -> tuple[Receive, bool]:
@@ -53,12 +57,15 @@ class RequestContextMiddleware:
             return
         structlog.contextvars.clear_contextvars()
         headers = dict(scope["headers"])
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:200] or None
-        rid = bind_request(incoming)
+        rid = bind_request(headers.get(b"x-request-id", b"").decode("latin-1"))
         user = headers.get(b"x-user-id")
         if user:
             structlog.contextvars.bind_contextvars(user_id=user.decode("latin-1")[:64])
-        forwarded = headers.get(b"x-forwarded-for", b"").decode("latin-1").split(",")[0].strip()
+        # The client address a caller reports is believed only from another paysys
+        # process (the gateway), which holds the internal credential.
+        forwarded = None
+        if internal_token_ok(_text(headers.get(INTERNAL_TOKEN_HEADER_B)), self.internal_token):
+            forwarded = _text(headers.get(b"x-forwarded-for")).split(",")[0].strip()
         client = scope.get("client")
         client_ip_var.set(forwarded or (client[0] if client else None))
         start = time.perf_counter()
@@ -98,6 +105,10 @@ class RequestContextMiddleware:
                 )
 
 
+def _text(raw: bytes | None) -> str:
+    return raw.decode("latin-1") if raw else ""
+
+
 def _replay(messages: list[Message], then: Receive) -> Receive:
     pending = list(messages)
 
@@ -129,7 +140,7 @@ def build_app(
     app.state.checks = {}
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, service=service)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, internal_token=settings.internal_token)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -73,7 +73,7 @@ def _expected_token(request: Request) -> str:
     return str(request.app.state.settings.internal_token)
 
 
-def require_internal(request: Request) -> None:
+async def require_internal(request: Request) -> None:
     """Only another paysys process (holding the internal credential) may call this route."""
     presented = request.headers.get(INTERNAL_TOKEN_HEADER)
     if presented is None:
@@ -82,10 +82,10 @@ def require_internal(request: Request) -> None:
         raise Forbidden("The internal service credential is not valid.")
 
 
-def current_user_id(request: Request) -> uuid.UUID:
+async def current_user_id(request: Request) -> uuid.UUID:
     """The user the gateway authenticated. The header is trusted only together with the
     internal credential, which clients never have (the gateway strips both on the way in)."""
-    require_internal(request)
+    await require_internal(request)
     raw = request.headers.get(USER_ID_HEADER)
     try:
         user_id = uuid.UUID(raw or "")

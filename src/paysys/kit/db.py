@@ -40,16 +40,15 @@ class Database:
             },
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._after_commit: list[Callable[[], None]] = []
+        self._after_commit: dict[str, list[Callable[[], None]]] = {}
 
-    def on_commit(self, hook: Callable[[], None]) -> None:
-        """Called after every successful commit (the outbox relay uses it as a nudge)."""
-        self._after_commit.append(hook)
+    def on_commit(self, table: str, hook: Callable[[], None]) -> None:
+        """Called after a commit that wrote to `table` (marked by kit.outbox): the
+        outbox relay's nudge. Other commits wake nobody."""
+        self._after_commit.setdefault(table, []).append(hook)
 
-    def uow(self, notify: bool = True) -> UnitOfWork:
-        """notify=False: commit without calling the on_commit hooks (the outbox relay's
-        own bookkeeping must not wake the relay, or it would spin)."""
-        return UnitOfWork(self, notify)
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -62,9 +61,8 @@ class UnitOfWork:
     once, is what keeps a balance change, its ledger row and its outbox event together.
     """
 
-    def __init__(self, db: Database, notify: bool = True) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.notify = notify
         self.session: AsyncSession = db.sessionmaker()
 
     async def __aenter__(self) -> AsyncSession:
@@ -78,9 +76,10 @@ class UnitOfWork:
     ) -> None:
         try:
             if exc_type is None:
+                written = self.session.info.pop("outbox_tables", ())
                 await self.session.commit()
-                if self.notify:
-                    for hook in self.db._after_commit:
+                for table in written:
+                    for hook in self.db._after_commit.get(table, ()):
                         hook()
             else:
                 await self.session.rollback()

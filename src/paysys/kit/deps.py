@@ -13,7 +13,7 @@ PROBLEM: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.rt
     return rt
 

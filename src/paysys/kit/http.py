@@ -64,6 +64,7 @@ class ServiceClient:
                 json=json,
                 headers=self._headers(user_id),
                 timeout=self.timeout,
+                allow_redirects=False,  # the internal credential goes to paysys only
             ) as resp:
                 try:
                     body = await resp.json(content_type=None)

@@ -12,6 +12,9 @@ from pydantic import BeforeValidator, Field
 CURRENCY_EXPONENTS: dict[str, int] = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0}
 DEFAULT_MAX_AMOUNT = "1000000.00"
 
+# No amount is larger than this many minor units, whatever the configured maximum: far
+# above any real payment, far below what a BIGINT column (and sums of them) can hold.
+_LARGEST_MINOR = 10**15
 _AMOUNT_RE = re.compile(r"^(?P<int>0|[1-9][0-9]{0,17})(?:\.(?P<frac>[0-9]{1,18}))?$")
 
 
@@ -40,6 +43,8 @@ def parse_amount(text: str, currency: str, max_minor: int | None = None) -> int:
     minor = int(match.group("int")) * 10**digits + int(frac.ljust(digits, "0") or "0")
     if minor <= 0:
         raise MoneyError("amount must be greater than zero")
+    if minor > _LARGEST_MINOR:
+        raise MoneyError("amount is too large")
     if max_minor is not None and minor > max_minor:
         raise MoneyError(f"amount exceeds the maximum of {format_amount(max_minor, currency)}")
     return minor

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import zlib
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any, Protocol
 
 import structlog
@@ -24,9 +24,9 @@ from sqlalchemy import (
     Text,
     func,
     insert,
+    literal,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,6 +72,12 @@ def inbox_table(metadata: MetaData) -> Table:
     )
 
 
+def mark_written(session: AsyncSession, table: Table) -> None:
+    """Notes that this unit of work wrote to an outbox table: its relay is woken when
+    (and only when) the unit of work commits."""
+    session.info.setdefault("outbox_tables", set()).add(table.name)
+
+
 class Outbox:
     """Writes events into a service's outbox table, inside the caller's transaction."""
 
@@ -88,6 +94,7 @@ class Outbox:
             correlation_id=current_request_id(),
             data=data,
         )
+        mark_written(session, self.table)
         await session.execute(
             insert(self.table).values(
                 event_id=envelope.event_id,
@@ -157,10 +164,23 @@ class KafkaSink:
                 log.debug("producer_stop_failed")
 
 
+# Rows are spread over this many shards by a hash of their key. A relay publishes a
+# shard only while it holds that shard's advisory lock, so two relays never publish
+# rows of one key at the same time: each aggregate's events go out in commit order,
+# while the relays of several instances share the shards between them.
+SHARDS = 16
+
+
+def lock_space(schema: str, table: str) -> int:
+    """The first key of the shard locks of one outbox table (a signed int4)."""
+    return zlib.crc32(f"{schema}.{table}".encode()) - 2**31
+
+
 class OutboxRelay:
-    """Delivers unpublished rows in id order to a sink (Kafka, or MongoDB for the audit
-    trail). Several relays (one per instance) share the work through FOR UPDATE SKIP
-    LOCKED. Sink down: rows wait in PostgreSQL, the backoff grows, nothing is lost."""
+    """Delivers unpublished rows in id order to a sink (Kafka, or MongoDB for records),
+    then deletes them: the outbox holds only what is still to be delivered, so it stays
+    small and needs no pruning. Sink down: rows wait in PostgreSQL, the backoff grows,
+    nothing is lost."""
 
     def __init__(
         self,
@@ -171,7 +191,6 @@ class OutboxRelay:
         batch_size: int = 200,
         idle_poll_seconds: float = 0.5,
         linger_seconds: float = 0.005,
-        retention: timedelta = timedelta(days=7),
     ) -> None:
         self.db = db
         self.table = table
@@ -180,11 +199,21 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.idle_poll_seconds = idle_poll_seconds
         self.linger_seconds = linger_seconds
-        self.retention = retention
         self._wake = asyncio.Event()
         self._last_gauge = 0.0
-        self._last_prune = 0.0
-        db.on_commit(self.poke)
+        t = table
+        shard_lock = func.pg_try_advisory_xact_lock(
+            literal(lock_space(db.schema, table.name)), func.hashtext(t.c.key).op("&")(SHARDS - 1)
+        )
+        # Built once: the relay runs it for every batch.
+        self._claim = (
+            select(t.c.id, t.c.topic, t.c.key, t.c.payload)
+            .where(t.c.published_at.is_(None), shard_lock)
+            .order_by(t.c.id)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        db.on_commit(table.name, self.poke)
 
     def poke(self) -> None:
         self._wake.set()
@@ -192,45 +221,27 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """Publishes up to batch_size rows; returns how many went out."""
         t = self.table
-        async with self.db.uow(notify=False) as session:
-            rows = (
-                await session.execute(
-                    select(t.c.id, t.c.topic, t.c.key, t.c.payload)
-                    .where(t.c.published_at.is_(None))
-                    .order_by(t.c.id)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+        async with self.db.uow() as session:
+            rows = (await session.execute(self._claim)).all()
             if not rows:
                 return 0
             await self.sink.publish(rows)
-            await session.execute(
-                update(t)
-                .where(t.c.id.in_([r.id for r in rows]))
-                .values(published_at=func.now(), attempts=t.c.attempts + 1)
-            )
+            await session.execute(t.delete().where(t.c.id.in_([r.id for r in rows])))
         for row in rows:
             OUTBOX_PUBLISHED.labels(self.service, row.topic).inc()
         return len(rows)
 
     async def update_gauges(self) -> None:
         t = self.table
-        async with self.db.uow(notify=False) as session:
+        async with self.db.uow() as session:
             count, oldest = (
                 await session.execute(
                     select(func.count(), func.min(t.c.created_at)).where(t.c.published_at.is_(None))
                 )
             ).one()
-            OUTBOX_PENDING.labels(self.service).set(count)
-            age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
-            OUTBOX_OLDEST_AGE.labels(self.service).set(max(age, 0.0))
-            loop = asyncio.get_running_loop()
-            if loop.time() - self._last_prune > 300:
-                self._last_prune = loop.time()
-                await session.execute(
-                    t.delete().where(t.c.published_at < utcnow() - self.retention)
-                )
+        OUTBOX_PENDING.labels(self.service).set(count)
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        OUTBOX_OLDEST_AGE.labels(self.service).set(max(age, 0.0))
 
     async def run(self) -> None:
         backoff = 0.2

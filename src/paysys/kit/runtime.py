@@ -18,7 +18,6 @@ from sqlalchemy import Table, text
 
 from paysys.kit import migrate
 from paysys.kit.app import TaskGroup
-from paysys.kit.audit import AuditTrail, MongoAuditSink
 from paysys.kit.consumer import ensure_topics
 from paysys.kit.db import Database
 from paysys.kit.events import TOPICS
@@ -26,6 +25,7 @@ from paysys.kit.http import ServiceClient, make_session
 from paysys.kit.logging import configure_logging
 from paysys.kit.mongo import ensure_indexes, make_mongo
 from paysys.kit.outbox import KafkaSink, Outbox, OutboxRelay
+from paysys.kit.records import MongoSink, Records
 from paysys.kit.redis import make_redis
 from paysys.kit.settings import KitSettings
 
@@ -40,7 +40,7 @@ class Runtime:
         *,
         schema: str | None = None,
         outbox: Table | None = None,
-        audit: Table | None = None,
+        records: Table | None = None,
         redis: bool = False,
         mongo: bool = False,
         kafka: bool = False,
@@ -50,7 +50,7 @@ class Runtime:
         self.settings = settings
         self.schema = schema
         self._outbox_table = outbox
-        self._audit_table = audit
+        self._records_table = records
         self._want_redis = redis
         self._want_mongo = mongo
         self._want_kafka = kafka or outbox is not None
@@ -64,7 +64,7 @@ class Runtime:
         self._http: aiohttp.ClientSession | None = None
         self.outbox: Outbox | None = None
         self.relay: OutboxRelay | None = None
-        self.audit: AuditTrail | None = None
+        self.records: Records | None = None
 
     @property
     def db(self) -> Database:
@@ -87,9 +87,9 @@ class Runtime:
         return self._http
 
     @property
-    def audit_or_fail(self) -> AuditTrail:
-        assert self.audit is not None, "this service has no audit trail"
-        return self.audit
+    def records_or_fail(self) -> Records:
+        assert self.records is not None, "this service keeps no MongoDB records"
+        return self.records
 
     @property
     def outbox_or_fail(self) -> Outbox:
@@ -145,12 +145,12 @@ class Runtime:
                 self.db, self._outbox_table, self.service, KafkaSink(s.kafka_bootstrap_servers)
             )
             self.tasks.start("outbox-relay", self.relay.run)
-        if self._audit_table is not None:
-            self.audit = AuditTrail(self._audit_table)
-            audit_relay = OutboxRelay(
-                self.db, self._audit_table, f"{self.service}-audit", MongoAuditSink(self.mongo)
+        if self._records_table is not None:
+            self.records = Records(self._records_table)
+            records_relay = OutboxRelay(
+                self.db, self._records_table, f"{self.service}-records", MongoSink(self.mongo)
             )
-            self.tasks.start("audit-relay", audit_relay.run)
+            self.tasks.start("records-relay", records_relay.run)
         if self._want_http:
             self._http = make_session()
 

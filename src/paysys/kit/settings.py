@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,8 +29,21 @@ def _env(*names: str) -> AliasChoices:
 class KitSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PAYSYS_", extra="ignore", populate_by_name=True)
 
-    env: Literal["local", "test", "staging", "production"] = "local"
-    host: str = "127.0.0.1"
+    # Settings that hold a secret, with their public development default: refused
+    # outside local and test runs. Services add their own.
+    DEV_SECRETS: ClassVar[dict[str, str]] = {
+        "jwt_secret": DEV_JWT_SECRET,
+        "internal_token": DEV_INTERNAL_TOKEN,
+    }
+
+    # No PAYSYS_ENV means production: a deployment that forgets it refuses the public
+    # development secrets instead of running with them. `make run` and the tests say
+    # local / test.
+    env: Literal["local", "test", "staging", "production"] = "production"
+    host: str = "127.0.0.1"  # where the services reach each other
+    # Where this process listens. Unset: the gateway (the public entry point) on every
+    # interface, the internal services on loopback only.
+    bind_host: str | None = None
     log_level: str = "INFO"
 
     database_url: str = Field(
@@ -70,13 +83,23 @@ class KitSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_local(self) -> KitSettings:
         if self.env not in ("local", "test"):
-            if self.jwt_secret == DEV_JWT_SECRET or self.internal_token == DEV_INTERNAL_TOKEN:
+            unset = [
+                f"PAYSYS_{name.upper()}"
+                for name, dev in self.DEV_SECRETS.items()
+                if getattr(self, name) == dev
+            ]
+            if unset:
                 raise ValueError(
-                    "PAYSYS_JWT_SECRET and PAYSYS_INTERNAL_TOKEN must be set outside local mode"
+                    f"{', '.join(unset)} must be set outside local mode (PAYSYS_ENV={self.env})"
                 )
             if self.enable_fault_hooks:
                 raise ValueError("PAYSYS_ENABLE_FAULT_HOOKS is for local and test runs only")
         return self
+
+    def bind_host_of(self, service: str) -> str:
+        if self.bind_host:
+            return self.bind_host
+        return "0.0.0.0" if service == "gateway" else "127.0.0.1"
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

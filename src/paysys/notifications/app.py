@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from paysys.kit.app import build_app
 from paysys.kit.metrics import NOTIFICATIONS_SENT, prime
 from paysys.kit.runtime import Runtime
+from paysys.notifications import models
 from paysys.notifications.consumers import make_consumer
 from paysys.notifications.service import SUBJECTS
 from paysys.notifications.settings import NotificationsSettings
@@ -16,12 +17,19 @@ from paysys.notifications.tasks import MailSender
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
-    rt = Runtime("notifications", settings, schema="notifications", mongo=True, kafka=True)
+    rt = Runtime(
+        "notifications",
+        settings,
+        schema="notifications",
+        records=models.records_outbox,
+        mongo=True,
+        kafka=True,
+    )
 
     async def on_start(app: FastAPI) -> None:
         prime(NOTIFICATIONS_SENT, *[(k, s) for k in SUBJECTS for s in ("sent", "failed")])
         consumer = make_consumer(rt.db, settings)
         rt.tasks.start("consumer", consumer.run)
-        rt.tasks.start("mail-sender", MailSender(rt.db, rt.mongo, settings).run)
+        rt.tasks.start("mail-sender", MailSender(rt.db, rt.records_or_fail, settings).run)
 
     return build_app("notifications", settings, rt.lifespan(on_start), openapi=False)

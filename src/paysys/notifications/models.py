@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from paysys.kit.db import NAMING
 from paysys.kit.outbox import inbox_table
+from paysys.kit.records import records_table
 
 
 class Base(DeclarativeBase):
@@ -27,6 +28,7 @@ class Base(DeclarativeBase):
 
 
 inbox = inbox_table(Base.metadata)
+records_outbox = records_table(Base.metadata)
 
 
 class Recipient(Base):
@@ -41,12 +43,20 @@ class Recipient(Base):
 
 
 class EmailJob(Base):
-    """One email to send; the sender retries it with backoff until sent or failed."""
+    """One email to send; the sender retries it with backoff until sent or failed.
+
+    status: pending -> sending -> sent | failed (or back to pending, to retry). A job in
+    `sending` belongs to the sender that claimed it until `next_attempt_at`, after which
+    another may take it over (its sender died mid-send)."""
 
     __tablename__ = "email_jobs"
     __table_args__ = (
         UniqueConstraint("event_id", "user_id", "kind"),
-        Index("ix_email_jobs_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        Index(
+            "ix_email_jobs_due",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'sending')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paysys.kit.context import safe_request_id
 from paysys.kit.events import EventEnvelope
 from paysys.notifications.models import EmailJob, Recipient
 
@@ -53,7 +53,7 @@ async def add_job(
             kind=kind,
             subject=subject,
             body="\n".join(lines),
-            correlation_id=envelope.correlation_id,
+            correlation_id=safe_request_id(envelope.correlation_id),
         )
         .on_conflict_do_nothing()
     )
@@ -82,9 +82,3 @@ async def handle_event(session: AsyncSession, envelope: EventEnvelope) -> None:
         user_id = data.get(f"{side}_user_id")
         if user_id:
             await add_job(session, envelope, user_id, kind, data)
-
-
-async def recipient(session: AsyncSession, user_id: uuid.UUID) -> Recipient | None:
-    return (
-        await session.execute(select(Recipient).where(Recipient.user_id == user_id))
-    ).scalar_one_or_none()

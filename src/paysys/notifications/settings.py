@@ -10,4 +10,8 @@ class NotificationsSettings(KitSettings):
     mail_max_attempts: int = 5
     mail_backoff_base_seconds: float = 2.0
     mail_poll_seconds: float = 0.5
+    mail_batch_size: int = 50
+    # How long a claimed job is its sender's; a sender that died mid-send hands it on
+    # after this. Longer than one batch can take (50 sends at the SMTP timeout).
+    mail_claim_seconds: float = 600.0
     consumer_group: str = "paysys-notifications"

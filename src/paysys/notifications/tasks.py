@@ -1,113 +1,213 @@
-"""The mail sender: sends due email jobs over SMTP, retries with backoff, records the
-outcome in MongoDB `notifications`. Jobs are claimed with SKIP LOCKED, so a failing
-message never holds up the others and several instances can share the work."""
+"""The mail sender: claims due email jobs, sends them over one kept-open SMTP
+connection, and records each outcome (with its MongoDB `notifications` record, through
+the records outbox) in PostgreSQL the moment it is known.
+
+- No database lock is held while SMTP talks: jobs are claimed first (status `sending`
+  with a claim that runs out), so several instances share the work and a sender that
+  dies mid-send hands its jobs on.
+- A failure that retrying cannot fix (a 5xx from the server, a message that cannot be
+  built) parks the job as failed with its reason at once; it never blocks the others.
+- A sent email is recorded as sent in PostgreSQL right after the server accepted it,
+  whatever happens to MongoDB afterwards, so it is never sent again.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
 import aiosmtplib
 import structlog
-from pymongo.asynchronous.database import AsyncDatabase
-from sqlalchemy import select
+from sqlalchemy import select, text, update
 
-from paysys.kit.context import bind_request
+from paysys.kit.context import bind_request, safe_request_id
 from paysys.kit.db import Database
 from paysys.kit.events import utcnow
 from paysys.kit.metrics import NOTIFICATIONS_SENT
-from paysys.notifications.models import EmailJob
-from paysys.notifications.service import recipient
+from paysys.kit.records import Records
+from paysys.notifications.models import EmailJob, Recipient
 from paysys.notifications.settings import NotificationsSettings
 
 log = structlog.get_logger()
 
+# One statement claims a batch: due jobs (pending, or sending whose claim ran out) become
+# `sending` until the claim expires.
+_CLAIM = text(
+    """
+    UPDATE email_jobs SET status = 'sending', attempts = attempts + 1,
+           next_attempt_at = now() + make_interval(secs => :claim_seconds)
+    WHERE id IN (
+        SELECT id FROM email_jobs
+        WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
+        ORDER BY next_attempt_at LIMIT :batch FOR UPDATE SKIP LOCKED)
+    RETURNING id, event_id, user_id, kind, subject, body, attempts, correlation_id
+    """
+)
+
+
+class Permanent(Exception):
+    """Retrying cannot help: the job is parked as failed with this reason."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # sent | failed | retry
+    error: str | None = None
+
+
+def classify(exc: BaseException) -> Outcome:
+    """Whether a send failure is worth another try."""
+    code = None
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        code = max(codes) if codes else None
+    elif isinstance(exc, aiosmtplib.SMTPResponseException):
+        code = exc.code
+    reason = f"{type(exc).__name__}: {exc}"[:500]
+    if code is not None and 500 <= code < 600:
+        return Outcome("failed", reason)
+    if isinstance(exc, aiosmtplib.SMTPException | OSError | TimeoutError | LookupError):
+        return Outcome("retry", reason)
+    return Outcome("failed", reason)  # anything else would fail the same way next time
+
 
 class MailSender:
-    def __init__(self, db: Database, mongo: AsyncDatabase[Any], settings: NotificationsSettings):
+    def __init__(self, db: Database, records: Records, settings: NotificationsSettings):
         self.db = db
-        self.mongo = mongo
+        self.records = records
         self.settings = settings
+        self._smtp: aiosmtplib.SMTP | None = None
 
-    async def send(self, to: str, subject: str, body: str, correlation_id: str | None) -> None:
+    def message(self, to: str, subject: str, body: str, correlation_id: str | None) -> EmailMessage:
         msg = EmailMessage()
         msg["From"] = self.settings.mail_from
         msg["To"] = to
         msg["Subject"] = subject
-        if correlation_id:
-            msg["X-Request-ID"] = correlation_id
+        rid = safe_request_id(correlation_id)
+        if rid:
+            msg["X-Request-ID"] = rid
         msg.set_content(body)
-        await aiosmtplib.send(
-            msg, hostname=self.settings.smtp_host, port=self.settings.smtp_port, timeout=10
-        )
+        return msg
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        if self._smtp is None or not self._smtp.is_connected:
+            smtp = aiosmtplib.SMTP(
+                hostname=self.settings.smtp_host, port=self.settings.smtp_port, timeout=10
+            )
+            await smtp.connect()
+            self._smtp = smtp
+        return self._smtp
+
+    async def _drop_connection(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            try:
+                smtp.close()
+            except Exception:
+                log.debug("smtp_close_failed")
+
+    async def send(self, msg: EmailMessage) -> None:
+        for attempt in (1, 2):
+            smtp = await self._connection()
+            try:
+                await smtp.send_message(msg)
+                return
+            except aiosmtplib.SMTPServerDisconnected:
+                # The kept-open connection went stale (server idle timeout): once more
+                # on a fresh one.
+                await self._drop_connection()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                # The session may be mid-transaction after a refusal: start clean.
+                await self._drop_connection()
+                raise
 
     async def run_once(self) -> int:
         s = self.settings
         async with self.db.uow() as session:
             jobs = (
-                (
-                    await session.execute(
-                        select(EmailJob)
-                        .where(EmailJob.status == "pending", EmailJob.next_attempt_at <= utcnow())
-                        .order_by(EmailJob.next_attempt_at)
-                        .limit(20)
-                        .with_for_update(skip_locked=True)
-                    )
+                await session.execute(
+                    _CLAIM,
+                    {"claim_seconds": s.mail_claim_seconds, "batch": s.mail_batch_size},
                 )
-                .scalars()
-                .all()
-            )
-            for job in jobs:
-                bind_request(job.correlation_id)
-                who = await recipient(session, job.user_id)
-                job.attempts += 1
-                try:
-                    if who is None:
-                        raise LookupError("recipient not known yet (user.registered not seen)")
-                    await self.send(who.email, job.subject, job.body, job.correlation_id)
-                except (aiosmtplib.SMTPException, OSError, LookupError) as exc:
-                    job.last_error = str(exc)[:500]
-                    if job.attempts >= s.mail_max_attempts:
-                        job.status = "failed"
-                        await self._record(job, who.email if who else None, "failed")
-                        log.error("email_failed", kind=job.kind, error=job.last_error)
-                    else:
-                        delay = s.mail_backoff_base_seconds * 2 ** (job.attempts - 1)
-                        job.next_attempt_at = utcnow() + timedelta(seconds=delay)
-                    continue
-                job.status = "sent"
-                job.sent_at = utcnow()
-                await self._record(job, who.email, "sent")
-        return len(jobs)
-
-    async def _record(self, job: EmailJob, email: str | None, status: str) -> None:
-        # Upsert on the collection's unique key: a retry after a crash writes no twin.
-        await self.mongo.notifications.update_one(
-            {"event_id": str(job.event_id), "user_id": str(job.user_id), "kind": job.kind},
-            {
-                "$set": {
-                    "email": email,
-                    "status": status,
-                    "sent_at": utcnow() if status == "sent" else None,
-                    "attempts": job.attempts,
-                    "error": job.last_error if status == "failed" else None,
-                    "correlation_id": job.correlation_id,
-                }
-            },
-            upsert=True,
-        )
-        NOTIFICATIONS_SENT.labels(job.kind, status).inc()
-
-    async def run(self) -> None:
-        while True:
+            ).all()
+            if not jobs:
+                return 0
+            who = {
+                r.user_id: r.email
+                for r in (
+                    await session.execute(
+                        select(Recipient.user_id, Recipient.email).where(
+                            Recipient.user_id.in_({j.user_id for j in jobs})
+                        )
+                    )
+                ).all()
+            }
+        for job in jobs:
+            bind_request(job.correlation_id)
+            email = who.get(job.user_id)
             try:
-                handled = await self.run_once()
+                if email is None:
+                    raise LookupError("recipient not known yet (user.registered not seen)")
+                await self.send(self.message(email, job.subject, job.body, job.correlation_id))
+                outcome = Outcome("sent")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("mail_sender_error", error=str(exc)[:300])
-                handled = 0
-            if handled == 0:
-                await asyncio.sleep(self.settings.mail_poll_seconds)
+                outcome = classify(exc)
+                if outcome.status == "retry" and job.attempts >= s.mail_max_attempts:
+                    outcome = Outcome("failed", outcome.error)
+            await self.record(job, email, outcome)
+        return len(jobs)
+
+    async def record(self, job: Any, email: str | None, outcome: Outcome) -> None:
+        """The job's new state and, once final, its MongoDB record: one commit."""
+        values: dict[str, Any] = {"last_error": outcome.error}
+        if outcome.status == "retry":
+            delay = self.settings.mail_backoff_base_seconds * 2 ** (job.attempts - 1)
+            values.update(status="pending", next_attempt_at=utcnow() + timedelta(seconds=delay))
+        else:
+            values.update(status=outcome.status)
+            if outcome.status == "sent":
+                values["sent_at"] = utcnow()
+        async with self.db.uow() as session:
+            await session.execute(update(EmailJob).where(EmailJob.id == job.id).values(**values))
+            if outcome.status != "retry":
+                await self.records.add(
+                    session,
+                    "notifications",
+                    {
+                        "event_id": str(job.event_id),
+                        "user_id": str(job.user_id),
+                        "kind": job.kind,
+                        "email": email,
+                        "status": outcome.status,
+                        "sent_at": values.get("sent_at"),
+                        "attempts": job.attempts,
+                        "error": outcome.error if outcome.status == "failed" else None,
+                        "correlation_id": safe_request_id(job.correlation_id),
+                    },
+                )
+        if outcome.status != "retry":
+            NOTIFICATIONS_SENT.labels(job.kind, outcome.status).inc()
+        if outcome.status == "failed":
+            log.error("email_failed", kind=job.kind, error=outcome.error)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    handled = await self.run_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("mail_sender_error", error=str(exc)[:300])
+                    handled = 0
+                if handled == 0:
+                    await asyncio.sleep(self.settings.mail_poll_seconds)
+        finally:
+            await self._drop_connection()

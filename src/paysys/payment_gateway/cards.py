@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
+from paysys.kit.cards import brand
+
+__all__ = ["brand", "expired", "luhn_ok", "outcome"]
+
 TEST_CARD_OUTCOMES: dict[str, str | None] = {
     "4242424242424242": None,
     "4000000000000002": "CARD_DECLINED",
@@ -23,18 +27,6 @@ def luhn_ok(number: str) -> bool:
             d = d * 2 - 9 if d > 4 else d * 2
         total += d
     return total % 10 == 0
-
-
-def brand(number: str) -> str:
-    if number.startswith("4"):
-        return "visa"
-    if number[:2] in {"51", "52", "53", "54", "55"} or 2221 <= int(number[:4]) <= 2720:
-        return "mastercard"
-    if number[:2] in {"34", "37"}:
-        return "amex"
-    if number.startswith("6011") or number.startswith("65"):
-        return "discover"
-    return "unknown"
 
 
 def expired(exp_month: int, exp_year: int, today: date | None = None) -> bool:

@@ -137,12 +137,19 @@ async def refund(session: AsyncSession, outbox: Outbox, transaction_id: uuid.UUI
     if payment is None:
         raise PaymentNotFound("No payment for this transaction.")
     if payment.status == "succeeded":
-        await session.execute(
-            update(Payment)
-            .where(Payment.id == payment.id, Payment.status == "succeeded")
-            .values(status="refunded", updated_at=utcnow())
-        )
+        # Conditional, and only the caller whose UPDATE changed the row publishes: of
+        # two concurrent refunds, the second waits on the row lock, then finds nothing
+        # left to refund.
+        refunded = (
+            await session.execute(
+                update(Payment)
+                .where(Payment.id == payment.id, Payment.status == "succeeded")
+                .values(status="refunded", updated_at=utcnow())
+                .returning(Payment.id)
+            )
+        ).first()
         payment = await by_transaction(session, transaction_id)
         assert payment is not None
-        await publish(session, outbox, payment)
+        if refunded is not None:
+            await publish(session, outbox, payment)
     return payment

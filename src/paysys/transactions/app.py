@@ -23,6 +23,7 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         settings,
         schema="transactions",
         outbox=models.outbox,
+        records=models.records_outbox,
         mongo=True,
         http=True,
     )

@@ -81,6 +81,7 @@ class Clients:
         if resp.status == 400 and code in (
             "INSUFFICIENT_FUNDS",
             "WALLET_INACTIVE",
+            "CURRENCY_MISMATCH",
             "CREDIT_FENCED",
         ):
             raise StepFailed(code)
@@ -88,22 +89,31 @@ class Clients:
             raise StepFailed("WALLET_INACTIVE")
         raise OutcomeUnknown(f"{path} answered {resp.status} {code}")
 
-    async def debit(self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str) -> dict[str, Any]:
-        return await self._funds(
-            wallet_id, "deduct-funds", {"amount": amount, "transaction_id": str(tx)}
-        )
+    # Every leg names its currency: a wallet in another one refuses it, so the same
+    # digits can never be read as ¥ on one side and $ on the other.
 
-    async def credit(self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str) -> dict[str, Any]:
-        return await self._funds(
-            wallet_id, "add-funds", {"amount": amount, "transaction_id": str(tx)}
-        )
+    async def debit(
+        self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
+    ) -> dict[str, Any]:
+        body = {"amount": amount, "currency": currency, "transaction_id": str(tx)}
+        return await self._funds(wallet_id, "deduct-funds", body)
 
-    async def refund(self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str) -> dict[str, Any]:
-        return await self._funds(
-            wallet_id,
-            "add-funds",
-            {"amount": amount, "transaction_id": str(tx), "operation": "refund"},
-        )
+    async def credit(
+        self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
+    ) -> dict[str, Any]:
+        body = {"amount": amount, "currency": currency, "transaction_id": str(tx)}
+        return await self._funds(wallet_id, "add-funds", body)
+
+    async def refund(
+        self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
+    ) -> dict[str, Any]:
+        body = {
+            "amount": amount,
+            "currency": currency,
+            "transaction_id": str(tx),
+            "operation": "refund",
+        }
+        return await self._funds(wallet_id, "add-funds", body)
 
     async def fence_credit(self, tx: uuid.UUID) -> bool:
         """Makes the credit of `tx` impossible from now on; True if it already happened."""

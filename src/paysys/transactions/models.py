@@ -15,7 +15,6 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
-    Text,
     func,
     text,
 )
@@ -23,7 +22,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from paysys.kit.db import NAMING
-from paysys.kit.outbox import inbox_table, outbox_table
+from paysys.kit.outbox import outbox_table
+from paysys.kit.records import records_table
 
 
 class Base(DeclarativeBase):
@@ -31,7 +31,7 @@ class Base(DeclarativeBase):
 
 
 outbox = outbox_table(Base.metadata)
-inbox = inbox_table(Base.metadata)
+records_outbox = records_table(Base.metadata)
 
 
 class Transaction(Base):
@@ -78,8 +78,6 @@ class Transaction(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Set once the MongoDB transaction log is written (the worker retries until then).
-    logged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class IdempotencyKey(Base):
@@ -87,10 +85,13 @@ class IdempotencyKey(Base):
 
     user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # HMAC of the request body, card number and CVC left out (see service.request_hash).
     request_hash: Mapped[str] = mapped_column(String(64))
+    # The request that holds the key until it links a transaction: a takeover of an
+    # abandoned key changes it, and the first request then cannot link any more.
+    owner: Mapped[uuid.UUID | None]
     transaction_id: Mapped[uuid.UUID | None]
     response_status: Mapped[int | None]
     response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    error: Mapped[str | None] = mapped_column(Text)

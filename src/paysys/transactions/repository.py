@@ -48,16 +48,26 @@ async def advance(
     tx_id: uuid.UUID,
     lease: timedelta,
     entry: dict[str, Any] | None,
+    from_phase: str,
     **values: Any,
-) -> None:
-    """Records progress (and renews the lease) while the transaction is in flight."""
+) -> bool:
+    """Records progress (and renews the lease) if the transaction is still in flight in
+    `from_phase`; False when another runner has moved it on (or finished it) since."""
     if entry is not None:
         values["steps"] = Transaction.steps.op("||")(literal([entry], JSONB))
-    await session.execute(
-        update(Transaction)
-        .where(Transaction.id == tx_id, Transaction.status.in_(IN_FLIGHT))
-        .values(lease_until=func.now() + lease, updated_at=func.now(), **values)
-    )
+    row = (
+        await session.execute(
+            update(Transaction)
+            .where(
+                Transaction.id == tx_id,
+                Transaction.status.in_(IN_FLIGHT),
+                Transaction.phase == from_phase,
+            )
+            .values(lease_until=func.now() + lease, updated_at=func.now(), **values)
+            .returning(Transaction.id)
+        )
+    ).first()
+    return row is not None
 
 
 async def finish(
@@ -98,25 +108,6 @@ async def stale_in_flight(session: AsyncSession, limit: int = 20) -> list[uuid.U
         .limit(limit)
     )
     return list(rows.scalars())
-
-
-async def unlogged(session: AsyncSession, limit: int = 50) -> list[Transaction]:
-    rows = await session.execute(
-        select(Transaction)
-        .where(
-            Transaction.logged_at.is_(None),
-            Transaction.finished_at.is_not(None),
-            Transaction.finished_at < func.now() - timedelta(seconds=5),
-        )
-        .limit(limit)
-    )
-    return list(rows.scalars())
-
-
-async def mark_logged(session: AsyncSession, tx_id: uuid.UUID) -> None:
-    await session.execute(
-        update(Transaction).where(Transaction.id == tx_id).values(logged_at=func.now())
-    )
 
 
 async def in_flight_counts(session: AsyncSession) -> dict[str, int]:
@@ -193,7 +184,12 @@ async def page(
 
 
 async def reserve_key(
-    session: AsyncSession, user_id: uuid.UUID, key: str, request_hash: str, ttl: timedelta
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    key: str,
+    request_hash: str,
+    ttl: timedelta,
+    owner: uuid.UUID,
 ) -> bool:
     inserted = (
         await session.execute(
@@ -202,6 +198,7 @@ async def reserve_key(
                 user_id=user_id,
                 key=key,
                 request_hash=request_hash,
+                owner=owner,
                 expires_at=utcnow() + ttl,
             )
             .on_conflict_do_nothing()
@@ -215,12 +212,51 @@ async def get_key(session: AsyncSession, user_id: uuid.UUID, key: str) -> Idempo
     return await session.get(IdempotencyKey, (user_id, key), populate_existing=True)
 
 
-async def link_key(session: AsyncSession, user_id: uuid.UUID, key: str, tx_id: uuid.UUID) -> None:
-    await session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-        .values(transaction_id=tx_id)
-    )
+def _unlinked(user_id: uuid.UUID, key: str, owner: uuid.UUID) -> list[Any]:
+    """The key, still held by `owner` and not yet given a transaction."""
+    return [
+        IdempotencyKey.user_id == user_id,
+        IdempotencyKey.key == key,
+        IdempotencyKey.owner == owner,
+        IdempotencyKey.transaction_id.is_(None),
+    ]
+
+
+async def take_over_key(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    key: str,
+    previous: uuid.UUID,
+    owner: uuid.UUID,
+    request_hash: str,
+) -> bool:
+    """Hands an abandoned reservation to a new request, unless its first request has
+    linked it to a transaction (or handed it on) in the meantime."""
+    row = (
+        await session.execute(
+            update(IdempotencyKey)
+            .where(*_unlinked(user_id, key, previous))
+            .values(owner=owner, request_hash=request_hash, created_at=func.now())
+            .returning(IdempotencyKey.key)
+        )
+    ).first()
+    return row is not None
+
+
+async def link_key(
+    session: AsyncSession, user_id: uuid.UUID, key: str, owner: uuid.UUID, tx_id: uuid.UUID
+) -> bool:
+    """Gives the key its transaction, only if this request still holds it: False when
+    it was taken over, and then the caller must not create the transaction."""
+    row = (
+        await session.execute(
+            update(IdempotencyKey)
+            .where(*_unlinked(user_id, key, owner))
+            .values(transaction_id=tx_id)
+            .returning(IdempotencyKey.key)
+        )
+    ).first()
+    return row is not None
 
 
 async def store_response(
@@ -241,6 +277,13 @@ async def drop_key(session: AsyncSession, user_id: uuid.UUID, key: str) -> None:
     await session.execute(
         delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
     )
+
+
+async def release_key(
+    session: AsyncSession, user_id: uuid.UUID, key: str, owner: uuid.UUID
+) -> None:
+    """Frees a reservation that created nothing, if this request still holds it."""
+    await session.execute(delete(IdempotencyKey).where(*_unlinked(user_id, key, owner)))
 
 
 async def purge_expired_keys(session: AsyncSession) -> None:

@@ -20,13 +20,13 @@ from paysys.transactions import repository, service
 from paysys.transactions.clients import OutcomeUnknown
 from paysys.transactions.exceptions import OutcomePending, TransactionNotFound
 from paysys.transactions.faults import FAULT_NAMES, Fault
-from paysys.transactions.saga import Saga, to_out
+from paysys.transactions.saga import Saga, final_response, to_out
 from paysys.transactions.schemas import CreateIn, TransactionList, TransactionOut, dump
 
 router = APIRouter(prefix="/transactions", tags=["transactions"])
 
 
-def get_saga(request: Request) -> Saga:
+async def get_saga(request: Request) -> Saga:
     saga: Saga = request.app.state.saga
     return saga
 
@@ -57,22 +57,26 @@ async def create_transaction(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     key = idempotency_key
+    owner = None
     if key is not None:
+        digest = service.request_hash(dump(body), saga.settings.idempotency_hash_key)
         try:
-            await service.reserve(saga, user_id, key, service.request_hash(dump(body)))
+            owner = await service.reserve(saga, user_id, key, digest)
         except service.Replay as replay:
             return _json(replay.status, replay.body, replayed=True)
     try:
-        status, payload = await service.create(saga, user_id, body, key)
+        tx = await service.create(saga, user_id, body, key, owner)
     except OutcomePending:
         raise  # the key stays reserved: 409 until the recovery worker settles it
     except OutcomeUnknown:
-        await service.release_key(saga, user_id, key)
+        if owner is not None:
+            await service.release_key(saga, user_id, key, owner)
         raise ServiceUnavailable("A service is not available; retry later.") from None
     except BaseException:
-        await service.release_key(saga, user_id, key)
+        if owner is not None:
+            await service.release_key(saga, user_id, key, owner)
         raise
-    return _json(status, payload)
+    return _json(*final_response(tx))
 
 
 def _encode_cursor(created_at: datetime, tx_id: uuid.UUID) -> str:
@@ -81,11 +85,22 @@ def _encode_cursor(created_at: datetime, tx_id: uuid.UUID) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    # A cursor comes back from the client: anything but exactly what _encode_cursor
+    # wrote (two strings, an aware timestamp and a UUID) is refused, never half-used.
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, tx_id = json.loads(raw)
-        return datetime.fromisoformat(created), uuid.UUID(tx_id)
-    except (ValueError, TypeError, binascii.Error):
+        parsed = json.loads(raw)
+        if not (
+            isinstance(parsed, list)
+            and len(parsed) == 2
+            and all(isinstance(p, str) for p in parsed)
+        ):
+            raise ValueError("cursor shape")
+        created = datetime.fromisoformat(parsed[0])
+        if created.tzinfo is None:
+            raise ValueError("naive cursor time")
+        return created, uuid.UUID(parsed[1])
+    except (ValueError, TypeError, binascii.Error, OverflowError):
         raise ValidationFailed(
             "The cursor is not valid.", errors=[{"loc": ["query", "cursor"], "msg": "invalid"}]
         ) from None

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.context import bind_request
 from paysys.kit.errors import problem_body
@@ -33,6 +34,10 @@ from paysys.transactions.schemas import TransactionOut, dump
 from paysys.transactions.settings import TransactionsSettings
 
 log = structlog.get_logger()
+
+
+class Superseded(Exception):
+    """Another runner moved this saga on first; this one must not act further."""
 
 
 def to_out(tx: Transaction) -> TransactionOut:
@@ -79,16 +84,23 @@ class Saga:
     def lease(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_seconds)
 
-    async def _advance(self, tx_id: uuid.UUID, name: str, outcome: str, **values: Any) -> None:
+    async def _advance(
+        self, tx_id: uuid.UUID, name: str, outcome: str, from_phase: str, **values: Any
+    ) -> None:
+        """Moves the saga on from `from_phase`; if another runner moved it first, this
+        runner stops (Superseded) rather than act on a state that is no longer true."""
         async with self.rt.db.uow() as session:
-            await repository.advance(
-                session, tx_id, self.lease, repository.step(name, outcome), **values
+            moved = await repository.advance(
+                session, tx_id, self.lease, repository.step(name, outcome), from_phase, **values
             )
+        if not moved:
+            raise Superseded(str(tx_id))
 
     async def finish(
         self, tx_id: uuid.UUID, status: str, failure_code: str | None, name: str, outcome: str
     ) -> Transaction:
-        """Terminal state, its event and the idempotent response commit together."""
+        """Terminal state, its event, its MongoDB records and the idempotent response
+        commit together."""
         async with self.rt.db.uow() as session:
             tx = await repository.finish(
                 session, tx_id, status, failure_code, repository.step(name, outcome)
@@ -97,27 +109,75 @@ class Saga:
                 done = await repository.get(session, tx_id)
                 assert done is not None
                 return done
-            await self.rt.outbox_or_fail.add(
-                session,
-                "transaction.completed" if status == "COMPLETED" else "transaction.failed",
-                str(tx.id),
-                {
-                    "transaction_id": str(tx.id),
-                    "type": tx.type,
-                    "amount": format_amount(tx.amount, tx.currency),
-                    "currency": tx.currency,
-                    "source_wallet_id": _str(tx.source_wallet_id),
-                    "destination_wallet_id": str(tx.destination_wallet_id),
-                    "source_user_id": _str(tx.source_user_id),
-                    "destination_user_id": str(tx.destination_user_id),
-                    "failure_code": tx.failure_code,
-                },
+            await self.record_terminal(session, tx)
+        self.observe(tx)
+        return tx
+
+    async def record_terminal(self, session: AsyncSession, tx: Transaction) -> None:
+        """What a terminal transaction leaves behind, in the caller's unit of work: one
+        `transaction.*` event, its `transaction_logs` and `audit_log` records (relayed to
+        MongoDB, never written on the request path), and the stored idempotent answer."""
+        completed = tx.status == "COMPLETED"
+        action = "transaction.completed" if completed else "transaction.failed"
+        amount = format_amount(tx.amount, tx.currency)
+        await self.rt.outbox_or_fail.add(
+            session,
+            action,
+            str(tx.id),
+            {
+                "transaction_id": str(tx.id),
+                "type": tx.type,
+                "amount": amount,
+                "currency": tx.currency,
+                "source_wallet_id": _str(tx.source_wallet_id),
+                "destination_wallet_id": str(tx.destination_wallet_id),
+                "source_user_id": _str(tx.source_user_id),
+                "destination_user_id": str(tx.destination_user_id),
+                "failure_code": tx.failure_code,
+            },
+        )
+        records = self.rt.records_or_fail
+        await records.add(
+            session,
+            "transaction_logs",
+            {
+                "transaction_id": str(tx.id),
+                "type": tx.type,
+                "status": tx.status,
+                "amount": amount,
+                "currency": tx.currency,
+                "source_wallet_id": _str(tx.source_wallet_id),
+                "destination_wallet_id": str(tx.destination_wallet_id),
+                "failure_code": tx.failure_code,
+                "correlation_id": tx.correlation_id,
+                "steps": tx.steps,
+                "created_at": tx.created_at,
+                "finished_at": tx.finished_at,
+            },
+        )
+        await records.audit(
+            session,
+            action,
+            str(tx.initiator_user_id),
+            {
+                "transaction_id": str(tx.id),
+                "type": tx.type,
+                "amount": amount,
+                "currency": tx.currency,
+                "failure_code": tx.failure_code,
+            },
+            ip=None,
+            audit_id=f"{action}:{tx.id}",
+            at=tx.finished_at,
+            correlation_id=tx.correlation_id,
+        )
+        if tx.idempotency_key:
+            code, body = final_response(tx)
+            await repository.store_response(
+                session, tx.initiator_user_id, tx.idempotency_key, code, body
             )
-            if tx.idempotency_key:
-                code, body = final_response(tx)
-                await repository.store_response(
-                    session, tx.initiator_user_id, tx.idempotency_key, code, body
-                )
+
+    def observe(self, tx: Transaction) -> None:
         TRANSACTIONS.labels(tx.type, tx.status).inc()
         if tx.finished_at is not None:
             TRANSACTION_DURATION.labels(tx.type).observe(
@@ -125,76 +185,15 @@ class Saga:
             )
         if tx.failure_code:
             TRANSACTION_FAILURES.labels(tx.type, tx.failure_code).inc()
-        await self.write_logs(tx)
-        return tx
-
-    async def write_logs(self, tx: Transaction) -> None:
-        """MongoDB transaction log and audit record, once per transaction (upserts keyed
-        by transaction id); the recovery worker retries if MongoDB was down."""
-        mongo = self.rt.mongo
-        try:
-            await mongo.transaction_logs.update_one(
-                {"transaction_id": str(tx.id)},
-                {
-                    "$setOnInsert": {
-                        "transaction_id": str(tx.id),
-                        "type": tx.type,
-                        "status": tx.status,
-                        "amount": format_amount(tx.amount, tx.currency),
-                        "currency": tx.currency,
-                        "source_wallet_id": _str(tx.source_wallet_id),
-                        "destination_wallet_id": str(tx.destination_wallet_id),
-                        "failure_code": tx.failure_code,
-                        "correlation_id": tx.correlation_id,
-                        "steps": tx.steps,
-                        "created_at": tx.created_at,
-                        "finished_at": tx.finished_at,
-                    }
-                },
-                upsert=True,
-            )
-            action = f"transaction.{'completed' if tx.status == 'COMPLETED' else 'failed'}"
-            audit_id = f"{action}:{tx.id}"
-            await mongo.audit_log.update_one(
-                {"audit_id": audit_id},
-                {
-                    "$setOnInsert": {
-                        "audit_id": audit_id,
-                        "action": action,
-                        "actor_user_id": str(tx.initiator_user_id),
-                        "ip": None,
-                        "correlation_id": tx.correlation_id,
-                        "at": tx.finished_at,
-                        "details": {
-                            "transaction_id": str(tx.id),
-                            "type": tx.type,
-                            "amount": format_amount(tx.amount, tx.currency),
-                            "currency": tx.currency,
-                            "failure_code": tx.failure_code,
-                        },
-                    }
-                },
-                upsert=True,
-            )
-        except Exception as exc:
-            log.warning("transaction_log_write_failed", error=str(exc)[:200])
-            return
-        async with self.rt.db.uow() as session:
-            await repository.mark_logged(session, tx.id)
-
-    async def fail_early(self, tx_id: uuid.UUID, code: str) -> Transaction:
-        return await self.finish(tx_id, "FAILED", code, "validate", code)
 
     async def drive(
-        self,
-        tx_id: uuid.UUID,
-        card: dict[str, Any] | None = None,
-        fresh: Transaction | None = None,
+        self, tx_id: uuid.UUID, card: dict[str, Any] | None = None, fresh: Transaction | None = None
     ) -> Transaction:
         """Runs (or resumes) the saga to a terminal state. Raises OutcomeUnknown when a
-        service gives no definite answer; the transaction then stays in flight and the
-        recovery worker resumes it once its lease runs out. `fresh`: the row as just
-        committed by the caller, which saves reading it back."""
+        service gives no definite answer, or when another runner took the saga over;
+        the transaction then stays in flight and the recovery worker (or that other
+        runner) finishes it. `fresh`: the row as just committed by the caller, which
+        saves reading it back."""
         tx = fresh
         if tx is None:
             async with self.rt.db.uow() as session:
@@ -202,11 +201,16 @@ class Saga:
         assert tx is not None
         if tx.status in ("COMPLETED", "FAILED"):
             return tx
-        if tx.status == "PENDING":
-            await self._advance(tx.id, "processing", "started", status="PROCESSING")
-        if tx.type == "deposit":
-            return await self._deposit(tx, card)
-        return await self._move(tx)
+        try:
+            if tx.type == "deposit":
+                return await self._deposit(tx, card)
+            return await self._move(tx)
+        except Superseded:
+            async with self.rt.db.uow() as session:
+                now = await repository.get(session, tx_id)
+            if now is not None and now.status in ("COMPLETED", "FAILED"):
+                return now
+            raise OutcomeUnknown("another runner is finishing this transaction") from None
 
     async def _move(self, tx: Transaction) -> Transaction:
         amount = format_amount(tx.amount, tx.currency)
@@ -214,20 +218,20 @@ class Saga:
         phase = tx.phase
         if phase == "started":
             try:
-                await self.clients.debit(tx.source_wallet_id, tx.id, amount)
+                await self.clients.debit(tx.source_wallet_id, tx.id, amount, tx.currency)
             except StepFailed as exc:
                 return await self.finish(tx.id, "FAILED", exc.code, "debit", exc.code)
-            await self._advance(tx.id, "debit", "ok", phase="debited")
+            await self._advance(tx.id, "debit", "ok", "started", phase="debited")
             phase = "debited"
         if phase == "debited":
             await self._faults_after_debit(tx)
-            if (done := await self._credit_or_compensate(tx, amount)) is not None:
+            if (done := await self._credit_or_compensate(tx, amount, "debited")) is not None:
                 return done
             phase = "compensating"
         if phase == "compensating":
             source = tx.source_wallet_id
             return await self._compensate(
-                tx, "refund", lambda: self.clients.refund(source, tx.id, amount)
+                tx, "refund", lambda: self.clients.refund(source, tx.id, amount, tx.currency)
             )
         raise AssertionError(f"unknown phase {phase}")
 
@@ -243,18 +247,21 @@ class Saga:
             if payment["status"] != "succeeded":
                 code = payment.get("failure_code") or "PAYMENT_GATEWAY_ERROR"
                 return await self.finish(tx.id, "FAILED", code, "charge", payment["status"])
+            # PENDING until the card is charged; PROCESSING while the money moves on.
             await self._advance(
                 tx.id,
                 "charge",
                 "ok",
+                "started",
                 phase="charged",
+                status="PROCESSING",
                 card_brand=payment.get("card_brand"),
                 card_last4=payment.get("card_last4"),
             )
             phase = "charged"
         if phase == "charged":
             await self._faults_after_debit(tx)
-            if (done := await self._credit_or_compensate(tx, amount)) is not None:
+            if (done := await self._credit_or_compensate(tx, amount, "charged")) is not None:
                 return done
             phase = "compensating"
         if phase == "compensating":
@@ -263,18 +270,20 @@ class Saga:
             )
         raise AssertionError(f"unknown phase {phase}")
 
-    async def _credit_or_compensate(self, tx: Transaction, amount: str) -> Transaction | None:
+    async def _credit_or_compensate(
+        self, tx: Transaction, amount: str, phase: str
+    ) -> Transaction | None:
         """Credits the destination: the finished transaction, or None when the credit was
         refused after the money left and the saga now has to give it back."""
         try:
-            await self.clients.credit(tx.destination_wallet_id, tx.id, amount)
+            await self.clients.credit(tx.destination_wallet_id, tx.id, amount, tx.currency)
         except StepFailed as exc:
             # A definite refusal: recorded before any refund, so that from here the saga
             # only ever goes back, whoever resumes it.
             # CREDIT_FENCED: another runner of this saga is already refunding; its
             # failure code stands.
             code = {} if exc.code == "CREDIT_FENCED" else {"failure_code": exc.code}
-            await self._advance(tx.id, "credit", exc.code, phase="compensating", **code)
+            await self._advance(tx.id, "credit", exc.code, phase, phase="compensating", **code)
             return None
         return await self.finish(tx.id, "COMPLETED", None, "credit", "ok")
 

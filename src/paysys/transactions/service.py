@@ -1,10 +1,12 @@
 """POST /transactions/create as a use case: idempotency, validation against the
-wallets, the PENDING record, then the saga."""
+wallets, the transaction row, then the saga. Returns the transaction; the router
+renders it."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import uuid
 from datetime import timedelta
@@ -12,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from paysys.kit.cards import keepable
 from paysys.kit.context import current_request_id
 from paysys.kit.errors import ValidationFailed
 from paysys.kit.events import utcnow
@@ -25,18 +28,29 @@ from paysys.transactions.exceptions import (
     WalletNotFound,
 )
 from paysys.transactions.models import Transaction
-from paysys.transactions.saga import Saga, final_response
+from paysys.transactions.saga import Saga
 from paysys.transactions.schemas import CreateIn, DepositIn
 
 log = structlog.get_logger()
 
 # A reserved key with no transaction and no answer after this long belongs to a request
-# that died before creating anything: it may be reused.
+# that died before creating anything: another request may take it over. Taking over is
+# safe even if the first request is only slow: it can no longer link the key, so it
+# creates nothing (see repository.link_key).
 ABANDONED_AFTER = timedelta(seconds=60)
 
 
-def request_hash(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+def request_hash(body: dict[str, Any], key: str) -> str:
+    """Fingerprint of a request body, to tell a replay from a reuse of its key.
+
+    Keyed (HMAC) and without the card number and CVC: what is stored must not let
+    anyone who reads the database recover a card by guessing bodies. The card counts by
+    brand, last 4 and expiry, which the transaction keeps anyway."""
+    view = dict(body)
+    if isinstance(view.get("card"), dict):
+        view["card"] = keepable(view["card"])
+    canonical = json.dumps(view, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key.encode(), canonical, hashlib.sha256).hexdigest()
 
 
 class Replay(Exception):
@@ -46,47 +60,59 @@ class Replay(Exception):
         self.body = body
 
 
-async def reserve(saga: Saga, user_id: uuid.UUID, key: str, digest: str) -> None:
+async def reserve(saga: Saga, user_id: uuid.UUID, key: str, digest: str) -> uuid.UUID:
+    """Reserves the key for this request; returns the reservation's owner token."""
     ttl = timedelta(hours=saga.settings.idempotency_ttl_hours)
-    for _ in range(2):
+    owner = uuid.uuid4()
+    for _ in range(3):
         async with saga.rt.db.uow() as session:
-            if await repository.reserve_key(session, user_id, key, digest, ttl):
-                return
+            if await repository.reserve_key(session, user_id, key, digest, ttl, owner):
+                return owner
             existing = await repository.get_key(session, user_id, key)
             if existing is None:
                 continue
+            if existing.expires_at < utcnow():
+                await repository.drop_key(session, user_id, key)
+                continue
+            if existing.response_status is not None:
+                if existing.request_hash != digest:
+                    raise IdempotencyKeyReused(
+                        "This Idempotency-Key was used with a different request body."
+                    )
+                assert existing.response_body is not None
+                raise Replay(existing.response_status, existing.response_body)
             abandoned = (
                 existing.transaction_id is None
-                and existing.response_status is None
+                and existing.owner is not None
                 and existing.created_at < utcnow() - ABANDONED_AFTER
             )
-            if existing.expires_at < utcnow() or abandoned:
-                await repository.drop_key(session, user_id, key)
+            if abandoned:
+                assert existing.owner is not None
+                if await repository.take_over_key(
+                    session, user_id, key, existing.owner, owner, digest
+                ):
+                    return owner
                 continue
             if existing.request_hash != digest:
                 raise IdempotencyKeyReused(
                     "This Idempotency-Key was used with a different request body."
                 )
-            if existing.response_status is None:
-                raise RequestInProgress("A request with this Idempotency-Key is in progress.")
-            assert existing.response_body is not None
-            raise Replay(existing.response_status, existing.response_body)
+            raise RequestInProgress("A request with this Idempotency-Key is in progress.")
     raise RequestInProgress("A request with this Idempotency-Key is in progress.")
 
 
-async def release_key(saga: Saga, user_id: uuid.UUID, key: str | None) -> None:
+async def release_key(saga: Saga, user_id: uuid.UUID, key: str | None, owner: uuid.UUID) -> None:
     if key:
         async with saga.rt.db.uow() as session:
-            existing = await repository.get_key(session, user_id, key)
-            if existing is not None and existing.transaction_id is None:
-                await repository.drop_key(session, user_id, key)
+            await repository.release_key(session, user_id, key, owner)
 
 
 async def create(
-    saga: Saga, user_id: uuid.UUID, body: CreateIn, key: str | None
-) -> tuple[int, dict[str, Any]]:
-    """Returns (HTTP status, body) of the definite outcome; raises AppError for errors
-    that create no transaction, and OutcomePending when a service did not answer."""
+    saga: Saga, user_id: uuid.UUID, body: CreateIn, key: str | None, owner: uuid.UUID | None
+) -> Transaction:
+    """The transaction in its definite state (COMPLETED or FAILED). Raises AppError for
+    errors that create no transaction, and OutcomePending when a service did not answer
+    (the transaction then exists and the recovery worker finishes it)."""
     clients = saga.clients
     card = body.card.model_dump() if isinstance(body, DepositIn) else None
     source = None
@@ -125,11 +151,10 @@ async def create(
     ):
         failure = "NOT_A_MERCHANT"
 
+    now = utcnow()
     tx = Transaction(
         id=uuid.uuid4(),
         type=body.type,
-        status="PENDING",
-        phase="started",
         amount=minor,
         currency=currency,
         initiator_user_id=user_id,
@@ -138,21 +163,34 @@ async def create(
         source_user_id=uuid.UUID(source["user_id"]) if source else None,
         destination_user_id=uuid.UUID(destination["user_id"]),
         description=body.description,
-        steps=[repository.step("created", "ok")],
         correlation_id=current_request_id(),
         idempotency_key=key,
-        lease_until=utcnow() + saga.lease,
         attempts=1,
+        created_at=now,
+        updated_at=now,
     )
-    async with saga.rt.db.uow() as session:
-        session.add(tx)
-        if key:
-            await repository.link_key(session, user_id, key, tx.id)
     if failure is not None:
-        done = await saga.fail_early(tx.id, failure)
-        return final_response(done)
+        # Refused by validation: born FAILED, with its event, records and stored answer
+        # in one commit. Nothing the recovery worker could pick up ever exists.
+        tx.status, tx.phase, tx.failure_code = "FAILED", "done", failure
+        tx.finished_at = now
+        tx.steps = [repository.step("validate", failure)]
+        async with saga.rt.db.uow() as session:
+            await _insert(session, tx, user_id, key, owner)
+            await saga.record_terminal(session, tx)
+        saga.observe(tx)
+        return tx
+
+    # Validated: a deposit waits (PENDING) for its card charge; a transfer or payment
+    # is born PROCESSING, its money about to move.
+    tx.status = "PENDING" if body.type == "deposit" else "PROCESSING"
+    tx.phase = "started"
+    tx.steps = [repository.step("created", "ok")]
+    tx.lease_until = now + saga.lease
+    async with saga.rt.db.uow() as session:
+        await _insert(session, tx, user_id, key, owner)
     try:
-        done = await saga.drive(tx.id, card, fresh=tx)
+        return await saga.drive(tx.id, card, fresh=tx)
     except OutcomeUnknown as exc:
         log.warning("saga_outcome_pending", transaction_id=str(tx.id), error=str(exc))
         raise OutcomePending(
@@ -160,4 +198,16 @@ async def create(
             "automatically within a minute.",
             transaction_id=str(tx.id),
         ) from None
-    return final_response(done)
+
+
+async def _insert(
+    session: Any, tx: Transaction, user_id: uuid.UUID, key: str | None, owner: uuid.UUID | None
+) -> None:
+    session.add(tx)
+    if key:
+        assert owner is not None
+        await session.flush()
+        if not await repository.link_key(session, user_id, key, owner, tx.id):
+            # The key was taken over while this request validated: the other request
+            # owns it now, and this one creates nothing (the unit of work rolls back).
+            raise RequestInProgress("A request with this Idempotency-Key is in progress.")

@@ -20,13 +20,15 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
         settings,
         schema="users",
         outbox=models.outbox,
-        audit=models.audit_outbox,
+        records=models.records_outbox,
         redis=True,
         mongo=True,
     )
 
     async def on_start(app: FastAPI) -> None:
-        app.state.sessions = SessionStore(rt.redis, settings.refresh_token_ttl_seconds)
+        app.state.sessions = SessionStore(
+            rt.redis, settings.refresh_token_ttl_seconds, settings.session_max_age_seconds
+        )
         prime(LOGINS, ("success",), ("failure",))
 
     app = build_app("users", settings, rt.lifespan(on_start))

@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, DateTime, Index, MetaData, String, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from paysys.kit.audit import audit_table
 from paysys.kit.db import NAMING
 from paysys.kit.outbox import inbox_table, outbox_table
+from paysys.kit.records import records_table
 
 
 class Base(DeclarativeBase):
@@ -19,7 +19,7 @@ class Base(DeclarativeBase):
 
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
-audit_outbox = audit_table(Base.metadata)
+records_outbox = records_table(Base.metadata)
 
 
 class User(Base):

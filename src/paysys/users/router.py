@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 
 from paysys.kit.auth import CurrentUserId, require_internal
 from paysys.kit.deps import PROBLEM, RuntimeDep
+from paysys.kit.errors import ServiceUnavailable
 from paysys.kit.http import SESSION_ID_HEADER
 from paysys.kit.metrics import LOGINS
 from paysys.kit.runtime import Runtime
@@ -19,10 +21,13 @@ from paysys.users.schemas import LoginIn, RefreshIn, RegisterIn, TokensOut, User
 from paysys.users.sessions import SessionStore
 from paysys.users.settings import UsersSettings
 
-router = APIRouter(prefix="/users", tags=["users"])
+# Every route takes the internal credential: register, login and refresh carry no user
+# token, but they too must come through the gateway (its rate limits, its view of the
+# client's address for the audit trail), never straight from outside.
+router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(require_internal)])
 
 
-def get_sessions(request: Request) -> SessionStore:
+async def get_sessions(request: Request) -> SessionStore:
     sessions: SessionStore = request.app.state.sessions
     return sessions
 
@@ -46,7 +51,7 @@ def _settings(rt: Runtime) -> UsersSettings:
 async def register(body: RegisterIn, rt: RT) -> UserOut:
     async with rt.db.uow() as session:
         user = await service.register(session, rt.outbox_or_fail, body)
-        await rt.audit_or_fail.record(
+        await rt.records_or_fail.audit(
             session, "user.registered", str(user.id), {"account_type": user.account_type}
         )
     return UserOut.model_validate(user)
@@ -54,20 +59,29 @@ async def register(body: RegisterIn, rt: RT) -> UserOut:
 
 @router.post("/login", response_model=TokensOut, responses=PROBLEM, summary="Log in")
 async def login(body: LoginIn, rt: RT, sessions: Sessions) -> TokensOut:
+    # No session store, no login, and the same answer whatever the password: answering
+    # 401 to a wrong one and 503 to the right one would confirm a guess.
+    try:
+        await sessions.ping()
+    except RedisError:
+        raise ServiceUnavailable("Logging in is not possible right now; retry later.") from None
     try:
         async with rt.db.uow() as session:
             user = await service.authenticate(session, body.email, body.password)
     except InvalidCredentials:
         LOGINS.labels("failure").inc()
         async with rt.db.uow() as session:
-            await rt.audit_or_fail.record(
+            await rt.records_or_fail.audit(
                 session, "user.login_failed", None, {"email": body.email.lower()}
             )
         raise
-    tokens = await service.start_session(_settings(rt), sessions, user)
+    try:
+        tokens = await service.start_session(_settings(rt), sessions, user)
+    except RedisError:
+        raise ServiceUnavailable("Logging in is not possible right now; retry later.") from None
     LOGINS.labels("success").inc()
     async with rt.db.uow() as session:
-        await rt.audit_or_fail.record(session, "user.login_succeeded", str(user.id))
+        await rt.records_or_fail.audit(session, "user.login_succeeded", str(user.id))
     return tokens
 
 
@@ -78,8 +92,11 @@ async def login(body: LoginIn, rt: RT, sessions: Sessions) -> TokensOut:
     summary="Exchange a refresh token for a new token pair",
 )
 async def refresh(body: RefreshIn, rt: RT, sessions: Sessions) -> TokensOut:
-    async with rt.db.uow() as session:
-        return await service.refresh(session, _settings(rt), sessions, body.refresh_token)
+    try:
+        async with rt.db.uow() as session:
+            return await service.refresh(session, _settings(rt), sessions, body.refresh_token)
+    except RedisError:
+        raise ServiceUnavailable("Sessions cannot be refreshed right now; retry later.") from None
 
 
 @router.post("/logout", status_code=204, responses=PROBLEM, summary="Log out")
@@ -88,7 +105,7 @@ async def logout(request: Request, user_id: CurrentUserId, rt: RT, sessions: Ses
     if sid:
         await sessions.revoke(sid)
     async with rt.db.uow() as session:
-        await rt.audit_or_fail.record(session, "user.logout", str(user_id), {"session_id": sid})
+        await rt.records_or_fail.audit(session, "user.logout", str(user_id), {"session_id": sid})
     return Response(status_code=204)
 
 

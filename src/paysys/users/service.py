@@ -97,13 +97,17 @@ async def start_session(settings: UsersSettings, sessions: SessionStore, user: U
 async def refresh(
     session: AsyncSession, settings: UsersSettings, sessions: SessionStore, token: str
 ) -> TokensOut:
+    # Everything that can fail is done before the token is spent: if the database is
+    # down, the client's retry with the same token still works (spending it first
+    # would lose the new one, and the retry would look like reuse and end the session).
+    owner = await sessions.owner(token)
+    user = await repository.by_id(session, uuid.UUID(owner)) if owner else None
     rotation, sid = await sessions.rotate(token)
     if rotation.outcome == REUSED:
         raise InvalidRefreshToken("This refresh token was already used; the session is revoked.")
     if rotation.outcome != ROTATED or sid is None or rotation.refresh_token is None:
         raise InvalidRefreshToken("The refresh token is not valid.")
-    user = await repository.by_id(session, uuid.UUID(str(rotation.user_id)))
-    if user is None:
+    if user is None or str(user.id) != rotation.user_id:
         await sessions.revoke(sid)
         raise InvalidRefreshToken("The refresh token is not valid.")
     return _tokens(settings, user, sid, rotation.refresh_token)

@@ -19,7 +19,7 @@ def create_app(settings: KitSettings | None = None) -> FastAPI:
         settings,
         schema="wallets",
         outbox=models.outbox,
-        audit=models.audit_outbox,
+        records=models.records_outbox,
         redis=True,
         mongo=True,
     )

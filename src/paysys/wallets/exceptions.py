@@ -28,3 +28,16 @@ class CreditFenced(AppError):
 class InsufficientFunds(AppError):
     status = 400
     code = "INSUFFICIENT_FUNDS"
+
+
+class CurrencyMismatch(AppError):
+    status = 400
+    code = "CURRENCY_MISMATCH"
+
+
+# A refused balance change answers with the same error every time it is asked again.
+REFUSALS: dict[str, type[AppError]] = {
+    "INSUFFICIENT_FUNDS": InsufficientFunds,
+    "WALLET_INACTIVE": WalletInactive,
+    "CURRENCY_MISMATCH": CurrencyMismatch,
+}

@@ -17,9 +17,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from paysys.kit.audit import audit_table
 from paysys.kit.db import NAMING
 from paysys.kit.outbox import inbox_table, outbox_table
+from paysys.kit.records import records_table
 
 
 class Base(DeclarativeBase):
@@ -28,7 +28,7 @@ class Base(DeclarativeBase):
 
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
-audit_outbox = audit_table(Base.metadata)
+records_outbox = records_table(Base.metadata)
 
 
 class Wallet(Base):
@@ -58,6 +58,23 @@ class CreditFence(Base):
     __tablename__ = "credit_fences"
 
     transaction_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Refusal(Base):
+    """A balance change that was refused, kept so that asking again for the same
+    (transaction_id, operation) gets the same refusal, even once the balance would
+    allow it: a transaction recorded FAILED can never move money later."""
+
+    __tablename__ = "refusals"
+    __table_args__ = (
+        CheckConstraint("operation IN ('credit', 'debit', 'refund')", name="operation"),
+    )
+
+    transaction_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    operation: Mapped[str] = mapped_column(String(10), primary_key=True)
+    wallet_id: Mapped[uuid.UUID]
+    code: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

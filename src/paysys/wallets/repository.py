@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paysys.wallets.models import CreditFence, LedgerEntry, Wallet
+from paysys.wallets.models import CreditFence, LedgerEntry, Refusal, Wallet
 
 
 async def get(session: AsyncSession, wallet_id: uuid.UUID) -> Wallet | None:
@@ -38,6 +38,26 @@ async def fenced(session: AsyncSession, transaction_id: uuid.UUID) -> bool:
 async def add_fence(session: AsyncSession, transaction_id: uuid.UUID) -> None:
     await session.execute(
         pg_insert(CreditFence).values(transaction_id=transaction_id).on_conflict_do_nothing()
+    )
+
+
+async def refusal(
+    session: AsyncSession, transaction_id: uuid.UUID, operation: str
+) -> Refusal | None:
+    return await session.get(Refusal, (transaction_id, operation))
+
+
+async def add_refusal(
+    session: AsyncSession,
+    transaction_id: uuid.UUID,
+    operation: str,
+    wallet_id: uuid.UUID,
+    code: str,
+) -> None:
+    await session.execute(
+        pg_insert(Refusal)
+        .values(transaction_id=transaction_id, operation=operation, wallet_id=wallet_id, code=code)
+        .on_conflict_do_nothing()
     )
 
 

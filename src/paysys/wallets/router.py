@@ -25,7 +25,7 @@ from paysys.wallets.schemas import (
 )
 
 
-def get_cache(request: Request) -> WalletCache:
+async def get_cache(request: Request) -> WalletCache:
     cache: WalletCache = request.app.state.cache
     return cache
 
@@ -49,7 +49,7 @@ async def create_wallet(
     currency = body.currency if body else "USD"
     async with rt.db.uow() as session:
         wallet = await service.create(session, rt.outbox_or_fail, user_id, currency)
-        await rt.audit_or_fail.record(
+        await rt.records_or_fail.audit(
             session, "wallet.created", str(user_id), {"wallet_id": str(wallet.id)}
         )
     state = service.to_state(wallet)
@@ -86,7 +86,7 @@ async def _set_status(
     action = "wallet.deactivated" if status == "INACTIVE" else "wallet.activated"
     async with rt.db.uow() as session:
         wallet = await service.set_status(session, parse_id(wallet_id), user_id, status)
-        await rt.audit_or_fail.record(session, action, str(user_id), {"wallet_id": wallet_id})
+        await rt.records_or_fail.audit(session, action, str(user_id), {"wallet_id": wallet_id})
     state = service.to_state(wallet)
     await cache.put(state)
     return service.to_out(state)
@@ -121,7 +121,13 @@ async def _change(
     try:
         async with rt.db.uow() as session:
             result, changed = await service.change_balance(
-                session, rt.outbox_or_fail, wid, body.transaction_id, operation, body.amount
+                session,
+                rt.outbox_or_fail,
+                wid,
+                body.transaction_id,
+                operation,
+                body.amount,
+                body.currency,
             )
     except IntegrityError:
         # A concurrent twin with the same (transaction_id, operation) won; its
@@ -131,6 +137,8 @@ async def _change(
         if replayed is None:
             raise
         return replayed
+    if isinstance(result, service.Refused):
+        raise result.error()  # committed above: asked again, it answers the same
     if changed is not None:
         await cache.put(service.to_state(changed))
     return result

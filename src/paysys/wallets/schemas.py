@@ -35,6 +35,10 @@ class FundsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount: AmountStr
     transaction_id: uuid.UUID
+    # The currency the caller means the amount in. paysys's own calls always send it; a
+    # wallet in another currency refuses the change (CURRENCY_MISMATCH) instead of
+    # reading the same digits in its own currency.
+    currency: CurrencyCode | None = None
 
 
 class RefundIn(FundsIn):

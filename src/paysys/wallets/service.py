@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paysys.kit.errors import ValidationFailed
+from paysys.kit.errors import AppError, ValidationFailed
 from paysys.kit.money import MoneyError, format_amount, parse_amount
 from paysys.kit.outbox import Outbox
 from paysys.wallets import repository
-from paysys.wallets.exceptions import (
-    CreditFenced,
-    InsufficientFunds,
-    WalletExists,
-    WalletInactive,
-    WalletNotFound,
-)
+from paysys.wallets.exceptions import REFUSALS, CreditFenced, WalletExists, WalletNotFound
 from paysys.wallets.models import LedgerEntry, Wallet
 from paysys.wallets.schemas import FundsOut, WalletOut
 
@@ -132,6 +127,35 @@ async def fence_credit(session: AsyncSession, transaction_id: uuid.UUID) -> bool
     return False
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A balance change refused for good: the caller commits it, then answers with it."""
+
+    code: str
+    wallet_id: uuid.UUID
+
+    def error(self) -> AppError:
+        return REFUSALS[self.code](REFUSAL_TEXT[self.code], wallet_id=str(self.wallet_id))
+
+
+REFUSAL_TEXT = {
+    "INSUFFICIENT_FUNDS": "The wallet's balance is too low.",
+    "WALLET_INACTIVE": "The wallet is inactive.",
+    "CURRENCY_MISMATCH": "The wallet holds another currency.",
+}
+
+
+async def _refuse(
+    session: AsyncSession,
+    transaction_id: uuid.UUID,
+    operation: str,
+    wallet_id: uuid.UUID,
+    code: str,
+) -> Refused:
+    await repository.add_refusal(session, transaction_id, operation, wallet_id, code)
+    return Refused(code, wallet_id)
+
+
 async def change_balance(
     session: AsyncSession,
     outbox: Outbox,
@@ -139,19 +163,28 @@ async def change_balance(
     transaction_id: uuid.UUID,
     operation: str,
     amount_text: str,
-) -> tuple[FundsOut, Wallet | None]:
+    currency: str | None = None,
+) -> tuple[FundsOut | Refused, Wallet | None]:
     """Applies one balance change with its ledger entry and event, once per
-    (transaction_id, operation). Returns the result and the changed wallet (None when
-    this was a retry that moved nothing)."""
+    (transaction_id, operation): the first outcome, a refusal included, is the answer
+    to every later call. Returns the outcome and the changed wallet (None when nothing
+    moved)."""
     await repository.lock_transaction(session, transaction_id)
     previous = await replay(session, wallet_id, transaction_id, operation)
     if previous is not None:
         return previous, None
+    earlier = await repository.refusal(session, transaction_id, operation)
+    if earlier is not None:
+        return Refused(earlier.code, earlier.wallet_id), None
     if operation == "credit" and await repository.fenced(session, transaction_id):
         raise CreditFenced("This transaction is being refunded; it cannot be credited.")
     current = await repository.get(session, wallet_id)
     if current is None:
         raise WalletNotFound("No such wallet.")
+    if currency is not None and currency != current.currency:
+        return await _refuse(
+            session, transaction_id, operation, wallet_id, "CURRENCY_MISMATCH"
+        ), None
     try:
         minor = parse_amount(amount_text, current.currency)
     except MoneyError as exc:
@@ -162,9 +195,9 @@ async def change_balance(
     )
     if wallet is None:
         fresh = await repository.get(session, wallet_id)
-        if fresh is not None and fresh.status != "ACTIVE" and operation != "refund":
-            raise WalletInactive("The wallet is inactive.", wallet_id=str(wallet_id))
-        raise InsufficientFunds("The wallet's balance is too low.", wallet_id=str(wallet_id))
+        inactive = fresh is not None and fresh.status != "ACTIVE" and operation != "refund"
+        code = "WALLET_INACTIVE" if inactive else "INSUFFICIENT_FUNDS"
+        return await _refuse(session, transaction_id, operation, wallet_id, code), None
     entry = LedgerEntry(
         wallet_id=wallet_id,
         transaction_id=transaction_id,

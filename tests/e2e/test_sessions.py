@@ -1,0 +1,84 @@
+"""Sessions under failure: an absolute lifetime, a refresh that survives a database
+outage, and a login that gives nothing away while sessions cannot be created."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from tests.conftest import Stack, eventually, stack_cmd
+from tests.e2e.helpers import PASSWORD, assert_problem, bearer, login, register
+
+
+async def test_a_session_ends_at_its_absolute_lifetime_however_often_refreshed(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    user = await register(api)
+    tokens = await login(api, user["email"])
+    sid = tokens["refresh_token"].split(".")[0]
+    r = aioredis.from_url(stack.infra.redis_url, decode_responses=True)
+    try:
+        ttl = await r.ttl(f"session:{sid}")
+        assert 0 < ttl <= 30 * 24 * 3600  # born with its expiry, in the same step
+        fresh = await api.post("/users/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert fresh.status_code == 200
+        # Ninety-one days after its login, refreshed every day in between:
+        await r.hset(f"session:{sid}", "created", int(time.time()) - 91 * 24 * 3600)
+        old = fresh.json()
+        resp = await api.post("/users/refresh", json={"refresh_token": old["refresh_token"]})
+        assert_problem(resp, 401, "UNAUTHORIZED")
+        assert not await r.exists(f"session:{sid}")
+        assert (await api.get("/users/me", headers=bearer(old["access_token"]))).status_code == 401
+    finally:
+        await r.aclose()
+
+
+@pytest.mark.disruptive
+async def test_a_refresh_refused_during_a_database_outage_works_when_retried(
+    api: httpx.AsyncClient,
+) -> None:
+    user = await register(api)
+    tokens = await login(api, user["email"])
+    stack_cmd("down", "postgres")
+    try:
+        resp = await api.post("/users/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert_problem(resp, 503, "SERVICE_UNAVAILABLE")
+    finally:
+        stack_cmd("up", "postgres", "mongodb")
+
+    async def refreshed() -> httpx.Response | None:
+        resp = await api.post("/users/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert resp.status_code in (200, 503), resp.text  # never 401: the token is unspent
+        return resp if resp.status_code == 200 else None
+
+    resp = await eventually(refreshed, timeout=60, interval=1)
+    assert (
+        await api.get("/users/me", headers=bearer(resp.json()["access_token"]))
+    ).status_code == 200
+
+
+@pytest.mark.disruptive
+async def test_login_without_a_session_store_answers_the_same_for_right_and_wrong_passwords(
+    api: httpx.AsyncClient,
+) -> None:
+    user = await register(api)
+    stack_cmd("down", "redis")
+    try:
+        right = await api.post("/users/login", json={"email": user["email"], "password": PASSWORD})
+        wrong = await api.post(
+            "/users/login", json={"email": user["email"], "password": "not-the-password"}
+        )
+        assert right.status_code == wrong.status_code == 503
+        assert right.json()["code"] == wrong.json()["code"] == "SERVICE_UNAVAILABLE"
+        assert right.json()["detail"] == wrong.json()["detail"]
+    finally:
+        stack_cmd("up", "redis")
+
+    async def logged_in() -> bool:
+        resp = await api.post("/users/login", json={"email": user["email"], "password": PASSWORD})
+        return resp.status_code == 200
+
+    await eventually(logged_in, timeout=60, interval=1)
