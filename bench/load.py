@@ -1,36 +1,68 @@
-"""Load benchmark: transfers through the gateway against the real stack.
+"""Load benchmark of the money path, against the real stack, with the database's own
+limit measured in the same run.
 
 Starts the six processes on bench ports against a fresh database (the infrastructure
-must be up: `make bench` does that), registers users, funds their wallets by card, then
-sends transfers from a fixed number of concurrent clients for a fixed time. Prints
-throughput, latency percentiles and each process's resident memory, and writes them to
-docs/benchmarks.md. Bounded in count and time; loopback only.
+must be up: `make bench` does that), seeds users and funds their wallets, then, from a
+fixed number of concurrent keep-alive clients (aiohttp):
+
+1. transfers through the gateway for `--seconds` (default 60, 32 clients);
+2. deposits and payments, the same way, for `--short-seconds` each;
+3. the raw limit of the same PostgreSQL: an asyncpg loop doing what one transfer does to
+   the database (a debit, a credit and two ledger rows in one transaction), 32 clients;
+4. how long the event tail (Kafka, notifications, email, MongoDB logs) takes to catch up,
+   and a check that every transfer got its events, its log and its emails.
+
+It prints, and writes to docs/benchmarks.md with the date, commit and machine:
+throughput, latency percentiles, errors by status, CPU ms per transfer of every process
+(the six, PostgreSQL, Kafka, FerretDB, Redis, the SMTP sink, this load generator), the
+machine's busy share, peak RSS, and a sampling profile (py-spy) of the busiest process.
+Bounded in time; loopback only. `--smoke` is a few seconds' run for `make test`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import datetime as dt
 import os
 import platform
 import random
 import statistics
+import subprocess
+import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
+from pymongo import AsyncMongoClient
 
 from paysys.cli import ROOT, SERVICES, infra_env, spawn_service, stop_processes, wait_ready
 
 PORTS = {s: 28000 + i for i, s in enumerate(SERVICES)}
 GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"}
+INFRA = {  # how to find the infrastructure's processes: /proc/<pid>/cmdline contains
+    "postgresql": "postgres",
+    "kafka": "kafka.Kafka",
+    "ferretdb": "ferretdb",
+    "redis": "redis-server",
+    "smtp sink": "smtp_sink.py",
+}
+
+
+# -- /proc
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -40,173 +72,480 @@ def machine_busy_seconds() -> float:
     return (sum(parts) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mib(pid: int) -> float:
+def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
-async def setup_user(session: aiohttp.ClientSession, i: int) -> tuple[dict[str, str], str]:
+def pids_matching(needle: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in cmd and "bench/load.py" not in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds of named groups of processes between `start` and `stop`."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.before: dict[str, float] = {}
+        self.busy_before = 0.0
+        self.t0 = 0.0
+
+    def _now(self) -> dict[str, float]:
+        return {g: sum(cpu_seconds(p) for p in pids) for g, pids in self.groups.items()}
+
+    def start(self) -> None:
+        self.before, self.busy_before, self.t0 = self._now(), machine_busy_seconds(), time.time()
+
+    def stop(self) -> tuple[dict[str, float], float, float]:
+        after = self._now()
+        wall = time.time() - self.t0
+        busy = machine_busy_seconds() - self.busy_before
+        return {g: after[g] - self.before[g] for g in after}, busy, wall
+
+
+# -- load
+
+
+@dataclass
+class Result:
+    name: str
+    clients: int
+    elapsed: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    codes: collections.Counter[int] = field(default_factory=collections.Counter)
+    ok_ids: list[str] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+    busy: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        return self.codes.get(201, 0)
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.elapsed if self.elapsed else 0.0
+
+    def pct(self, p: int) -> float:
+        if len(self.latencies) < 2:
+            return self.latencies[0] * 1000 if self.latencies else 0.0
+        return statistics.quantiles(self.latencies, n=100)[p - 1] * 1000
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.latencies, default=0.0) * 1000
+
+
+@dataclass
+class Person:
+    auth: dict[str, str]
+    wallet: str
+    user_id: str
+    email: str
+
+
+async def seed_person(session: aiohttp.ClientSession, i: int, merchant: bool) -> Person:
     email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
     body = {"email": email, "password": "bench-password", "full_name": f"Bench {i}"}
+    if merchant:
+        body["account_type"] = "merchant"
     async with session.post(f"{GATEWAY}/users/register", json=body) as r:
         assert r.status == 201, await r.text()
+        user_id = (await r.json())["id"]
     login = {"email": email, "password": "bench-password"}
     async with session.post(f"{GATEWAY}/users/login", json=login) as r:
         token = (await r.json())["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     async with session.post(f"{GATEWAY}/wallets/create", json={}, headers=auth) as r:
         wallet = (await r.json())["id"]
-    deposit = {
-        "type": "deposit",
-        "destination_wallet_id": wallet,
-        "amount": "100000.00",
-        "card": CARD,
-    }
-    async with session.post(f"{GATEWAY}/transactions/create", json=deposit, headers=auth) as r:
+    deposit = {"type": "deposit", "destination_wallet_id": wallet, "amount": "500000.00"}
+    async with session.post(
+        f"{GATEWAY}/transactions/create", json={**deposit, "card": CARD}, headers=auth
+    ) as r:
         assert r.status == 201, await r.text()
-    return auth, wallet
+    return Person(auth, wallet, user_id, email)
 
 
-async def run_load(
-    users: int, clients: int, seconds: float, pids: dict[str, int]
-) -> tuple[dict[str, float], dict[str, float], float]:
-    """Returns the figures, each process's CPU seconds and the machine's busy CPU seconds
-    during the load phase (after the setup of users and wallets)."""
-    connector = aiohttp.TCPConnector(limit=clients * 2)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        people = [await setup_user(session, i) for i in range(users)]
-        latencies: list[float] = []
-        codes: dict[int, int] = {}
-        deadline = time.monotonic() + seconds
-        rng = random.Random(7)
+async def drive(
+    session: aiohttp.ClientSession,
+    result: Result,
+    seconds: float,
+    make: Any,
+    meter: CpuMeter,
+) -> None:
+    deadline = time.monotonic() + seconds
 
-        async def client() -> None:
-            while time.monotonic() < deadline:
-                (auth, src), (_, dst) = rng.sample(people, 2)
-                body = {
-                    "type": "transfer",
-                    "source_wallet_id": src,
-                    "destination_wallet_id": dst,
-                    "amount": "1.00",
-                }
-                start = time.perf_counter()
-                async with session.post(
-                    f"{GATEWAY}/transactions/create", json=body, headers=auth
-                ) as r:
-                    await r.read()
-                    codes[r.status] = codes.get(r.status, 0) + 1
-                latencies.append(time.perf_counter() - start)
+    async def client(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.monotonic() < deadline:
+            auth, body = make(rng)
+            start = time.perf_counter()
+            async with session.post(f"{GATEWAY}/transactions/create", json=body, headers=auth) as r:
+                payload = await r.json(content_type=None)
+                result.codes[r.status] += 1
+            result.latencies.append(time.perf_counter() - start)
+            if r.status == 201:
+                result.ok_ids.append(payload["id"])
 
-        cpu_before = {s: cpu_seconds(pid) for s, pid in pids.items()}
-        busy_before = machine_busy_seconds()
-        started = time.monotonic()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.monotonic() - started
-        busy = machine_busy_seconds() - busy_before
-        cpu = {s: cpu_seconds(pid) - cpu_before[s] for s, pid in pids.items()}
-    latencies.sort()
-    q = statistics.quantiles(latencies, n=100)
-    return (
-        {
-            "elapsed": elapsed,
-            "requests": len(latencies),
-            "ok": codes.get(201, 0),
-            "rps": len(latencies) / elapsed,
-            "p50_ms": q[49] * 1000,
-            "p95_ms": q[94] * 1000,
-            "p99_ms": q[98] * 1000,
-        },
-        cpu,
-        busy,
+    meter.start()
+    started = time.monotonic()
+    await asyncio.gather(*(client(i) for i in range(result.clients)))
+    result.elapsed = time.monotonic() - started
+    result.cpu, result.busy, _ = meter.stop()
+
+
+async def raw_db_limit(dsn: str, clients: int, seconds: float) -> tuple[float, float]:
+    """Transactions/s of what one transfer does to PostgreSQL (debit, credit, two ledger
+    rows, one commit), from `clients` asyncpg connections; and PostgreSQL's CPU."""
+    conn = await asyncpg.connect(dsn)
+    schema = f"rawbench_{uuid.uuid4().hex[:6]}"
+    await conn.execute(f"""
+        CREATE SCHEMA {schema};
+        CREATE TABLE {schema}.w (id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0));
+        CREATE TABLE {schema}.l (id bigserial PRIMARY KEY, wallet int, tx uuid, amount bigint,
+                                 balance_after bigint);
+        INSERT INTO {schema}.w SELECT g, 1000000000 FROM generate_series(1, 20) g;
+    """)
+    await conn.close()
+    debit = (
+        f"UPDATE {schema}.w SET balance = balance - $2 WHERE id = $1 AND balance >= $2 "
+        "RETURNING balance"
     )
+    credit = f"UPDATE {schema}.w SET balance = balance + $2 WHERE id = $1 RETURNING balance"
+    ledger = f"INSERT INTO {schema}.l (wallet, tx, amount, balance_after) VALUES ($1, $2, $3, $4)"
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def worker(seed: int) -> None:
+        nonlocal done
+        rng = random.Random(seed)
+        c = await asyncpg.connect(dsn)
+        try:
+            while time.monotonic() < deadline:
+                a, b = sorted(rng.sample(range(1, 21), 2))
+                tx = uuid.uuid4()
+                async with c.transaction():
+                    ba = await c.fetchval(debit, a, 100)
+                    bb = await c.fetchval(credit, b, 100)
+                    await c.executemany(ledger, [(a, tx, -100, ba), (b, tx, 100, bb)])
+                done += 1
+        finally:
+            await c.close()
+
+    pg = CpuMeter({"postgresql": pids_matching(INFRA["postgresql"])})
+    pg.start()
+    started = time.monotonic()
+    await asyncio.gather(*(worker(i) for i in range(clients)))
+    elapsed = time.monotonic() - started
+    cpu, _, _ = pg.stop()
+    conn = await asyncpg.connect(dsn)
+    await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    await conn.close()
+    return done / elapsed, cpu["postgresql"] * 1000 / max(done, 1)
+
+
+async def tail_caught_up(
+    dsn: str, mongo_url: str, db_name: str, transfers: list[str], timeout: float
+) -> tuple[float | None, dict[str, int]]:
+    """Seconds until every transfer's events, log and emails are through, and the counts."""
+    started = time.monotonic()
+    want = len(transfers)
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url, tz_aware=True)
+    counts: dict[str, int] = {}
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            while True:
+                outbox = sum(
+                    [
+                        await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox")
+                        for schema in ("wallets", "transactions")
+                    ]
+                )
+                mails = await conn.fetchval(
+                    "SELECT count(*) FROM notifications.email_jobs WHERE kind IN "
+                    "('transfer_sent', 'transfer_received') AND status = 'sent'"
+                )
+                logs = await client[db_name].transaction_logs.count_documents(
+                    {"type": "transfer", "status": "COMPLETED"}
+                )
+                counts = {"outbox rows left": outbox, "emails sent": mails, "logs": logs}
+                if outbox == 0 and mails >= 2 * want and logs >= want:
+                    return time.monotonic() - started, counts
+                if time.monotonic() - started > timeout:
+                    return None, counts
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
+    finally:
+        await client.close()
+
+
+def profile(pid: int, seconds: int) -> list[str]:
+    """Top 10 frames (own time) of a process, sampled by py-spy while it works."""
+    spy = Path(sys.executable).parent / "py-spy"
+    out = ROOT / ".run" / "bench-profile.txt"
+    proc = subprocess.run(
+        [
+            str(spy),
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(seconds),
+            "-r",
+            "200",
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+            "--nonblocking",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0 or not out.exists():
+        return [f"(py-spy failed: {proc.stderr.strip()[:200]})"]
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.split(";")[-1]
+        own[leaf] += int(count)
+        total += int(count)
+    return [f"{n * 100 / total:5.1f}%  {frame}" for frame, n in own.most_common(10)]
+
+
+# -- the run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--short-seconds", type=float, default=15)
+    parser.add_argument("--users", type=int, default=40)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds, for make test")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.short_seconds, args.users, args.clients = 3, 2, 6, 4
 
     base = infra_env(os.environ)
     db_name = f"paysys_bench_{uuid.uuid4().hex[:8]}"
+    root_dsn = base["DATABASE_URL"].replace("+asyncpg", "")
 
     async def create_db() -> None:
-        conn = await asyncpg.connect(base["DATABASE_URL"].replace("+asyncpg", ""))
+        conn = await asyncpg.connect(root_dsn)
         await conn.execute(f'CREATE DATABASE "{db_name}"')
         await conn.close()
 
     asyncio.run(create_db())
+    dsn = root_dsn.rsplit("/", 1)[0] + "/" + db_name
     env = {
         **os.environ,
         **base,
         "PAYSYS_ENV": "test",
         "PAYSYS_MONGODB_DATABASE": db_name,
         "DATABASE_URL": base["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name,
-        "PAYSYS_RATE_LIMIT_USER": "1000000",
-        "PAYSYS_RATE_LIMIT_LOGIN": "1000000",
-        "PAYSYS_RATE_LIMIT_REGISTER": "1000000",
+        # The bench's own limits: it is one client IP and a few users on purpose.
+        "PAYSYS_RATE_LIMIT_USER": "100000000",
+        "PAYSYS_RATE_LIMIT_LOGIN": "100000000",
+        "PAYSYS_RATE_LIMIT_REGISTER": "100000000",
         "PAYSYS_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     }
     env.update({f"PAYSYS_{s.upper()}_PORT": str(p) for s, p in PORTS.items()})
     logs = ROOT / ".run" / "bench-logs"
     procs = {s: spawn_service(s, env, logs) for s in SERVICES}
     try:
-        wait_ready({s: f"http://127.0.0.1:{p}" for s, p in PORTS.items()}, 120, procs)
-        idle = {s: rss_mib(p.pid) for s, p in procs.items()}
-        pids = {s: p.pid for s, p in procs.items()}
-        result, cpu, busy = asyncio.run(run_load(args.users, args.clients, args.seconds, pids))
-        loaded = {s: rss_mib(p.pid) for s, p in procs.items()}
+        wait_ready({s: f"http://127.0.0.1:{p}" for s, p in PORTS.items()}, 180, procs)
+        groups = {s: [p.pid] for s, p in procs.items()}
+        groups.update({name: pids_matching(needle) for name, needle in INFRA.items()})
+        groups["load generator"] = [os.getpid()]
+        report = asyncio.run(run(args, groups, dsn, base["MONGODB_URL"], db_name, procs))
+        report.peaks = {s: peak_rss_mib(p.pid) for s, p in procs.items()}
     finally:
         stop_processes(procs)
-
-    lines = [
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (`bench/load.py`); figures from the last run.",
-        "",
-        f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python "
-        f"{platform.python_version()}; all six processes, PostgreSQL, Redis, Kafka and "
-        "FerretDB on the same machine, one process per service.",
-        "",
-        f"## Transfers through the gateway ({args.clients} concurrent clients, "
-        f"{args.users} users, {args.seconds:.0f} s)",
-        "",
-        "Each transfer: gateway (JWT + session + rate limit) -> transactions (idempotency, "
-        "two wallet reads, PENDING row) -> wallets debit -> wallets credit -> terminal state "
-        "+ outbox event + MongoDB log.",
-        "",
-        "| figure | value |",
-        "|---|---|",
-        f"| transfers completed | {int(result['ok'])} of {int(result['requests'])} |",
-        f"| throughput | {result['rps']:.1f} transfers/s |",
-        f"| latency p50 | {result['p50_ms']:.1f} ms |",
-        f"| latency p95 | {result['p95_ms']:.1f} ms |",
-        f"| latency p99 | {result['p99_ms']:.1f} ms |",
-        "",
-        "## Where the CPU goes",
-        "",
-        f"During the load phase the machine was busy {busy:.0f} of the "
-        f"{(os.cpu_count() or 1) * result['elapsed']:.0f} CPU-seconds its cores had: the "
-        "load is CPU-bound. What the six processes do not use goes to PostgreSQL, Kafka, "
-        "FerretDB, Redis, the SMTP sink and the load generator, all on the same machine.",
-        "",
-        "| process | CPU seconds | CPU ms per transfer |",
-        "|---|---|---|",
-        *[f"| {s} | {cpu[s]:.1f} | {cpu[s] * 1000 / max(result['ok'], 1):.1f} |" for s in SERVICES],
-        "",
-        "## Resident memory per process (MiB)",
-        "",
-        "| process | idle | after the load |",
-        "|---|---|---|",
-        *[f"| {s} | {idle[s]:.0f} | {loaded[s]:.0f} |" for s in SERVICES],
-        "",
-    ]
-    text = "\n".join(lines)
+    text = report.render(args)
     print(text)
-    (ROOT / "docs" / "benchmarks.md").write_text(text)
+    if not args.smoke:
+        args.out.write_text(text)
+
+
+@dataclass
+class Report:
+    transfers: Result
+    deposits: Result
+    payments: Result
+    raw_rate: float
+    raw_pg_ms: float
+    tail_seconds: float | None
+    tail_counts: dict[str, int]
+    hottest: str
+    top_frames: list[str]
+    peaks: dict[str, float] = field(default_factory=dict)
+
+    def render(self, args: argparse.Namespace) -> str:
+        t = self.transfers
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+        cores = os.cpu_count() or 1
+        ratio = t.rate / self.raw_rate if self.raw_rate else 0.0
+        lines = [
+            "# Benchmarks",
+            "",
+            f"Written by `make bench` (`bench/load.py`) on "
+            f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit `{commit}`, on "
+            f"{cores} cores ({platform.machine()}, {platform.processor() or 'cpu'}), Python "
+            f"{platform.python_version()}. Everything on this one machine: the six processes "
+            "(one each), PostgreSQL, Redis, Kafka, FerretDB, the SMTP sink and the load "
+            "generator (aiohttp, keep-alive).",
+            "",
+            "## Throughput and latency through the gateway",
+            "",
+            "| operation | clients | seconds | ok/s | p50 ms | p95 ms | p99 ms | max ms "
+            "| answers |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *[
+                f"| {r.name} | {r.clients} | {r.elapsed:.0f} | {r.rate:.1f} | {r.pct(50):.1f} "
+                f"| {r.pct(95):.1f} | {r.pct(99):.1f} | {r.max_ms:.1f} | "
+                f"{', '.join(f'{c}: {n}' for c, n in sorted(r.codes.items()))} |"
+                for r in (t, self.deposits, self.payments)
+            ],
+            "",
+            "## Against the database's own limit (same run, same PostgreSQL)",
+            "",
+            f"An asyncpg loop doing what one transfer does to the database (debit, credit, "
+            f"two ledger rows, one commit) from {args.clients} connections: "
+            f"**{self.raw_rate:.0f} transactions/s** ({self.raw_pg_ms:.2f} ms of PostgreSQL "
+            f"CPU each). The system's transfers/s over that: **{ratio:.3f}**.",
+            "",
+            "## Where the CPU goes (transfer run)",
+            "",
+            f"The machine was busy {t.busy:.0f} of the {cores * t.elapsed:.0f} CPU-seconds "
+            f"its cores had ({t.busy * 100 / max(cores * t.elapsed, 1):.0f} %).",
+            "",
+            "| process | CPU seconds | CPU ms per transfer |",
+            "|---|---|---|",
+            *[
+                f"| {name} | {sec:.1f} | {sec * 1000 / max(t.ok, 1):.2f} |"
+                for name, sec in sorted(t.cpu.items(), key=lambda kv: -kv[1])
+            ],
+            f"| **all** | {sum(t.cpu.values()):.1f} | "
+            f"{sum(t.cpu.values()) * 1000 / max(t.ok, 1):.2f} |",
+            "",
+            "## The event tail",
+            "",
+            (
+                f"After the load, Kafka, the notifications (two emails per transfer) and the "
+                f"MongoDB transaction logs were through in **{self.tail_seconds:.1f} s**."
+                if self.tail_seconds is not None
+                else "The event tail had **not** caught up within the time allowed."
+            ),
+            f" Counts: {self.tail_counts} for {t.ok} transfers.",
+            "",
+            "## Peak resident memory (MiB)",
+            "",
+            "| process | peak RSS |",
+            "|---|---|",
+            *[f"| {s} | {m:.0f} |" for s, m in self.peaks.items()],
+            f"| **six together** | {sum(self.peaks.values()):.0f} |",
+            "",
+            f"## Profile of the busiest process ({self.hottest}), top 10 frames by own time",
+            "",
+            "```",
+            *self.top_frames,
+            "```",
+            "",
+        ]
+        return "\n".join(lines)
+
+
+async def run(
+    args: argparse.Namespace,
+    groups: dict[str, list[int]],
+    dsn: str,
+    mongo_url: str,
+    db_name: str,
+    procs: dict[str, subprocess.Popen[bytes]],
+) -> Report:
+    connector = aiohttp.TCPConnector(limit=args.clients * 2)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        sem = asyncio.Semaphore(8)
+
+        async def seeded(i: int, merchant: bool) -> Person:
+            async with sem:
+                return await seed_person(session, i, merchant)
+
+        people = await asyncio.gather(*(seeded(i, False) for i in range(args.users)))
+        merchants = await asyncio.gather(*(seeded(i, True) for i in range(4)))
+        meter = CpuMeter(groups)
+
+        def transfer(rng: random.Random) -> tuple[dict[str, str], dict[str, Any]]:
+            a, b = rng.sample(people, 2)
+            return a.auth, {
+                "type": "transfer",
+                "source_wallet_id": a.wallet,
+                "destination_wallet_id": b.wallet,
+                "amount": "1.00",
+            }
+
+        transfers = Result("transfer", args.clients)
+        hottest_name = "transactions"
+        frames: list[str] = []
+        load = asyncio.create_task(drive(session, transfers, args.seconds, transfer, meter))
+        if not args.smoke:
+            # Profile the money path's busiest service while the load runs.
+            await asyncio.sleep(min(10, args.seconds / 3))
+            frames = await asyncio.to_thread(
+                profile, procs[hottest_name].pid, int(min(15, args.seconds / 3))
+            )
+        await load
+        six = {s: transfers.cpu[s] for s in SERVICES}
+        hottest = max(six, key=lambda s: six[s])
+        if hottest != hottest_name:
+            frames = [f"(profiled {hottest_name}; the busiest was {hottest})", *frames]
+        tail, counts = await tail_caught_up(dsn, mongo_url, db_name, transfers.ok_ids, 60)
+
+        def deposit(rng: random.Random) -> tuple[dict[str, str], dict[str, Any]]:
+            p = rng.choice(people)
+            return p.auth, {
+                "type": "deposit",
+                "destination_wallet_id": p.wallet,
+                "amount": "5.00",
+                "card": CARD,
+            }
+
+        def payment(rng: random.Random) -> tuple[dict[str, str], dict[str, Any]]:
+            p, m = rng.choice(people), rng.choice(merchants)
+            return p.auth, {
+                "type": "payment",
+                "source_wallet_id": p.wallet,
+                "destination_wallet_id": m.wallet,
+                "amount": "2.50",
+            }
+
+        deposits = Result("deposit", args.clients)
+        await drive(session, deposits, args.short_seconds, deposit, meter)
+        payments = Result("payment", args.clients)
+        await drive(session, payments, args.short_seconds, payment, meter)
+    raw_rate, raw_pg_ms = await raw_db_limit(dsn, args.clients, min(args.seconds, 15))
+    return Report(
+        transfers, deposits, payments, raw_rate, raw_pg_ms, tail, counts, hottest_name, frames
+    )
 
 
 if __name__ == "__main__":

@@ -71,18 +71,52 @@ class EventConsumer:
         EVENTS_CONSUMED.labels(self.name, envelope.event_type).inc()
         return True
 
+    async def handle_batch(self, envelopes: list[EventEnvelope]) -> None:
+        """A whole batch in one transaction: one inbox insert for all, the handler for
+        each event not seen before, one commit. Any failure rolls the batch back, and
+        the caller then goes event by event (with retries and the dead letter)."""
+        rows = {e.event_id: e for e in envelopes}
+        async with self.db.uow() as session:
+            fresh = set(
+                (
+                    await session.execute(
+                        pg_insert(self.inbox)
+                        .values(
+                            [
+                                {"consumer": self.name, "event_id": i, "event_type": e.event_type}
+                                for i, e in rows.items()
+                            ]
+                        )
+                        .on_conflict_do_nothing()
+                        .returning(self.inbox.c.event_id)
+                    )
+                ).scalars()
+            )
+            for event_id, envelope in rows.items():
+                if event_id in fresh:
+                    bind_request(envelope.correlation_id)
+                    await self.handler(session, envelope)
+        for event_id, envelope in rows.items():
+            if event_id in fresh:
+                EVENTS_CONSUMED.labels(self.name, envelope.event_type).inc()
+            else:
+                EVENTS_DUPLICATE.labels(self.name).inc()
+
     async def _dead_letter(self, envelope: EventEnvelope, error: str) -> None:
         # After the last attempt the event is parked in the inbox with its error, so the
         # partition moves on; an operator can find it there (error IS NOT NULL).
         async with self.db.uow() as session:
             await session.execute(self._inbox_row(envelope, error[:2000]))
 
-    async def _process(self, record: ConsumerRecord[Any, Any]) -> None:
+    @staticmethod
+    def decode(record: ConsumerRecord[Any, Any]) -> EventEnvelope | None:
         try:
-            envelope = EventEnvelope.model_validate(json.loads(record.value))
+            return EventEnvelope.model_validate(json.loads(record.value))
         except (ValueError, ValidationError):
             log.error("event_undecodable", topic=record.topic, offset=record.offset)
-            return
+            return None
+
+    async def _process(self, envelope: EventEnvelope) -> None:
         bind_request(envelope.correlation_id)
         delay = 0.1
         for attempt in range(1, self.max_attempts + 1):
@@ -139,8 +173,16 @@ class EventConsumer:
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=200)
             for tp, records in batches.items():
-                for record in records:
-                    await self._process(record)
+                envelopes = [e for r in records if (e := self.decode(r)) is not None]
+                if envelopes:
+                    try:
+                        await self.handle_batch(envelopes)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        log.warning("event_batch_failed", consumer=self.name, error=str(exc)[:300])
+                        for envelope in envelopes:
+                            await self._process(envelope)
                 await consumer.commit({tp: records[-1].offset + 1})
             await self._report_lag(consumer)
 

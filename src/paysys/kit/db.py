@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -49,6 +51,23 @@ class Database:
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self)
+
+    @asynccontextmanager
+    async def raw(self) -> AsyncIterator[Any]:
+        """The asyncpg connection under a pooled connection, for the money path: no ORM,
+        prepared statements (asyncpg keeps them per connection), one round trip per
+        statement. Nothing is open on it: one statement commits alone (a statement with
+        data-modifying CTEs is atomic), `conn.transaction()` spans several. Outbox
+        writes on it must call `written` after the commit to wake their relay."""
+        async with self.engine.connect() as conn:
+            fairy = await conn.get_raw_connection()
+            yield fairy.driver_connection
+
+    def written(self, *tables: str) -> None:
+        """After a raw commit that wrote these outbox tables: wake their relays."""
+        for table in tables:
+            for hook in self._after_commit.get(table, ()):
+                hook()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -13,9 +13,10 @@ PROBLEM: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def get_runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.rt
+async def get_runtime(request: Request) -> Runtime[Any]:
+    rt: Runtime[Any] = request.app.state.rt
     return rt
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+# A service's own alias names its settings class: Annotated[Runtime[UsersSettings], ...].
+RuntimeDep = Annotated[Runtime[Any], Depends(get_runtime)]

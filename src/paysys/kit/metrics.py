@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -109,10 +108,6 @@ def _route_template(scope: Scope) -> str:
         if match == Match.FULL:
             return str(getattr(candidate, "path", "unmatched"))
     return "unmatched"
-
-
-async def metrics_endpoint(_: Request) -> Response:
-    return metrics_response()
 
 
 def prime(metric: Counter | Histogram, *label_sets: tuple[str, ...]) -> None:

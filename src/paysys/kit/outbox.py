@@ -72,6 +72,20 @@ def inbox_table(metadata: MetaData) -> Table:
     )
 
 
+def columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows of a raw outbox insert as its four array parameters."""
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[], [], [], []]
+
+
+async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Raw-form rows (`Outbox.row`, `Records.row`) through the session's transaction."""
+    mark_written(session, table)
+    await session.execute(
+        insert(table),
+        [{"event_id": e, "topic": t, "key": k, "payload": json.loads(p)} for e, t, k, p in rows],
+    )
+
+
 def mark_written(session: AsyncSession, table: Table) -> None:
     """Notes that this unit of work wrote to an outbox table: its relay is woken when
     (and only when) the unit of work commits."""
@@ -84,6 +98,17 @@ class Outbox:
     def __init__(self, table: Table, producer: str) -> None:
         self.table = table
         self.producer = producer
+
+    def row(self, topic: str, key: str, data: dict[str, Any]) -> tuple[Any, ...]:
+        """One event as the values of a raw insert: (event_id, topic, key, payload JSON),
+        for a statement that inserts `unnest` of the four `columns` of its rows."""
+        envelope = EventEnvelope(
+            event_type=topic,
+            producer=self.producer,
+            correlation_id=current_request_id(),
+            data=data,
+        )
+        return envelope.event_id, topic, key, envelope.model_dump_json()
 
     async def add(
         self, session: AsyncSession, topic: str, key: str, data: dict[str, Any]

@@ -5,6 +5,7 @@ never on a request's path; a relayed record is written once (upsert on its key).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -13,12 +14,12 @@ from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from sqlalchemy import MetaData, Table, insert
+from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.context import client_ip_var, current_request_id
 from paysys.kit.events import utcnow
-from paysys.kit.outbox import mark_written, outbox_table
+from paysys.kit.outbox import insert_rows, outbox_table
 
 # Each collection a record may go to, with the fields that identify one record there.
 COLLECTION_KEYS: dict[str, tuple[str, ...]] = {
@@ -35,25 +36,31 @@ def records_table(metadata: MetaData) -> Table:
     return outbox_table(metadata, name="records_outbox")
 
 
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
 class Records:
     """Adds records to the records outbox, inside the caller's transaction."""
 
     def __init__(self, table: Table) -> None:
         self.table = table
 
+    def row(self, collection: str, doc: dict[str, Any]) -> tuple[Any, ...]:
+        """One record as the values of a raw insert: (id, collection, key, payload JSON),
+        like `Outbox.row`."""
+        key = ":".join(str(doc[k]) for k in COLLECTION_KEYS[collection])
+        return uuid.uuid4(), collection, key, json.dumps(doc, default=_iso)
+
     async def add(self, session: AsyncSession, collection: str, doc: dict[str, Any]) -> None:
-        keys = COLLECTION_KEYS[collection]
-        mark_written(session, self.table)
-        await session.execute(
-            insert(self.table).values(
-                event_id=uuid.uuid4(),
-                topic=collection,
-                key=":".join(str(doc[k]) for k in keys),
-                payload={
-                    k: v.isoformat() if isinstance(v, datetime) else v for k, v in doc.items()
-                },
-            )
-        )
+        await self.add_rows(session, [self.row(collection, doc)])
+
+    async def add_rows(self, session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
+        await insert_rows(session, self.table, rows)
 
     async def audit(
         self,
@@ -63,13 +70,22 @@ class Records:
         details: dict[str, Any] | None = None,
         *,
         ip: str | None = None,
+    ) -> None:
+        """One security-relevant or money-moving action for `audit_log`."""
+        await self.add_rows(session, [self.audit_row(action, actor_user_id, details, ip=ip)])
+
+    def audit_row(
+        self,
+        action: str,
+        actor_user_id: str | None,
+        details: dict[str, Any] | None = None,
+        *,
+        ip: str | None = None,
         audit_id: str | None = None,
         at: datetime | None = None,
         correlation_id: str | None = None,
-    ) -> None:
-        """One security-relevant or money-moving action for `audit_log`."""
-        await self.add(
-            session,
+    ) -> tuple[Any, ...]:
+        return self.row(
             "audit_log",
             {
                 "audit_id": audit_id or str(uuid.uuid4()),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 import structlog
@@ -32,11 +32,16 @@ from paysys.kit.settings import KitSettings
 log = structlog.get_logger()
 
 
-class Runtime:
+S = TypeVar("S", bound=KitSettings)
+
+
+class Runtime(Generic[S]):
+    """Typed by the service's settings class: `Runtime[UsersSettings]`."""
+
     def __init__(
         self,
         service: str,
-        settings: KitSettings,
+        settings: S,
         *,
         schema: str | None = None,
         outbox: Table | None = None,
@@ -47,7 +52,7 @@ class Runtime:
         http: bool = False,
     ) -> None:
         self.service = service
-        self.settings = settings
+        self.settings: S = settings
         self.schema = schema
         self._outbox_table = outbox
         self._records_table = records

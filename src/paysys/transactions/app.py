@@ -9,7 +9,7 @@ from paysys.kit.metrics import TRANSACTION_DURATION, TRANSACTIONS, prime
 from paysys.kit.runtime import Runtime
 from paysys.transactions import models
 from paysys.transactions.clients import Clients
-from paysys.transactions.faults import Faults
+from paysys.transactions.faults import FaultyClients
 from paysys.transactions.router import internal, router
 from paysys.transactions.saga import Saga
 from paysys.transactions.settings import TransactionsSettings
@@ -30,13 +30,16 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
 
     async def on_start(app: FastAPI) -> None:
         timeout = settings.call_timeout_seconds
-        clients = Clients(
+        # Test-only faults are wired in here, when the setting asks for them.
+        kind = FaultyClients if settings.enable_fault_hooks else Clients
+        clients = kind(
             wallets=rt.client("wallets", timeout),
             payments=rt.client("payment_gateway", timeout),
             users=rt.client("users", timeout),
             attempts=settings.step_attempts,
         )
-        saga = Saga(rt, settings, clients, Faults(settings.enable_fault_hooks))
+        app.state.faults = clients.faults if isinstance(clients, FaultyClients) else None
+        saga = Saga(rt.db, rt.outbox_or_fail, rt.records_or_fail, settings, clients)
         app.state.saga = saga
         kinds = ("deposit", "transfer", "payment")
         prime(TRANSACTIONS, *[(k, s) for k in kinds for s in ("COMPLETED", "FAILED")])

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -25,6 +26,10 @@ class StepFailed(Exception):
         self.code = code
 
 
+# What wallets may answer to a balance change that did not happen (and never will).
+REFUSALS = ("INSUFFICIENT_FUNDS", "WALLET_INACTIVE", "CURRENCY_MISMATCH")
+
+
 class OutcomeUnknown(Exception):
     """No definite answer after the retries: the step may or may not have happened."""
 
@@ -40,6 +45,12 @@ class Clients:
     payments: ServiceClient
     users: ServiceClient
     attempts: int = 3
+    # What never changes, once read: a wallet's owner and currency, a user's account
+    # type. Kept in memory, so a transfer between known wallets validates without a call
+    # (a wallet's status, which does change, is checked by wallets inside the move).
+    _facts: OrderedDict[uuid.UUID, dict[str, Any]] = field(default_factory=OrderedDict)
+    _account_types: OrderedDict[uuid.UUID, str] = field(default_factory=OrderedDict)
+    max_cached: int = 100_000
 
     async def _call(
         self,
@@ -73,21 +84,49 @@ class Clients:
             raise OutcomeUnknown(f"wallet read answered {resp.status}")
         return resp.body
 
+    async def wallet_facts(self, wallet_id: uuid.UUID) -> dict[str, Any] | None:
+        """A wallet's id, owner and currency (cached: they never change)."""
+        facts = self._facts.get(wallet_id)
+        if facts is None:
+            wallet = await self.wallet(wallet_id)
+            if wallet is None:
+                return None
+            facts = {k: wallet[k] for k in ("id", "user_id", "currency")}
+            _remember(self._facts, wallet_id, facts, self.max_cached)
+        return facts
+
     async def _funds(self, wallet_id: uuid.UUID, path: str, body: dict[str, Any]) -> dict[str, Any]:
         resp = await self._call(self.wallets, "POST", f"/wallets/{wallet_id}/{path}", body)
         if resp.status == 200:
             return resp.body
         code = (resp.body or {}).get("code", "") if isinstance(resp.body, dict) else ""
-        if resp.status == 400 and code in (
-            "INSUFFICIENT_FUNDS",
-            "WALLET_INACTIVE",
-            "CURRENCY_MISMATCH",
-            "CREDIT_FENCED",
-        ):
+        if resp.status == 400 and code in (*REFUSALS, "CREDIT_FENCED"):
             raise StepFailed(code)
         if resp.status == 404:
             raise StepFailed("WALLET_INACTIVE")
         raise OutcomeUnknown(f"{path} answered {resp.status} {code}")
+
+    async def transfer(self, tx: Any) -> None:
+        """The whole move of a transfer or payment, one wallets operation: returns once
+        the money moved (now or on an earlier call), raises StepFailed on a refusal
+        (nothing moved, and asked again it stays refused)."""
+        body = {
+            "transaction_id": str(tx.id),
+            "source_wallet_id": str(tx.source_wallet_id),
+            "destination_wallet_id": str(tx.destination_wallet_id),
+            "amount_minor": tx.amount,
+            "currency": tx.currency,
+            "kind": tx.type,
+        }
+        resp = await self._call(self.wallets, "POST", "/internal/transfers", body)
+        if resp.status == 200:
+            return
+        code = (resp.body or {}).get("code", "") if isinstance(resp.body, dict) else ""
+        if resp.status == 400 and code in REFUSALS:
+            raise StepFailed(code)
+        if resp.status == 404:
+            raise StepFailed("WALLET_INACTIVE")  # a wallet gone since validation
+        raise OutcomeUnknown(f"transfer answered {resp.status} {code}")
 
     # Every leg names its currency: a wallet in another one refuses it, so the same
     # digits can never be read as ¥ on one side and $ on the other.
@@ -123,11 +162,6 @@ class Clients:
         if resp.status != 200:
             raise OutcomeUnknown(f"credit fence answered {resp.status}")
         return bool(resp.body["credited"])
-
-    async def deactivate_wallet(self, wallet_id: uuid.UUID, owner: uuid.UUID) -> None:
-        await self._call(
-            self.wallets, "POST", f"/wallets/{wallet_id}/deactivate", user_id=str(owner)
-        )
 
     # -- payment gateway
 
@@ -175,9 +209,20 @@ class Clients:
     # -- users
 
     async def account_type(self, user_id: uuid.UUID) -> str | None:
+        """A user's account type (cached: it never changes)."""
+        if (known := self._account_types.get(user_id)) is not None:
+            return known
         resp = await self._call(self.users, "GET", f"/internal/users/{user_id}")
         if resp.status == 404:
             return None
         if resp.status != 200:
             raise OutcomeUnknown(f"user read answered {resp.status}")
-        return str(resp.body["account_type"])
+        account_type = str(resp.body["account_type"])
+        _remember(self._account_types, user_id, account_type, self.max_cached)
+        return account_type
+
+
+def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    cache[key] = value
+    if len(cache) > limit:
+        cache.popitem(last=False)

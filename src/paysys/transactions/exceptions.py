@@ -15,12 +15,6 @@ class WalletNotFound(AppError):
     code = "WALLET_NOT_FOUND"
 
 
-class TransactionFailed(AppError):
-    """The money could not move: 400 with the failure code and the transaction id."""
-
-    status = 400
-
-
 class IdempotencyKeyReused(AppError):
     status = 422
     code = "IDEMPOTENCY_KEY_REUSED"
@@ -36,20 +30,3 @@ class OutcomePending(AppError):
 
     status = 503
     code = "SERVICE_UNAVAILABLE"
-
-
-# Failure codes that end a transaction as FAILED (contract, "400 when the money could
-# not move").
-BUSINESS_CODES = frozenset(
-    {
-        "INSUFFICIENT_FUNDS",
-        "WALLET_INACTIVE",
-        "CURRENCY_MISMATCH",
-        "SAME_WALLET",
-        "NOT_A_MERCHANT",
-        "CARD_DECLINED",
-        "CARD_EXPIRED",
-        "PAYMENT_GATEWAY_ERROR",
-        "LIMIT_EXCEEDED",
-    }
-)

@@ -1,10 +1,27 @@
-"""Test-only fault injection (PAYSYS_ENABLE_FAULT_HOOKS, refused outside local/test):
-lets a test force the compensation path or a crash window in a real running saga."""
+"""Test-only fault injection (PAYSYS_ENABLE_FAULT_HOOKS, refused outside local/test): the
+app wraps its clients in FaultyClients only when the setting asks for it, so that a test
+can force a compensation or a crash window in a real running saga. The saga knows
+nothing of this."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from paysys.transactions.clients import Clients
+
+log = structlog.get_logger()
+
+# deactivate_destination: the destination wallet is deactivated just before the money
+#   would reach it (a transfer's move, a deposit's credit).
+# pause_mid_saga: the saga stalls for `seconds` where a crash hurts most: a transfer
+#   after its money moved and before COMPLETED is recorded, a deposit after the card
+#   was charged and before the wallet is credited.
+FAULT_NAMES = ("deactivate_destination", "pause_mid_saga")
 
 
 @dataclass(frozen=True)
@@ -13,19 +30,47 @@ class Fault:
     seconds: float = 0.0
 
 
-FAULT_NAMES = ("deactivate_destination_after_debit", "pause_after_debit")
-
-
 class Faults:
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+    """Faults armed per destination wallet, each taken once."""
+
+    def __init__(self) -> None:
         self._by_destination: dict[uuid.UUID, Fault] = {}
 
     def arm(self, destination_wallet_id: uuid.UUID, fault: Fault) -> None:
-        if self.enabled:
-            self._by_destination[destination_wallet_id] = fault
+        self._by_destination[destination_wallet_id] = fault
 
-    def take(self, destination_wallet_id: uuid.UUID) -> Fault | None:
-        if not self.enabled:
+    def take(self, destination_wallet_id: uuid.UUID, name: str) -> Fault | None:
+        fault = self._by_destination.get(destination_wallet_id)
+        if fault is None or fault.name != name:
             return None
-        return self._by_destination.pop(destination_wallet_id, None)
+        del self._by_destination[destination_wallet_id]
+        log.warning("test_fault_injected", fault=name, wallet_id=str(destination_wallet_id))
+        return fault
+
+
+@dataclass
+class FaultyClients(Clients):
+    faults: Faults = field(default_factory=Faults)
+
+    async def _deactivate(self, wallet_id: uuid.UUID) -> None:
+        wallet = await self.wallet(wallet_id)
+        assert wallet is not None
+        await self._call(
+            self.wallets, "POST", f"/wallets/{wallet_id}/deactivate", user_id=wallet["user_id"]
+        )
+
+    async def transfer(self, tx: Any) -> None:
+        if self.faults.take(tx.destination_wallet_id, "deactivate_destination"):
+            await self._deactivate(tx.destination_wallet_id)
+        await super().transfer(tx)
+        if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
+            await asyncio.sleep(fault.seconds)
+
+    async def credit(
+        self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
+    ) -> dict[str, Any]:
+        if self.faults.take(wallet_id, "deactivate_destination"):
+            await self._deactivate(wallet_id)
+        if fault := self.faults.take(wallet_id, "pause_mid_saga"):
+            await asyncio.sleep(fault.seconds)
+        return await super().credit(wallet_id, tx, amount, currency)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -288,3 +289,77 @@ async def release_key(
 
 async def purge_expired_keys(session: AsyncSession) -> None:
     await session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at < func.now()))
+
+
+# -- the hot path, on the raw (asyncpg) connection: one statement per commit
+
+_INSERT_COLUMNS = (
+    "id, type, status, phase, amount, currency, initiator_user_id, source_wallet_id, "
+    "destination_wallet_id, source_user_id, destination_user_id, description, steps, "
+    "correlation_id, idempotency_key, lease_until, attempts, created_at, updated_at"
+)
+_INSERT_VALUES = (
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17, $18, $18"
+)
+# A transaction in flight, born with its lease.
+INSERT = f"INSERT INTO transactions ({_INSERT_COLUMNS}) VALUES ({_INSERT_VALUES}) RETURNING id"  # noqa: S608 - built from constants
+# The same, only if this request still holds its Idempotency-Key ($19 user, $15 key,
+# $20 owner), which it links in the same statement: both happen, or neither.
+INSERT_LINKED = f"""
+WITH link AS (
+  UPDATE idempotency_keys SET transaction_id = $1
+  WHERE user_id = $19 AND key = $15 AND owner = $20 AND transaction_id IS NULL
+  RETURNING key
+)
+INSERT INTO transactions ({_INSERT_COLUMNS})
+SELECT {_INSERT_VALUES} WHERE EXISTS (SELECT 1 FROM link)
+RETURNING id
+"""  # noqa: S608 - built from constants
+
+
+def insert_args(tx: Transaction) -> list[Any]:
+    return [
+        tx.id,
+        tx.type,
+        tx.status,
+        tx.phase,
+        tx.amount,
+        tx.currency,
+        tx.initiator_user_id,
+        tx.source_wallet_id,
+        tx.destination_wallet_id,
+        tx.source_user_id,
+        tx.destination_user_id,
+        tx.description,
+        json.dumps(tx.steps),
+        tx.correlation_id,
+        tx.idempotency_key,
+        tx.lease_until,
+        tx.attempts,
+        tx.created_at,
+    ]
+
+
+# The terminal state with everything it leaves behind, in one statement: the event, the
+# MongoDB records, the stored idempotent answer. Only if the transaction is still in
+# flight: another runner that finished first makes this a no-op (no row returned).
+FINISH = """
+WITH t AS (
+  UPDATE transactions SET status = $2, phase = 'done', failure_code = $3, lease_until = NULL,
+         updated_at = $4, finished_at = $4, steps = steps || $5::jsonb
+  WHERE id = $1 AND status IN ('PENDING', 'PROCESSING')
+  RETURNING id
+), o AS (
+  INSERT INTO outbox (event_id, topic, key, payload)
+  SELECT * FROM unnest($6::uuid[], $7::text[], $8::text[], $9::jsonb[])
+  WHERE EXISTS (SELECT 1 FROM t)
+), r AS (
+  INSERT INTO records_outbox (event_id, topic, key, payload)
+  SELECT * FROM unnest($10::uuid[], $11::text[], $12::text[], $13::jsonb[])
+  WHERE EXISTS (SELECT 1 FROM t)
+), k AS (
+  UPDATE idempotency_keys SET response_status = $14, response_body = $15::jsonb
+  WHERE user_id = $16 AND key = $17 AND response_status IS NULL AND EXISTS (SELECT 1 FROM t)
+)
+SELECT id FROM t
+"""

@@ -14,12 +14,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from paysys.kit.auth import CurrentUserId, require_internal
-from paysys.kit.deps import PROBLEM, RuntimeDep
+from paysys.kit.deps import PROBLEM
 from paysys.kit.errors import PROBLEM_JSON, NotFound, ServiceUnavailable, ValidationFailed
-from paysys.transactions import repository, service
+from paysys.transactions import service
 from paysys.transactions.clients import OutcomeUnknown
 from paysys.transactions.exceptions import OutcomePending, TransactionNotFound
-from paysys.transactions.faults import FAULT_NAMES, Fault
+from paysys.transactions.faults import FAULT_NAMES, Fault, Faults
 from paysys.transactions.saga import Saga, final_response, to_out
 from paysys.transactions.schemas import CreateIn, TransactionList, TransactionOut, dump
 
@@ -109,7 +109,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 @router.get("", response_model=TransactionList, responses=PROBLEM)
 async def list_transactions(
     user_id: CurrentUserId,
-    rt: RuntimeDep,
+    saga: SagaDep,
     wallet_id: uuid.UUID | None = None,
     type: Literal["deposit", "transfer", "payment"] | None = None,
     status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED"] | None = None,
@@ -117,34 +117,22 @@ async def list_transactions(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TransactionList:
     after = _decode_cursor(cursor) if cursor else None
-    async with rt.db.uow() as session:
-        rows = await repository.page(
-            session,
-            user_id,
-            wallet_id=wallet_id,
-            type_=type,
-            status=status,
-            after=after,
-            limit=limit,
-        )
-    items = rows[:limit]
-    next_cursor = _encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+    items, more = await service.page(
+        saga.db, user_id, wallet_id=wallet_id, type_=type, status=status, after=after, limit=limit
+    )
+    next_cursor = _encode_cursor(items[-1].created_at, items[-1].id) if more else None
     return TransactionList(items=[to_out(t) for t in items], next_cursor=next_cursor)
 
 
 @router.get("/{transaction_id}", response_model=TransactionOut, responses=PROBLEM)
 async def get_transaction(
-    transaction_id: str, user_id: CurrentUserId, rt: RuntimeDep
+    transaction_id: str, user_id: CurrentUserId, saga: SagaDep
 ) -> TransactionOut:
     try:
         tx_id = uuid.UUID(transaction_id)
     except ValueError:
         raise TransactionNotFound("No such transaction.") from None
-    async with rt.db.uow() as session:
-        tx = await repository.visible(session, tx_id, user_id)
-    if tx is None:
-        raise TransactionNotFound("No such transaction.")
-    return to_out(tx)
+    return to_out(await service.visible(saga.db, tx_id, user_id))
 
 
 internal = APIRouter(
@@ -160,7 +148,8 @@ class FaultIn(BaseModel):
 
 
 @internal.post("/faults", status_code=204)
-async def arm_fault(body: FaultIn, saga: SagaDep) -> None:
-    if not saga.faults.enabled:
+async def arm_fault(body: FaultIn, request: Request) -> None:
+    faults: Faults | None = request.app.state.faults
+    if faults is None:  # not a test run
         raise NotFound("Not Found")
-    saga.faults.arm(body.destination_wallet_id, Fault(body.fault, body.seconds))
+    faults.arm(body.destination_wallet_id, Fault(body.fault, body.seconds))

@@ -1,39 +1,64 @@
-"""The saga that moves money. Each step is an idempotent call keyed by the transaction
-id, and the saga's progress is persisted between steps (one unit of work per step: a
-saga spans several services, so it cannot be one database transaction). Re-running a
-saga from its persisted phase is always safe, which is what crash recovery does.
+"""The saga that moves money: orchestration only, with its progress persisted between
+steps, so that re-running it from its persisted phase is always safe, which is what
+crash recovery does. Each step is an idempotent call keyed by the transaction id.
+
+    transfer,  started -move (one wallets operation)-> COMPLETED
+    payment:   (refused: FAILED, nothing moved)
 
     deposit:   started -charge-> charged -credit-> COMPLETED
                (declined: FAILED)  (refused: compensating -card refund-> FAILED)
-    transfer,  started -debit-> debited -credit-> COMPLETED
-    payment:   (refused: FAILED)   (refused: compensating -refund-> FAILED)
+
+A transfer or payment costs two commits here: the row (born PROCESSING, with its
+Idempotency-Key) and its terminal state (with its event, MongoDB records and stored
+answer), each a single statement. Sagas from before transfers were one wallets
+operation (phases `debited` and `compensating` of a transfer) are still finished.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.context import bind_request
+from paysys.kit.db import Database
 from paysys.kit.errors import problem_body
+from paysys.kit.events import utcnow
 from paysys.kit.metrics import TRANSACTION_DURATION, TRANSACTION_FAILURES, TRANSACTIONS
 from paysys.kit.money import format_amount
-from paysys.kit.runtime import Runtime
+from paysys.kit.outbox import Outbox, columns
+from paysys.kit.records import Records
 from paysys.transactions import repository
 from paysys.transactions.clients import Clients, OutcomeUnknown, StepFailed
-from paysys.transactions.faults import Faults
 from paysys.transactions.models import Transaction
 from paysys.transactions.schemas import TransactionOut, dump
 from paysys.transactions.settings import TransactionsSettings
 
 log = structlog.get_logger()
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class Phase(StrEnum):
+    STARTED = "started"
+    CHARGED = "charged"
+    DEBITED = "debited"  # only sagas from before the one-operation transfer
+    COMPENSATING = "compensating"
+    DONE = "done"
+
+
+TERMINAL = (Status.COMPLETED, Status.FAILED)
 
 
 class Superseded(Exception):
@@ -68,60 +93,56 @@ def failure_body(tx: Transaction) -> dict[str, Any]:
 
 
 def final_response(tx: Transaction) -> tuple[int, dict[str, Any]]:
-    if tx.status == "COMPLETED":
+    if tx.status == Status.COMPLETED:
         return 201, dump(to_out(tx))
     return 400, failure_body(tx)
 
 
+@dataclass(frozen=True)
+class Terminal:
+    """What a terminal transaction leaves behind, as raw rows: one `transaction.*`
+    event, its `transaction_logs` and `audit_log` records, and the stored answer."""
+
+    events: list[tuple[Any, ...]]
+    records: list[tuple[Any, ...]]
+    response: tuple[int, dict[str, Any]]
+
+
 @dataclass
 class Saga:
-    rt: Runtime
+    db: Database
+    outbox: Outbox
+    records: Records
     settings: TransactionsSettings
     clients: Clients
-    faults: Faults
 
     @property
     def lease(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_seconds)
 
+    # -- persisted progress
+
     async def _advance(
-        self, tx_id: uuid.UUID, name: str, outcome: str, from_phase: str, **values: Any
+        self, tx: Transaction, name: str, outcome: str, from_phase: Phase, **values: Any
     ) -> None:
         """Moves the saga on from `from_phase`; if another runner moved it first, this
         runner stops (Superseded) rather than act on a state that is no longer true."""
-        async with self.rt.db.uow() as session:
+        entry = repository.step(name, outcome)
+        async with self.db.uow() as session:
             moved = await repository.advance(
-                session, tx_id, self.lease, repository.step(name, outcome), from_phase, **values
+                session, tx.id, self.lease, entry, from_phase, **values
             )
         if not moved:
-            raise Superseded(str(tx_id))
+            raise Superseded(str(tx.id))
+        for key, value in values.items():
+            setattr(tx, key, value)
+        tx.steps = [*tx.steps, entry]
 
-    async def finish(
-        self, tx_id: uuid.UUID, status: str, failure_code: str | None, name: str, outcome: str
-    ) -> Transaction:
-        """Terminal state, its event, its MongoDB records and the idempotent response
-        commit together."""
-        async with self.rt.db.uow() as session:
-            tx = await repository.finish(
-                session, tx_id, status, failure_code, repository.step(name, outcome)
-            )
-            if tx is None:  # another runner finished it first
-                done = await repository.get(session, tx_id)
-                assert done is not None
-                return done
-            await self.record_terminal(session, tx)
-        self.observe(tx)
-        return tx
-
-    async def record_terminal(self, session: AsyncSession, tx: Transaction) -> None:
-        """What a terminal transaction leaves behind, in the caller's unit of work: one
-        `transaction.*` event, its `transaction_logs` and `audit_log` records (relayed to
-        MongoDB, never written on the request path), and the stored idempotent answer."""
-        completed = tx.status == "COMPLETED"
+    def terminal(self, tx: Transaction) -> Terminal:
+        completed = tx.status == Status.COMPLETED
         action = "transaction.completed" if completed else "transaction.failed"
         amount = format_amount(tx.amount, tx.currency)
-        await self.rt.outbox_or_fail.add(
-            session,
+        event = self.outbox.row(
             action,
             str(tx.id),
             {
@@ -136,9 +157,7 @@ class Saga:
                 "failure_code": tx.failure_code,
             },
         )
-        records = self.rt.records_or_fail
-        await records.add(
-            session,
+        log_doc = self.records.row(
             "transaction_logs",
             {
                 "transaction_id": str(tx.id),
@@ -155,8 +174,7 @@ class Saga:
                 "finished_at": tx.finished_at,
             },
         )
-        await records.audit(
-            session,
+        audit = self.records.audit_row(
             action,
             str(tx.initiator_user_id),
             {
@@ -171,11 +189,45 @@ class Saga:
             at=tx.finished_at,
             correlation_id=tx.correlation_id,
         )
-        if tx.idempotency_key:
-            code, body = final_response(tx)
-            await repository.store_response(
-                session, tx.initiator_user_id, tx.idempotency_key, code, body
+        return Terminal([event], [log_doc, audit], final_response(tx))
+
+    async def finish(
+        self, tx: Transaction, status: Status, failure_code: str | None, name: str, outcome: str
+    ) -> Transaction:
+        """The terminal state and all it leaves behind: one statement, one commit."""
+        now = utcnow()
+        entry = repository.step(name, outcome)
+        tx.status, tx.phase, tx.failure_code = status, Phase.DONE, failure_code
+        tx.updated_at = tx.finished_at = now
+        tx.steps = [*tx.steps, entry]
+        done = self.terminal(tx)
+        code, body = done.response
+        async with self.db.raw() as conn:
+            finished = await conn.fetchval(
+                repository.FINISH,
+                tx.id,
+                status.value,
+                failure_code,
+                now,
+                json.dumps([entry]),
+                *columns(done.events),
+                *columns(done.records),
+                code,
+                json.dumps(body),
+                tx.initiator_user_id,
+                tx.idempotency_key,
             )
+        if finished is None:  # another runner finished it first: its outcome stands
+            return await self.read(tx.id)
+        self.db.written(self.outbox.table.name, self.records.table.name)
+        self.observe(tx)
+        return tx
+
+    async def read(self, tx_id: uuid.UUID) -> Transaction:
+        async with self.db.uow() as session:
+            found = await repository.get(session, tx_id)
+        assert found is not None
+        return found
 
     def observe(self, tx: Transaction) -> None:
         TRANSACTIONS.labels(tx.type, tx.status).inc()
@@ -186,6 +238,8 @@ class Saga:
         if tx.failure_code:
             TRANSACTION_FAILURES.labels(tx.type, tx.failure_code).inc()
 
+    # -- running
+
     async def drive(
         self, tx_id: uuid.UUID, card: dict[str, Any] | None = None, fresh: Transaction | None = None
     ) -> Transaction:
@@ -194,51 +248,41 @@ class Saga:
         the transaction then stays in flight and the recovery worker (or that other
         runner) finishes it. `fresh`: the row as just committed by the caller, which
         saves reading it back."""
-        tx = fresh
-        if tx is None:
-            async with self.rt.db.uow() as session:
-                tx = await repository.get(session, tx_id)
-        assert tx is not None
-        if tx.status in ("COMPLETED", "FAILED"):
+        tx = fresh or await self.read(tx_id)
+        if tx.status in TERMINAL:
             return tx
         try:
             if tx.type == "deposit":
                 return await self._deposit(tx, card)
             return await self._move(tx)
         except Superseded:
-            async with self.rt.db.uow() as session:
-                now = await repository.get(session, tx_id)
-            if now is not None and now.status in ("COMPLETED", "FAILED"):
+            now = await self.read(tx_id)
+            if now.status in TERMINAL:
                 return now
             raise OutcomeUnknown("another runner is finishing this transaction") from None
 
     async def _move(self, tx: Transaction) -> Transaction:
+        if tx.phase == Phase.STARTED:
+            try:
+                await self.clients.transfer(tx)
+            except StepFailed as exc:
+                return await self.finish(tx, Status.FAILED, exc.code, "move", exc.code)
+            return await self.finish(tx, Status.COMPLETED, None, "move", "ok")
+        # A saga from before the one-operation transfer: the source was debited.
         amount = format_amount(tx.amount, tx.currency)
         assert tx.source_wallet_id is not None
-        phase = tx.phase
-        if phase == "started":
-            try:
-                await self.clients.debit(tx.source_wallet_id, tx.id, amount, tx.currency)
-            except StepFailed as exc:
-                return await self.finish(tx.id, "FAILED", exc.code, "debit", exc.code)
-            await self._advance(tx.id, "debit", "ok", "started", phase="debited")
-            phase = "debited"
-        if phase == "debited":
-            await self._faults_after_debit(tx)
-            if (done := await self._credit_or_compensate(tx, amount, "debited")) is not None:
-                return done
-            phase = "compensating"
-        if phase == "compensating":
-            source = tx.source_wallet_id
+        source = tx.source_wallet_id
+        if tx.phase == Phase.DEBITED and (done := await self._credit_or_compensate(tx, amount)):
+            return done
+        if tx.phase == Phase.COMPENSATING:
             return await self._compensate(
                 tx, "refund", lambda: self.clients.refund(source, tx.id, amount, tx.currency)
             )
-        raise AssertionError(f"unknown phase {phase}")
+        raise AssertionError(f"unknown phase {tx.phase}")
 
     async def _deposit(self, tx: Transaction, card: dict[str, Any] | None) -> Transaction:
         amount = format_amount(tx.amount, tx.currency)
-        phase = tx.phase
-        if phase == "started":
+        if tx.phase == Phase.STARTED:
             if card is not None:
                 payment = await self.clients.charge(tx.id, amount, tx.currency, card)
             else:
@@ -246,33 +290,27 @@ class Saga:
                 payment = await self.clients.void(tx.id, amount, tx.currency)
             if payment["status"] != "succeeded":
                 code = payment.get("failure_code") or "PAYMENT_GATEWAY_ERROR"
-                return await self.finish(tx.id, "FAILED", code, "charge", payment["status"])
+                return await self.finish(tx, Status.FAILED, code, "charge", payment["status"])
             # PENDING until the card is charged; PROCESSING while the money moves on.
             await self._advance(
-                tx.id,
+                tx,
                 "charge",
                 "ok",
-                "started",
-                phase="charged",
-                status="PROCESSING",
+                Phase.STARTED,
+                phase=Phase.CHARGED,
+                status=Status.PROCESSING,
                 card_brand=payment.get("card_brand"),
                 card_last4=payment.get("card_last4"),
             )
-            phase = "charged"
-        if phase == "charged":
-            await self._faults_after_debit(tx)
-            if (done := await self._credit_or_compensate(tx, amount, "charged")) is not None:
-                return done
-            phase = "compensating"
-        if phase == "compensating":
+        if tx.phase == Phase.CHARGED and (done := await self._credit_or_compensate(tx, amount)):
+            return done
+        if tx.phase == Phase.COMPENSATING:
             return await self._compensate(
                 tx, "card_refund", lambda: self.clients.refund_card(tx.id)
             )
-        raise AssertionError(f"unknown phase {phase}")
+        raise AssertionError(f"unknown phase {tx.phase}")
 
-    async def _credit_or_compensate(
-        self, tx: Transaction, amount: str, phase: str
-    ) -> Transaction | None:
+    async def _credit_or_compensate(self, tx: Transaction, amount: str) -> Transaction | None:
         """Credits the destination: the finished transaction, or None when the credit was
         refused after the money left and the saga now has to give it back."""
         try:
@@ -283,9 +321,11 @@ class Saga:
             # CREDIT_FENCED: another runner of this saga is already refunding; its
             # failure code stands.
             code = {} if exc.code == "CREDIT_FENCED" else {"failure_code": exc.code}
-            await self._advance(tx.id, "credit", exc.code, phase, phase="compensating", **code)
+            await self._advance(
+                tx, "credit", exc.code, Phase(tx.phase), phase=Phase.COMPENSATING, **code
+            )
             return None
-        return await self.finish(tx.id, "COMPLETED", None, "credit", "ok")
+        return await self.finish(tx, Status.COMPLETED, None, "credit", "ok")
 
     async def _compensate(
         self, tx: Transaction, step: str, give_back: Callable[[], Awaitable[Any]]
@@ -293,34 +333,22 @@ class Saga:
         """Fences the credit, then gives the money back. If the credit did happen (a
         second runner got there first), the transaction completed instead."""
         if await self.clients.fence_credit(tx.id):
-            return await self.finish(tx.id, "COMPLETED", None, "credit_fence", "credited")
+            return await self.finish(tx, Status.COMPLETED, None, "credit_fence", "credited")
         await give_back()
-        async with self.rt.db.uow() as session:
-            fresh = await repository.get(session, tx.id)
-        code = (fresh.failure_code if fresh else None) or "WALLET_INACTIVE"
-        return await self.finish(tx.id, "FAILED", code, step, "ok")
-
-    async def _faults_after_debit(self, tx: Transaction) -> None:
-        fault = self.faults.take(tx.destination_wallet_id)
-        if fault is None:
-            return
-        log.warning("test_fault_injected", fault=fault.name, transaction_id=str(tx.id))
-        if fault.name == "deactivate_destination_after_debit":
-            await self.clients.deactivate_wallet(tx.destination_wallet_id, tx.destination_user_id)
-        elif fault.name == "pause_after_debit":
-            await asyncio.sleep(fault.seconds)
+        fresh = await self.read(tx.id)
+        code = fresh.failure_code or "WALLET_INACTIVE"
+        return await self.finish(tx, Status.FAILED, code, step, "ok")
 
     async def recover(self, tx_id: uuid.UUID) -> None:
-        async with self.rt.db.uow() as session:
+        async with self.db.uow() as session:
             claimed = await repository.claim(session, tx_id, self.lease)
         if not claimed:
             return
-        async with self.rt.db.uow() as session:
-            tx = await repository.get(session, tx_id)
-        bind_request(tx.correlation_id if tx else None)  # the original request's id
+        tx = await self.read(tx_id)
+        bind_request(tx.correlation_id)  # the original request's id
         log.info("saga_recovering", transaction_id=str(tx_id))
         try:
-            await self.drive(tx_id)
+            await self.drive(tx_id, fresh=tx)
         except OutcomeUnknown as exc:
             log.warning("saga_recovery_pending", transaction_id=str(tx_id), error=str(exc))
 

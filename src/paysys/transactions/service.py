@@ -9,26 +9,30 @@ import hashlib
 import hmac
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.cards import keepable
 from paysys.kit.context import current_request_id
+from paysys.kit.db import Database
 from paysys.kit.errors import ValidationFailed
 from paysys.kit.events import utcnow
 from paysys.kit.money import MoneyError, max_minor_units, parse_amount
+from paysys.kit.outbox import insert_rows
 from paysys.transactions import repository
 from paysys.transactions.clients import OutcomeUnknown
 from paysys.transactions.exceptions import (
     IdempotencyKeyReused,
     OutcomePending,
     RequestInProgress,
+    TransactionNotFound,
     WalletNotFound,
 )
 from paysys.transactions.models import Transaction
-from paysys.transactions.saga import Saga
+from paysys.transactions.saga import Phase, Saga, Status
 from paysys.transactions.schemas import CreateIn, DepositIn
 
 log = structlog.get_logger()
@@ -65,7 +69,7 @@ async def reserve(saga: Saga, user_id: uuid.UUID, key: str, digest: str) -> uuid
     ttl = timedelta(hours=saga.settings.idempotency_ttl_hours)
     owner = uuid.uuid4()
     for _ in range(3):
-        async with saga.rt.db.uow() as session:
+        async with saga.db.uow() as session:
             if await repository.reserve_key(session, user_id, key, digest, ttl, owner):
                 return owner
             existing = await repository.get_key(session, user_id, key)
@@ -103,7 +107,7 @@ async def reserve(saga: Saga, user_id: uuid.UUID, key: str, digest: str) -> uuid
 
 async def release_key(saga: Saga, user_id: uuid.UUID, key: str | None, owner: uuid.UUID) -> None:
     if key:
-        async with saga.rt.db.uow() as session:
+        async with saga.db.uow() as session:
             await repository.release_key(session, user_id, key, owner)
 
 
@@ -117,10 +121,14 @@ async def create(
     card = body.card.model_dump() if isinstance(body, DepositIn) else None
     source = None
     if isinstance(body, DepositIn):
+        # Fresh, with its status: a card is not charged for an inactive wallet.
         destination = await clients.wallet(body.destination_wallet_id)
     else:
+        # Owner and currency only (they never change; cached): the status is checked
+        # by wallets, under its locks, inside the move itself.
         source, destination = await asyncio.gather(
-            clients.wallet(body.source_wallet_id), clients.wallet(body.destination_wallet_id)
+            clients.wallet_facts(body.source_wallet_id),
+            clients.wallet_facts(body.destination_wallet_id),
         )
         if source is None or source["user_id"] != str(user_id):
             raise WalletNotFound("No such source wallet.")
@@ -143,7 +151,7 @@ async def create(
         failure = "CURRENCY_MISMATCH"
     elif minor > max_minor_units(saga.settings.max_amount, currency):
         failure = "LIMIT_EXCEEDED"
-    elif destination["status"] != "ACTIVE" or (source and source["status"] != "ACTIVE"):
+    elif card is not None and destination["status"] != "ACTIVE":
         failure = "WALLET_INACTIVE"
     elif (
         body.type == "payment"
@@ -170,25 +178,25 @@ async def create(
         updated_at=now,
     )
     if failure is not None:
-        # Refused by validation: born FAILED, with its event, records and stored answer
-        # in one commit. Nothing the recovery worker could pick up ever exists.
-        tx.status, tx.phase, tx.failure_code = "FAILED", "done", failure
-        tx.finished_at = now
-        tx.steps = [repository.step("validate", failure)]
-        async with saga.rt.db.uow() as session:
-            await _insert(session, tx, user_id, key, owner)
-            await saga.record_terminal(session, tx)
-        saga.observe(tx)
-        return tx
+        return await _born_failed(saga, tx, failure, user_id, owner)
 
     # Validated: a deposit waits (PENDING) for its card charge; a transfer or payment
     # is born PROCESSING, its money about to move.
-    tx.status = "PENDING" if body.type == "deposit" else "PROCESSING"
-    tx.phase = "started"
+    tx.status = Status.PENDING if body.type == "deposit" else Status.PROCESSING
+    tx.phase = Phase.STARTED
     tx.steps = [repository.step("created", "ok")]
     tx.lease_until = now + saga.lease
-    async with saga.rt.db.uow() as session:
-        await _insert(session, tx, user_id, key, owner)
+    async with saga.db.raw() as conn:
+        if key:
+            created = await conn.fetchval(
+                repository.INSERT_LINKED, *repository.insert_args(tx), user_id, owner
+            )
+        else:
+            created = await conn.fetchval(repository.INSERT, *repository.insert_args(tx))
+    if created is None:
+        # The key was taken over while this request validated: the other request owns
+        # it now, and this one created nothing.
+        raise RequestInProgress("A request with this Idempotency-Key is in progress.")
     try:
         return await saga.drive(tx.id, card, fresh=tx)
     except OutcomeUnknown as exc:
@@ -200,8 +208,31 @@ async def create(
         ) from None
 
 
+async def _born_failed(
+    saga: Saga, tx: Transaction, failure: str, user_id: uuid.UUID, owner: uuid.UUID | None
+) -> Transaction:
+    """Refused by validation: born FAILED, with its event, records and stored answer
+    in one commit. Nothing the recovery worker could pick up ever exists."""
+    tx.status, tx.phase, tx.failure_code = Status.FAILED, Phase.DONE, failure
+    tx.finished_at = tx.created_at
+    tx.steps = [repository.step("validate", failure)]
+    done = saga.terminal(tx)
+    async with saga.db.uow() as session:
+        await _insert(session, tx, user_id, tx.idempotency_key, owner)
+        await insert_rows(session, saga.outbox.table, done.events)
+        await saga.records.add_rows(session, done.records)
+        if tx.idempotency_key:
+            await repository.store_response(session, user_id, tx.idempotency_key, *done.response)
+    saga.observe(tx)
+    return tx
+
+
 async def _insert(
-    session: Any, tx: Transaction, user_id: uuid.UUID, key: str | None, owner: uuid.UUID | None
+    session: AsyncSession,
+    tx: Transaction,
+    user_id: uuid.UUID,
+    key: str | None,
+    owner: uuid.UUID | None,
 ) -> None:
     session.add(tx)
     if key:
@@ -211,3 +242,39 @@ async def _insert(
             # The key was taken over while this request validated: the other request
             # owns it now, and this one creates nothing (the unit of work rolls back).
             raise RequestInProgress("A request with this Idempotency-Key is in progress.")
+
+
+# -- reads
+
+
+async def visible(db: Database, tx_id: uuid.UUID, user_id: uuid.UUID) -> Transaction:
+    """A transaction the user's wallets take part in; anyone else's is not found."""
+    async with db.uow() as session:
+        tx = await repository.visible(session, tx_id, user_id)
+    if tx is None:
+        raise TransactionNotFound("No such transaction.")
+    return tx
+
+
+async def page(
+    db: Database,
+    user_id: uuid.UUID,
+    *,
+    wallet_id: uuid.UUID | None,
+    type_: str | None,
+    status: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> tuple[list[Transaction], bool]:
+    """Newest first, after the cursor; and whether there is more."""
+    async with db.uow() as session:
+        rows = await repository.page(
+            session,
+            user_id,
+            wallet_id=wallet_id,
+            type_=type_,
+            status=status,
+            after=after,
+            limit=limit,
+        )
+    return rows[:limit], len(rows) > limit

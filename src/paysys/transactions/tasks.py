@@ -17,7 +17,7 @@ log = structlog.get_logger()
 
 
 async def recovery_loop(saga: Saga) -> None:
-    db = saga.rt.db
+    db = saga.db
     ticks = 0
     while True:
         try:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from paysys.kit.auth import CurrentUserId, require_internal
-from paysys.kit.deps import PROBLEM, RuntimeDep
+from paysys.kit.deps import PROBLEM, get_runtime
 from paysys.kit.errors import ServiceUnavailable
 from paysys.kit.http import SESSION_ID_HEADER
 from paysys.kit.metrics import LOGINS
@@ -32,13 +32,8 @@ async def get_sessions(request: Request) -> SessionStore:
     return sessions
 
 
-RT = RuntimeDep
+RT = Annotated[Runtime[UsersSettings], Depends(get_runtime)]
 Sessions = Annotated[SessionStore, Depends(get_sessions)]
-
-
-def _settings(rt: Runtime) -> UsersSettings:
-    assert isinstance(rt.settings, UsersSettings)
-    return rt.settings
 
 
 @router.post(
@@ -76,7 +71,7 @@ async def login(body: LoginIn, rt: RT, sessions: Sessions) -> TokensOut:
             )
         raise
     try:
-        tokens = await service.start_session(_settings(rt), sessions, user)
+        tokens = await service.start_session(rt.settings, sessions, user)
     except RedisError:
         raise ServiceUnavailable("Logging in is not possible right now; retry later.") from None
     LOGINS.labels("success").inc()
@@ -94,7 +89,7 @@ async def login(body: LoginIn, rt: RT, sessions: Sessions) -> TokensOut:
 async def refresh(body: RefreshIn, rt: RT, sessions: Sessions) -> TokensOut:
     try:
         async with rt.db.uow() as session:
-            return await service.refresh(session, _settings(rt), sessions, body.refresh_token)
+            return await service.refresh(session, rt.settings, sessions, body.refresh_token)
     except RedisError:
         raise ServiceUnavailable("Sessions cannot be refreshed right now; retry later.") from None
 

@@ -51,8 +51,16 @@ class WalletCache:
         except RedisError:
             log.warning("wallet_cache_unavailable")
 
-    async def invalidate(self, wallet_id: uuid.UUID) -> None:
+    async def put_many(self, states: list[dict[str, Any]]) -> None:
+        """Several states in one round trip (a transfer changes two wallets)."""
         try:
-            await self.redis.delete(self.key(wallet_id))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for state in states:
+                    await self._set(
+                        keys=[self.key(uuid.UUID(state["id"]))],
+                        args=[json.dumps(state), state["version"], self.ttl],
+                        client=pipe,
+                    )
+                await pipe.execute()
         except RedisError:
             log.warning("wallet_cache_unavailable")

@@ -109,3 +109,53 @@ async def set_status(session: AsyncSession, wallet_id: uuid.UUID, status: str) -
             .execution_options(synchronize_session=False, populate_existing=True)
         )
     ).scalar_one_or_none()
+
+
+# -- the atomic transfer, on the raw (asyncpg) connection: the money path
+
+LOCK_PAIR = """
+SELECT id, user_id, currency, balance, status, version, created_at, updated_at
+FROM wallets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+"""
+
+# Runs after LOCK_PAIR, so it sees every outcome committed for this transaction before
+# the locks were granted. Guarded against a kept refusal (then it changes nothing and
+# returns no row); a money move already made makes the ledger insert conflict (the
+# unique (transaction_id, operation)), which fails the whole statement.
+MOVE = """
+WITH guard AS (
+  SELECT NOT EXISTS (SELECT 1 FROM refusals WHERE transaction_id = $1) AS ok
+), d AS (
+  UPDATE wallets SET balance = balance - $4, version = version + 1, updated_at = now()
+  WHERE id = $2 AND balance >= $4 AND status = 'ACTIVE' AND (SELECT ok FROM guard)
+  RETURNING id, balance, version, updated_at
+), c AS (
+  UPDATE wallets SET balance = balance + $4, version = version + 1, updated_at = now()
+  WHERE id = $3 AND status = 'ACTIVE' AND EXISTS (SELECT 1 FROM d)
+  RETURNING id, balance, version, updated_at
+), l AS (
+  INSERT INTO ledger_entries (wallet_id, transaction_id, operation, amount, balance_after)
+  SELECT id, $1, 'debit', -$4, balance FROM d
+  UNION ALL SELECT id, $1, 'credit', $4, balance FROM c
+), o AS (
+  INSERT INTO outbox (event_id, topic, key, payload)
+  SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::jsonb[])
+  WHERE EXISTS (SELECT 1 FROM c)
+)
+SELECT 'debit' AS side, * FROM d UNION ALL SELECT 'credit', * FROM c
+"""
+
+# A refusal is kept unless the money already moved for this transaction.
+REFUSE = """
+INSERT INTO refusals (transaction_id, operation, wallet_id, code)
+SELECT $1, 'debit', $2, $3
+WHERE NOT EXISTS (SELECT 1 FROM ledger_entries WHERE transaction_id = $1)
+ON CONFLICT DO NOTHING RETURNING code
+"""
+
+OUTCOME = """
+SELECT 'entry' AS kind, operation, wallet_id, balance_after, NULL AS code
+FROM ledger_entries WHERE transaction_id = $1
+UNION ALL
+SELECT 'refusal', operation, wallet_id, NULL, code FROM refusals WHERE transaction_id = $1
+"""

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from paysys.kit.auth import CurrentUserId, require_internal
 from paysys.kit.deps import PROBLEM, RuntimeDep
+from paysys.kit.errors import ValidationFailed
 from paysys.wallets import repository, service
 from paysys.wallets.cache import WalletCache
 from paysys.wallets.exceptions import WalletNotFound
@@ -20,6 +21,8 @@ from paysys.wallets.schemas import (
     FundsIn,
     FundsOut,
     RefundIn,
+    TransferIn,
+    TransferOut,
     WalletList,
     WalletOut,
 )
@@ -153,6 +156,32 @@ class FenceIn(BaseModel):
 internal_misc = APIRouter(
     prefix="/internal/wallets", include_in_schema=False, dependencies=[Depends(require_internal)]
 )
+
+
+transfers = APIRouter(
+    prefix="/internal/transfers", include_in_schema=False, dependencies=[Depends(require_internal)]
+)
+
+
+@transfers.post("", response_model=TransferOut)
+async def transfer(body: TransferIn, rt: RuntimeDep, cache: Cache) -> TransferOut:
+    """A transfer or payment's whole move, once per transaction id."""
+    if body.source_wallet_id == body.destination_wallet_id:
+        raise ValidationFailed("Source and destination are the same wallet.", code="SAME_WALLET")
+    outcome = await service.transfer(
+        rt.db,
+        rt.outbox_or_fail,
+        body.transaction_id,
+        body.source_wallet_id,
+        body.destination_wallet_id,
+        body.amount_minor,
+        body.currency,
+    )
+    if isinstance(outcome, service.Refused):
+        raise outcome.error()
+    if outcome.states:
+        await cache.put_many(outcome.states)
+    return TransferOut(transaction_id=body.transaction_id)
 
 
 @internal_misc.post("/credit-fence")

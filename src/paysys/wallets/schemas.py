@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from paysys.kit.money import AmountStr, CurrencyCode
 
@@ -55,3 +55,20 @@ class FundsOut(BaseModel):
     amount: str
     currency: str
     balance: str
+
+
+class TransferIn(BaseModel):
+    """The atomic move of a transfer or payment (internal: the transactions service)."""
+
+    model_config = ConfigDict(extra="forbid")
+    transaction_id: uuid.UUID
+    source_wallet_id: uuid.UUID
+    destination_wallet_id: uuid.UUID
+    amount_minor: int = Field(gt=0, le=10**15)
+    currency: CurrencyCode
+    kind: Literal["transfer", "payment"] = "transfer"
+
+
+class TransferOut(BaseModel):
+    transaction_id: uuid.UUID
+    status: Literal["moved"] = "moved"

@@ -6,12 +6,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paysys.kit.db import Database
 from paysys.kit.errors import AppError, ValidationFailed
 from paysys.kit.money import MoneyError, format_amount, parse_amount
-from paysys.kit.outbox import Outbox
+from paysys.kit.outbox import Outbox, columns
 from paysys.wallets import repository
 from paysys.wallets.exceptions import REFUSALS, CreditFenced, WalletExists, WalletNotFound
 from paysys.wallets.models import LedgerEntry, Wallet
@@ -221,3 +223,121 @@ async def change_balance(
         },
     )
     return _result(entry, wallet), wallet
+
+
+# -- the atomic transfer (a transfer or a payment): one database transaction
+
+
+@dataclass(frozen=True)
+class Moved:
+    """The money moved; the wallets' states after (None on a replay: what counts is
+    that it moved, once)."""
+
+    states: list[dict[str, Any]] | None
+
+
+def _refusal(src: Any, dst: Any, amount: int, currency: str) -> tuple[str, uuid.UUID] | None:
+    for wallet in (src, dst):
+        if wallet["currency"] != currency:
+            return "CURRENCY_MISMATCH", wallet["id"]
+    for wallet in (src, dst):
+        if wallet["status"] != "ACTIVE":
+            return "WALLET_INACTIVE", wallet["id"]
+    if src["balance"] < amount:
+        return "INSUFFICIENT_FUNDS", src["id"]
+    return None
+
+
+def _funds_event(wallet: Any, tx: uuid.UUID, amount: int, balance: int) -> dict[str, Any]:
+    currency = wallet["currency"]
+    return {
+        "wallet_id": str(wallet["id"]),
+        "user_id": str(wallet["user_id"]),
+        "transaction_id": str(tx),
+        "amount": format_amount(amount, currency),
+        "currency": currency,
+        "balance": format_amount(balance, currency),
+    }
+
+
+async def transfer(
+    db: Database,
+    outbox: Outbox,
+    tx: uuid.UUID,
+    source: uuid.UUID,
+    destination: uuid.UUID,
+    amount: int,
+    currency: str,
+) -> Moved | Refused:
+    """Moves `amount` from source to destination in one database transaction: both
+    wallets locked in id order; status, currency and funds checked under the locks; two
+    conditional UPDATEs, two ledger rows and both events in one statement. Idempotent
+    on the transaction id: asked again, it gives the first outcome, a refusal included,
+    even once the source could pay."""
+    outcome: Moved | Refused | None = None
+    try:
+        async with db.raw() as conn, conn.transaction():
+            rows = {
+                r["id"]: r for r in await conn.fetch(repository.LOCK_PAIR, [source, destination])
+            }
+            src, dst = rows.get(source), rows.get(destination)
+            if src is None or dst is None:
+                raise WalletNotFound("No such wallet.")
+            refusal = _refusal(src, dst, amount, currency)
+            if refusal is not None:
+                code, wallet_id = refusal
+                if await conn.fetchval(repository.REFUSE, tx, wallet_id, code) is not None:
+                    outcome = Refused(code, wallet_id)
+            else:
+                events = [
+                    outbox.row(
+                        "wallet.funds_deducted",
+                        str(source),
+                        _funds_event(src, tx, amount, src["balance"] - amount),
+                    ),
+                    outbox.row(
+                        "wallet.funds_added",
+                        str(destination),
+                        _funds_event(dst, tx, amount, dst["balance"] + amount),
+                    ),
+                ]
+                changed = await conn.fetch(
+                    repository.MOVE, tx, source, destination, amount, *columns(events)
+                )
+                if changed:
+                    if len(changed) != 2:
+                        raise AssertionError("a locked, checked transfer moved one side only")
+                    after = {r["id"]: r for r in changed}
+                    outcome = Moved([_state(row, after[row["id"]]) for row in (src, dst)])
+    except UniqueViolationError:
+        outcome = None  # it had moved already: the ledger's unique key said so
+    if isinstance(outcome, Moved):
+        db.written(outbox.table.name)
+        return outcome
+    if outcome is not None:
+        return outcome
+    return await _first_outcome(db, tx)
+
+
+def _state(locked: Any, after: Any) -> dict[str, Any]:
+    return {
+        "id": str(locked["id"]),
+        "user_id": str(locked["user_id"]),
+        "currency": locked["currency"],
+        "balance": after["balance"],
+        "status": locked["status"],
+        "version": after["version"],
+        "created_at": locked["created_at"].isoformat(),
+        "updated_at": after["updated_at"].isoformat(),
+    }
+
+
+async def _first_outcome(db: Database, tx: uuid.UUID) -> Moved | Refused:
+    async with db.raw() as conn:
+        rows = await conn.fetch(repository.OUTCOME, tx)
+    for row in rows:
+        if row["kind"] == "refusal":
+            return Refused(row["code"], row["wallet_id"])
+    if rows:
+        return Moved(None)
+    raise AssertionError(f"transaction {tx} has no outcome to replay")
