@@ -322,10 +322,12 @@ def profile(pid: int, seconds: int) -> list[str]:
     total = 0
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
         leaf = stack.split(";")[-1]
         own[leaf] += int(count)
         total += int(count)
-    return [f"{n * 100 / total:5.1f}%  {frame}" for frame, n in own.most_common(10)]
+    return [f"{n * 100 / max(total, 1):5.1f}%  {frame}" for frame, n in own.most_common(10)]
 
 
 # -- the run

@@ -8,7 +8,8 @@ from typing import Any
 import aiohttp
 import structlog
 from fastapi import Request, Response
-from redis.exceptions import NoScriptError, RedisError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
 
 from paysys.gateway.ratelimit import RateLimiter, ip_identity
 from paysys.gateway.routes import FORWARD_REQUEST_HEADERS, FORWARD_RESPONSE_HEADERS, Route
@@ -18,6 +19,7 @@ from paysys.kit.context import REQUEST_ID_HEADER, bind_user, current_request_id
 from paysys.kit.errors import AppError, NotFound, ServiceUnavailable, Unauthorized
 from paysys.kit.http import INTERNAL_TOKEN_HEADER, SESSION_ID_HEADER, USER_ID_HEADER
 from paysys.kit.metrics import RATE_LIMITED
+from paysys.kit.redis import run_pipeline
 from paysys.kit.runtime import Runtime
 
 log = structlog.get_logger()
@@ -45,7 +47,7 @@ class Proxy:
     def __init__(self, rt: Runtime, settings: GatewaySettings) -> None:
         self.rt = rt
         self.settings = settings
-        self.limiter = RateLimiter(rt.redis, settings.rate_limit_window_seconds)
+        self.limiter = RateLimiter(settings.rate_limit_window_seconds)
         self.timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_seconds, connect=2)
 
     def _claims(self, request: Request) -> AccessClaims:
@@ -92,18 +94,12 @@ class Proxy:
     async def _ask_redis(
         self, claims: AccessClaims | None, scope: str, identity: str, limit: int
     ) -> list[Any]:
-        for attempt in (1, 2):
-            async with self.rt.redis.pipeline(transaction=False) as pipe:
-                if claims is not None:
-                    pipe.hget(session_key(claims.session_id), "user_id")
-                self.limiter.queue(pipe, scope, identity, limit)
-                try:
-                    return list(await pipe.execute())
-                except NoScriptError:
-                    if attempt == 2:
-                        raise
-            await self.limiter.load()
-        raise AssertionError("unreachable")
+        def build(pipe: Pipeline) -> None:
+            if claims is not None:
+                pipe.hget(session_key(claims.session_id), "user_id")
+            self.limiter.queue(pipe, scope, identity, limit)
+
+        return await run_pipeline(self.rt.redis, build, (self.limiter.script,))
 
     async def forward(self, route: Route, request: Request) -> Response:
         params = request.path_params

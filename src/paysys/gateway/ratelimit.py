@@ -7,15 +7,15 @@ session and the limit in one round trip.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+
+from paysys.kit.redis import LuaScript
 
 _SLIDING_WINDOW = """
 local now = tonumber(ARGV[1])
@@ -54,22 +54,15 @@ def ip_identity(ip: str) -> str:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, window_seconds: int) -> None:
-        self.redis = redis
+    def __init__(self, window_seconds: int) -> None:
         self.window_ms = window_seconds * 1000
-        self.sha = hashlib.sha1(_SLIDING_WINDOW.encode()).hexdigest()  # noqa: S324 - Redis's id
-
-    async def load(self) -> None:
-        """Loads the script (Redis forgets scripts when it restarts)."""
-        await self.redis.script_load(_SLIDING_WINDOW)
+        self.script = LuaScript(_SLIDING_WINDOW)
 
     def queue(self, pipe: Pipeline, scope: str, identity: str, limit: int) -> None:
-        """Adds one hit to `pipe`; its result goes to `decision`. By EVALSHA alone: a
-        pipeline that registers the script asks SCRIPT EXISTS first, every time, which
-        is one round trip more; a NOSCRIPT answer means `load` and try again."""
+        """Adds one hit to `pipe`; its result goes to `decision`."""
         now_ms = int(time.time() * 1000)
         member = f"{now_ms}-{uuid.uuid4().hex[:8]}"
-        pipe.evalsha(self.sha, 1, f"rl:{scope}:{identity}", now_ms, self.window_ms, limit, member)
+        self.script.queue(pipe, [f"rl:{scope}:{identity}"], [now_ms, self.window_ms, limit, member])
 
     @staticmethod
     def decision(result: Any) -> Decision:

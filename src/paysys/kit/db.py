@@ -30,7 +30,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=10,  # a peak's extra connections, closed after it
             pool_pre_ping=False,  # a stale connection fails one unit of work, then is replaced
             pool_recycle=1800,
             pool_timeout=10,

@@ -50,7 +50,10 @@ class KitSettings(BaseSettings):
         "postgresql+asyncpg://postgres@127.0.0.1:55432/paysys",
         validation_alias=_env("DATABASE_URL", "PAYSYS_DATABASE_URL"),
     )
-    db_pool_size: int = 10
+    # Connections kept open per process. Connections beyond it (up to as many again)
+    # are opened for a peak and closed after, which costs a connect each time: size it
+    # for the steady load.
+    db_pool_size: int = 40
     redis_url: str = Field(
         "redis://127.0.0.1:56379/0", validation_alias=_env("REDIS_URL", "PAYSYS_REDIS_URL")
     )

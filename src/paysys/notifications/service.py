@@ -24,6 +24,10 @@ TRANSACTION_KINDS = {
     ],
 }
 
+# Built once (compiled once): the consumer runs them for every event.
+_ADD_JOB = pg_insert(EmailJob).on_conflict_do_nothing()
+_ADD_RECIPIENT = pg_insert(Recipient).on_conflict_do_nothing()
+
 SUBJECTS = {
     "welcome": "Welcome to paysys",
     "deposit_confirmation": "Your deposit of {amount} {currency} is in your wallet",
@@ -46,16 +50,15 @@ async def add_job(
         lines.append(f"Reason: {data['failure_code']}")
     lines += ["", "-- paysys"]
     await session.execute(
-        pg_insert(EmailJob)
-        .values(
-            event_id=envelope.event_id,
-            user_id=uuid.UUID(user_id),
-            kind=kind,
-            subject=subject,
-            body="\n".join(lines),
-            correlation_id=safe_request_id(envelope.correlation_id),
-        )
-        .on_conflict_do_nothing()
+        _ADD_JOB,
+        {
+            "event_id": envelope.event_id,
+            "user_id": uuid.UUID(user_id),
+            "kind": kind,
+            "subject": subject,
+            "body": "\n".join(lines),
+            "correlation_id": safe_request_id(envelope.correlation_id),
+        },
     )
 
 
@@ -63,13 +66,12 @@ async def handle_event(session: AsyncSession, envelope: EventEnvelope) -> None:
     data = envelope.data
     if envelope.event_type == "user.registered":
         await session.execute(
-            pg_insert(Recipient)
-            .values(
-                user_id=uuid.UUID(data["user_id"]),
-                email=data["email"],
-                full_name=data["full_name"],
-            )
-            .on_conflict_do_nothing()
+            _ADD_RECIPIENT,
+            {
+                "user_id": uuid.UUID(data["user_id"]),
+                "email": data["email"],
+                "full_name": data["full_name"],
+            },
         )
         await add_job(session, envelope, data["user_id"], "welcome", data)
         return

@@ -21,14 +21,15 @@ from typing import Any
 
 import aiosmtplib
 import structlog
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 
 from paysys.kit.context import bind_request, safe_request_id
 from paysys.kit.db import Database
 from paysys.kit.events import utcnow
 from paysys.kit.metrics import NOTIFICATIONS_SENT
+from paysys.kit.outbox import columns
 from paysys.kit.records import Records
-from paysys.notifications.models import EmailJob, Recipient
+from paysys.notifications.models import Recipient
 from paysys.notifications.settings import NotificationsSettings
 
 log = structlog.get_logger()
@@ -48,8 +49,17 @@ _CLAIM = text(
 )
 
 
-class Permanent(Exception):
-    """Retrying cannot help: the job is parked as failed with this reason."""
+# A job's outcome and its MongoDB record (none while it is retried), in one statement.
+_RECORD = """
+WITH j AS (
+  UPDATE email_jobs SET status = $2, last_error = $3,
+         next_attempt_at = coalesce($4, next_attempt_at), sent_at = $5
+  WHERE id = $1 RETURNING id
+)
+INSERT INTO records_outbox (event_id, topic, key, payload)
+SELECT * FROM unnest($6::uuid[], $7::text[], $8::text[], $9::jsonb[])
+WHERE EXISTS (SELECT 1 FROM j)
+"""
 
 
 @dataclass(frozen=True)
@@ -165,20 +175,16 @@ class MailSender:
         return len(jobs)
 
     async def record(self, job: Any, email: str | None, outcome: Outcome) -> None:
-        """The job's new state and, once final, its MongoDB record: one commit."""
-        values: dict[str, Any] = {"last_error": outcome.error}
+        """The job's new state and, once final, its MongoDB record: one statement."""
+        now = utcnow()
+        next_attempt = None
+        rows: list[tuple[Any, ...]] = []
         if outcome.status == "retry":
             delay = self.settings.mail_backoff_base_seconds * 2 ** (job.attempts - 1)
-            values.update(status="pending", next_attempt_at=utcnow() + timedelta(seconds=delay))
+            next_attempt = now + timedelta(seconds=delay)
         else:
-            values.update(status=outcome.status)
-            if outcome.status == "sent":
-                values["sent_at"] = utcnow()
-        async with self.db.uow() as session:
-            await session.execute(update(EmailJob).where(EmailJob.id == job.id).values(**values))
-            if outcome.status != "retry":
-                await self.records.add(
-                    session,
+            rows.append(
+                self.records.row(
                     "notifications",
                     {
                         "event_id": str(job.event_id),
@@ -186,13 +192,25 @@ class MailSender:
                         "kind": job.kind,
                         "email": email,
                         "status": outcome.status,
-                        "sent_at": values.get("sent_at"),
+                        "sent_at": now if outcome.status == "sent" else None,
                         "attempts": job.attempts,
                         "error": outcome.error if outcome.status == "failed" else None,
                         "correlation_id": safe_request_id(job.correlation_id),
                     },
                 )
-        if outcome.status != "retry":
+            )
+        async with self.db.raw() as conn:
+            await conn.execute(
+                _RECORD,
+                job.id,
+                "pending" if outcome.status == "retry" else outcome.status,
+                outcome.error,
+                next_attempt,
+                now if outcome.status == "sent" else None,
+                *columns(rows),
+            )
+        if rows:
+            self.db.written(self.records.table.name)
             NOTIFICATIONS_SENT.labels(job.kind, outcome.status).inc()
         if outcome.status == "failed":
             log.error("email_failed", kind=job.kind, error=outcome.error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from datetime import timedelta
 
@@ -25,12 +26,19 @@ hasher = PasswordHash((Argon2Hasher(),))  # Argon2id
 _DUMMY_HASH = hasher.hash("not-a-real-password-just-for-timing")
 
 
+# Argon2id takes 64 MiB per hash in progress: as many at once as there are cores, so
+# that a burst of logins queues instead of taking a gigabyte.
+_HASHING = asyncio.Semaphore(os.cpu_count() or 2)
+
+
 async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(hasher.hash, password)
+    async with _HASHING:
+        return await asyncio.to_thread(hasher.hash, password)
 
 
 async def verify_password(password: str, password_hash: str) -> bool:
-    return await asyncio.to_thread(hasher.verify, password, password_hash)
+    async with _HASHING:
+        return await asyncio.to_thread(hasher.verify, password, password_hash)
 
 
 async def register(session: AsyncSession, outbox: Outbox, data: RegisterIn) -> User:

@@ -10,7 +10,10 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
+
+from paysys.kit.redis import LuaScript, run_pipeline
 
 log = structlog.get_logger()
 
@@ -29,7 +32,7 @@ class WalletCache:
     def __init__(self, redis: Redis, ttl_seconds: int = 300) -> None:
         self.redis = redis
         self.ttl = ttl_seconds
-        self._set = redis.register_script(_SET_IF_NEWER)
+        self._set = LuaScript(_SET_IF_NEWER)
 
     @staticmethod
     def key(wallet_id: uuid.UUID) -> str:
@@ -43,24 +46,20 @@ class WalletCache:
         return json.loads(raw) if raw else None
 
     async def put(self, state: dict[str, Any]) -> None:
-        try:
-            await self._set(
-                keys=[self.key(uuid.UUID(state["id"]))],
-                args=[json.dumps(state), state["version"], self.ttl],
-            )
-        except RedisError:
-            log.warning("wallet_cache_unavailable")
+        await self.put_many([state])
 
     async def put_many(self, states: list[dict[str, Any]]) -> None:
         """Several states in one round trip (a transfer changes two wallets)."""
+
+        def build(pipe: Pipeline) -> None:
+            for state in states:
+                self._set.queue(
+                    pipe,
+                    [self.key(uuid.UUID(state["id"]))],
+                    [json.dumps(state), state["version"], self.ttl],
+                )
+
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for state in states:
-                    await self._set(
-                        keys=[self.key(uuid.UUID(state["id"]))],
-                        args=[json.dumps(state), state["version"], self.ttl],
-                        client=pipe,
-                    )
-                await pipe.execute()
+            await run_pipeline(self.redis, build, (self._set,))
         except RedisError:
             log.warning("wallet_cache_unavailable")
