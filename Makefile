@@ -6,7 +6,7 @@ PY := .venv/bin/python
 
 run:
 	@bash infra/stack.sh install
-	@exec $(PY) -m paysys.cli run
+	@PAYSYS_LOCAL_TLS=$(TLS) exec $(PY) -m paysys.cli run
 
 stop:
 	@$(PY) -m paysys.cli stop

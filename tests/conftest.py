@@ -5,6 +5,7 @@ PostgreSQL database and MongoDB database for this run."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import time
@@ -19,8 +20,10 @@ import httpx
 import pytest
 
 from paysys.cli import ROOT, SERVICES, STACK, infra_env, spawn_service, stop_processes, wait_ready
+from paysys.kit.crypto import DEV_DATA_KEYS
 
 TEST_PORTS = {s: 18000 + i for i, s in enumerate(SERVICES)}
+ROTATION_KEY = "test2:" + base64.b64encode(b"test-only-rotation-data-key-32by").decode()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -70,6 +73,12 @@ def infra() -> Infra:
         DATABASE_URL=database_url,
         PAYSYS_ENV="test",
         PAYSYS_MONGODB_DATABASE=db_name,
+        # Kafka is shared with anything else running here (the bench's smoke run): a
+        # consumer group of this run's own, so no other stack takes its events.
+        PAYSYS_CONSUMER_GROUP=f"paysys-notifications-{db_name}",
+        PAYSYS_CONSUMER_START="latest",
+        # Two data keys, the first current: tests/e2e/test_personal_data.py rotates.
+        PAYSYS_DATA_KEYS=f"{DEV_DATA_KEYS},{ROTATION_KEY}",
         PAYSYS_ENABLE_FAULT_HOOKS="true",
         PAYSYS_LOG_LEVEL="INFO",
         # generous limits for the suite; tests/e2e/test_gateway_limits.py runs a strict gateway

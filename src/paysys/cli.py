@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -41,6 +42,8 @@ def serve(service: str) -> None:
         factory=True,
         host=settings.bind_host_of(service),
         port=settings.port_of(service),
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
         loop="uvloop",
         http="httptools",
         log_config=None,
@@ -73,9 +76,10 @@ def spawn_service(service: str, env: Mapping[str, str], log_dir: Path) -> subpro
     )
 
 
-def http_status(url: str, timeout: float = 2.0) -> int:
+def http_status(url: str, timeout: float = 2.0, ca_file: str | None = None) -> int:
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local URL
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -87,12 +91,13 @@ def wait_ready(
     urls: Mapping[str, str],
     timeout: float,
     procs: Mapping[str, subprocess.Popen[bytes]] | None = None,
+    ca_file: str | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout
     pending = dict(urls)
     while pending:
         for name, url in list(pending.items()):
-            if http_status(url + "/ready") == 200:
+            if http_status(url + "/ready", ca_file=ca_file) == 200:
                 del pending[name]
             elif procs and name in procs and procs[name].poll() is not None:
                 raise RuntimeError(f"{name} exited with {procs[name].returncode}; see its log")
@@ -167,10 +172,27 @@ def run_stack() -> int:
                 )
             }
         )
+        envs = {service: env for service in SERVICES}
+        ca_file = None
+        if env.get("PAYSYS_LOCAL_TLS") == "1":
+            # `make run TLS=1`: the gateway serves HTTPS with a certificate from a local
+            # CA made (once) under .run/tls; clients trust .run/tls/ca.pem.
+            from paysys.kit.tls import local_tls
+
+            made = local_tls(rdir / "tls")
+            ca_file = str(made.ca_file)
+            envs["gateway"] = {
+                **env,
+                "PAYSYS_TLS_CERTFILE": str(made.cert_file),
+                "PAYSYS_TLS_KEYFILE": str(made.key_file),
+            }
         for service in SERVICES:
-            procs[service] = spawn_service(service, env, rdir / "logs")
+            procs[service] = spawn_service(service, envs[service], rdir / "logs")
         table = endpoints(env, infra)
-        wait_ready({s: table[s] for s in SERVICES}, timeout=300, procs=procs)
+        if ca_file:
+            table["gateway"] = table["gateway"].replace("http://", "https://")
+            table["tls_ca"] = ca_file
+        wait_ready({s: table[s] for s in SERVICES}, timeout=300, procs=procs, ca_file=ca_file)
         (rdir / "endpoints.json").write_text(json.dumps(table, indent=2) + "\n")
         width = max(map(len, table))
         print(f"\npaysys is up in {time.monotonic() - started:.1f} s. Gateway: {table['gateway']}")
@@ -181,7 +203,7 @@ def run_stack() -> int:
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     print(f"{name} exited ({proc.returncode}); restarting", file=sys.stderr)
-                    procs[name] = spawn_service(name, env, rdir / "logs")
+                    procs[name] = spawn_service(name, envs[name], rdir / "logs")
             time.sleep(0.5)
         return 0
     except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
@@ -196,6 +218,62 @@ def run_stack() -> int:
         (rdir / "endpoints.json").unlink(missing_ok=True)
         pidfile.unlink(missing_ok=True)
         print("stopped.", file=sys.stderr)
+
+
+def rotate_keys(service: str) -> int:
+    """Re-seals a service's personal data under its current key (PAYSYS_DATA_KEY_ID),
+    in small batches, while the system runs. Every instance must know both keys first."""
+    import asyncio
+
+    from paysys.kit.db import Database
+    from paysys.kit.settings import DataKeySettings
+
+    settings: DataKeySettings
+    if service == "users":
+        from paysys.users.models import SEALED
+        from paysys.users.settings import UsersSettings
+
+        settings = UsersSettings()
+    else:
+        from paysys.notifications.models import SEALED
+        from paysys.notifications.settings import NotificationsSettings
+
+        settings = NotificationsSettings()
+    cipher = settings.cipher
+    table, key, fields = SEALED
+    columns = ", ".join(column for column, _ in fields)
+    pick = (
+        f"SELECT {key} AS row_key, key_id, {columns} FROM {table} "  # noqa: S608 - constants
+        "WHERE key_id <> $1 LIMIT 200 FOR UPDATE SKIP LOCKED"
+    )
+    sets = ", ".join(f"{column} = ${i + 3}" for i, (column, _) in enumerate(fields))
+    write = f"UPDATE {table} SET key_id = $2, {sets} WHERE {key} = $1"  # noqa: S608
+
+    async def run() -> int:
+        db = Database(settings.database_url, service, pool_size=1)
+        done = 0
+        try:
+            while True:
+                async with db.raw() as conn, conn.transaction():
+                    rows = await conn.fetch(pick, cipher.current)
+                    for row in rows:
+                        resealed = [
+                            cipher.seal(
+                                cipher.open(row[column], row["key_id"], f"{ctx}:{row['row_key']}"),
+                                f"{ctx}:{row['row_key']}",
+                            )
+                            for column, ctx in fields
+                        ]
+                        await conn.execute(write, row["row_key"], cipher.current, *resealed)
+                done += len(rows)
+                if not rows:
+                    return done
+        finally:
+            await db.dispose()
+
+    count = asyncio.run(run())
+    print(f"{service}: {count} rows re-sealed under key {cipher.current}")
+    return 0
 
 
 def stop_stack() -> int:
@@ -226,9 +304,13 @@ def main() -> None:
     serve_p.add_argument("service", choices=SERVICES)
     sub.add_parser("run")
     sub.add_parser("stop")
+    rotate_p = sub.add_parser("rotate-keys")
+    rotate_p.add_argument("service", choices=("users", "notifications"))
     args = parser.parse_args()
     if args.cmd == "serve":
         serve(args.service)
+    elif args.cmd == "rotate-keys":
+        sys.exit(rotate_keys(args.service))
     elif args.cmd == "run":
         sys.exit(run_stack())
     else:

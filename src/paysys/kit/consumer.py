@@ -36,6 +36,7 @@ class EventConsumer:
         handler: Handler,
         bootstrap_servers: str,
         max_attempts: int = 8,
+        start_from: str = "earliest",
     ) -> None:
         self.db = db
         self.inbox = inbox
@@ -44,7 +45,12 @@ class EventConsumer:
         self.handler = handler
         self.bootstrap_servers = bootstrap_servers
         self.max_attempts = max_attempts
+        # Where a consumer group that has no committed offsets starts: "earliest" (every
+        # event still in Kafka) or "latest" (from now: a fresh test or bench stack that
+        # shares a broker with older runs).
+        self.start_from = start_from
         self.connected = False
+        self.assigned = False  # partitions assigned and positions known: /ready
 
     def _inbox_row(self, envelope: EventEnvelope, error: str | None = None) -> Insert:
         return (
@@ -147,7 +153,7 @@ class EventConsumer:
                 bootstrap_servers=self.bootstrap_servers,
                 group_id=self.name,
                 enable_auto_commit=False,
-                auto_offset_reset="earliest",
+                auto_offset_reset=self.start_from,
                 metadata_max_age_ms=5000,
             )
             try:
@@ -158,12 +164,12 @@ class EventConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.connected = False
+                self.connected = self.assigned = False
                 log.warning("consumer_error", consumer=self.name, error=str(exc)[:300])
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
             finally:
-                self.connected = False
+                self.connected = self.assigned = False
                 try:
                     await asyncio.wait_for(consumer.stop(), 10)
                 except Exception:
@@ -172,6 +178,10 @@ class EventConsumer:
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=200)
+            if not self.assigned and consumer.assignment():
+                for tp in consumer.assignment():
+                    await consumer.position(tp)  # resolves the start offset now
+                self.assigned = True
             for tp, records in batches.items():
                 envelopes = [e for r in records if (e := self.decode(r)) is not None]
                 if envelopes:

@@ -9,14 +9,23 @@ from typing import Any
 import aiohttp
 
 from paysys.kit.context import REQUEST_ID_HEADER, current_request_id
+from paysys.kit.tls import client_context
 
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"
 USER_ID_HEADER = "X-User-Id"
 SESSION_ID_HEADER = "X-Session-Id"
 
 
-def make_session(limit: int = 200, timeout: float = 10.0) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, keepalive_timeout=30)
+def make_session(
+    limit: int = 200, timeout: float = 10.0, ca_file: str | None = None
+) -> aiohttp.ClientSession:
+    context = client_context(ca_file)
+    connector = aiohttp.TCPConnector(
+        limit=limit,
+        limit_per_host=limit,
+        keepalive_timeout=30,
+        ssl=context if context is not None else True,
+    )
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout, connect=2.0),

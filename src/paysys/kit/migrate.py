@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -17,17 +18,21 @@ MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 _LOCK_KEY = 0x70617973
 
 
-def alembic_config(service: str, database_url: str) -> Config:
+def alembic_config(service: str, database_url: str, settings: Any = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS / service))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     cfg.attributes["schema"] = service
+    # The service's settings, for data migrations that need them (e.g. keys to seal
+    # personal data): context.config.attributes["settings"] in a migration.
+    cfg.attributes["settings"] = settings
     return cfg
 
 
-async def upgrade(service: str, database_url: str) -> None:
+async def upgrade(service: str, database_url: str, settings: Any = None) -> None:
     # Alembic's env.py runs its own event loop, so it gets a thread of its own.
-    await asyncio.to_thread(command.upgrade, alembic_config(service, database_url), "head")
+    cfg = alembic_config(service, database_url, settings)
+    await asyncio.to_thread(command.upgrade, cfg, "head")
 
 
 def run_env(metadata: MetaData) -> None:

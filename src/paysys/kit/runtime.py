@@ -109,7 +109,7 @@ class Runtime(Generic[S]):
     async def start(self) -> None:
         s = self.settings
         if self.schema is not None:
-            await _retry("postgres", lambda: migrate.upgrade(self.schema or "", s.database_url))
+            await _retry("postgres", lambda: migrate.upgrade(self.schema or "", s.database_url, s))
             self._db = Database(s.database_url, self.schema, s.db_pool_size)
             db = self._db
 
@@ -157,7 +157,7 @@ class Runtime(Generic[S]):
             )
             self.tasks.start("records-relay", records_relay.run)
         if self._want_http:
-            self._http = make_session()
+            self._http = make_session(ca_file=s.tls_ca_file)
 
     async def stop(self) -> None:
         await self.tasks.stop()

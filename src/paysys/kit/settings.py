@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from paysys.kit.crypto import DEV_BLIND_INDEX_KEY, DEV_DATA_KEYS, FieldCipher, cipher_from
 
 # Local development defaults. They are public (they are in this repository), so the
 # services refuse to start with them unless PAYSYS_ENV=local.
@@ -80,6 +83,14 @@ class KitSettings(BaseSettings):
     payment_gateway_port: int = SERVICE_PORTS["payment_gateway"]
     notifications_port: int = SERVICE_PORTS["notifications"]
 
+    # TLS. With a certificate and key, the process serves HTTPS (usually the gateway
+    # alone: PAYSYS_TLS_* in its environment). With PAYSYS_INTERNAL_SCHEME=https the
+    # processes call each other over TLS, trusting PAYSYS_TLS_CA_FILE (or the system).
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    tls_ca_file: str | None = None
+    internal_scheme: Literal["http", "https"] = "http"
+
     # Test-only fault injection (see transactions); refused outside local/test.
     enable_fault_hooks: bool = False
 
@@ -108,4 +119,27 @@ class KitSettings(BaseSettings):
         return int(getattr(self, f"{service}_port"))
 
     def url_of(self, service: str) -> str:
-        return f"http://{self.host}:{self.port_of(service)}"
+        return f"{self.internal_scheme}://{self.host}:{self.port_of(service)}"
+
+
+class DataKeySettings(KitSettings):
+    """Settings of a service that keeps personal data (users, notifications): the keys
+    that seal it at rest (see kit.crypto)."""
+
+    DEV_SECRETS: ClassVar[dict[str, str]] = {
+        **KitSettings.DEV_SECRETS,
+        "data_keys": DEV_DATA_KEYS,
+        "blind_index_key": DEV_BLIND_INDEX_KEY,
+    }
+
+    # "id:base64(32 bytes),..." (all keys that may have sealed stored data) and the id
+    # of the one that seals new data. Rotation: add the new key everywhere, make it
+    # current, then run `paysys rotate-keys <service>`.
+    data_keys: str = DEV_DATA_KEYS
+    data_key_id: str = DEV_DATA_KEYS.split(":", 1)[0]
+    # Key of the blind index that finds a user by email (base64, 32 bytes).
+    blind_index_key: str = DEV_BLIND_INDEX_KEY
+
+    @cached_property
+    def cipher(self) -> FieldCipher:
+        return cipher_from(self.data_keys, self.data_key_id, self.blind_index_key)

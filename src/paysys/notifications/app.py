@@ -30,6 +30,12 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         prime(NOTIFICATIONS_SENT, *[(k, s) for k in SUBJECTS for s in ("sent", "failed")])
         consumer = make_consumer(rt.db, settings)
         rt.tasks.start("consumer", consumer.run)
+
+        async def check_consumer() -> None:
+            if not consumer.assigned:
+                raise RuntimeError("no Kafka partitions assigned yet")
+
+        app.state.checks["kafka_consumer"] = check_consumer
         rt.tasks.start("mail-sender", MailSender(rt.db, rt.records_or_fail, settings).run)
 
     return build_app("notifications", settings, rt.lifespan(on_start), openapi=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from paysys.kit.consumer import EventConsumer
 from paysys.kit.db import Database
 from paysys.notifications.models import inbox
@@ -12,6 +14,13 @@ TOPICS = ("user.registered", "transaction.completed", "transaction.failed")
 
 
 def make_consumer(db: Database, settings: NotificationsSettings) -> EventConsumer:
+    handler = functools.partial(handle_event, cipher=settings.cipher)
     return EventConsumer(
-        db, inbox, settings.consumer_group, TOPICS, handle_event, settings.kafka_bootstrap_servers
+        db,
+        inbox,
+        settings.consumer_group,
+        TOPICS,
+        handler,
+        settings.kafka_bootstrap_servers,
+        start_from=settings.consumer_start,
     )

@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -33,13 +34,15 @@ records_outbox = records_table(Base.metadata)
 
 class Recipient(Base):
     """Who a user is, as told by user.registered: a local projection, so sending mail
-    never depends on the users service being up."""
+    never depends on the users service being up. Personal data: sealed at rest (AES-GCM,
+    see kit.crypto) under the key `key_id`."""
 
     __tablename__ = "recipients"
 
     user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(320))
-    full_name: Mapped[str] = mapped_column(String(200))
+    email_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    full_name_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(32))
 
 
 class EmailJob(Base):
@@ -74,3 +77,11 @@ class EmailJob(Base):
     correlation_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# What is sealed where, for `paysys rotate-keys notifications` (see users.models.SEALED).
+SEALED = (
+    "recipients",
+    "user_id",
+    (("email_sealed", "recipients.email"), ("full_name_sealed", "recipients.full_name")),
+)

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.context import safe_request_id
+from paysys.kit.crypto import FieldCipher
 from paysys.kit.events import EventEnvelope
 from paysys.notifications.models import EmailJob, Recipient
 
@@ -62,15 +63,23 @@ async def add_job(
     )
 
 
-async def handle_event(session: AsyncSession, envelope: EventEnvelope) -> None:
+def email_of(row: Any, cipher: FieldCipher) -> str:
+    return cipher.open(row.email_sealed, row.key_id, f"recipients.email:{row.user_id}")
+
+
+async def handle_event(session: AsyncSession, envelope: EventEnvelope, cipher: FieldCipher) -> None:
     data = envelope.data
     if envelope.event_type == "user.registered":
+        user_id = data["user_id"]
         await session.execute(
             _ADD_RECIPIENT,
             {
-                "user_id": uuid.UUID(data["user_id"]),
-                "email": data["email"],
-                "full_name": data["full_name"],
+                "user_id": uuid.UUID(user_id),
+                "email_sealed": cipher.seal(data["email"], f"recipients.email:{user_id}"),
+                "full_name_sealed": cipher.seal(
+                    data["full_name"], f"recipients.full_name:{user_id}"
+                ),
+                "key_id": cipher.current,
             },
         )
         await add_job(session, envelope, data["user_id"], "welcome", data)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from paysys.kit.settings import KitSettings
+from typing import Literal
+
+from paysys.kit.settings import DataKeySettings
 
 
-class NotificationsSettings(KitSettings):
+class NotificationsSettings(DataKeySettings):
     mail_from: str = "paysys <no-reply@paysys.local>"
     mail_max_attempts: int = 5
     mail_backoff_base_seconds: float = 2.0
@@ -15,3 +17,6 @@ class NotificationsSettings(KitSettings):
     # after this. Longer than one batch can take (50 sends at the SMTP timeout).
     mail_claim_seconds: float = 600.0
     consumer_group: str = "paysys-notifications"
+    # Where a new consumer group starts (see kit.consumer): tests and the bench, which
+    # share a broker with earlier runs, start from "latest".
+    consumer_start: Literal["earliest", "latest"] = "earliest"

@@ -30,6 +30,7 @@ from paysys.kit.metrics import NOTIFICATIONS_SENT
 from paysys.kit.outbox import columns
 from paysys.kit.records import Records
 from paysys.notifications.models import Recipient
+from paysys.notifications.service import email_of
 from paysys.notifications.settings import NotificationsSettings
 
 log = structlog.get_logger()
@@ -147,16 +148,16 @@ class MailSender:
             ).all()
             if not jobs:
                 return 0
-            who = {
-                r.user_id: r.email
-                for r in (
-                    await session.execute(
-                        select(Recipient.user_id, Recipient.email).where(
-                            Recipient.user_id.in_({j.user_id for j in jobs})
-                        )
-                    )
-                ).all()
-            }
+            found = (
+                await session.execute(
+                    select(
+                        Recipient.user_id,
+                        Recipient.email_sealed,
+                        Recipient.key_id,
+                    ).where(Recipient.user_id.in_({j.user_id for j in jobs}))
+                )
+            ).all()
+        who = {r.user_id: email_of(r, s.cipher) for r in found}
         for job in jobs:
             bind_request(job.correlation_id)
             email = who.get(job.user_id)

@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, CheckConstraint, DateTime, MetaData, String, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from paysys.kit.db import NAMING
-from paysys.kit.outbox import inbox_table, outbox_table
+from paysys.kit.outbox import outbox_table
 
 
 class Base(DeclarativeBase):
@@ -18,7 +18,6 @@ class Base(DeclarativeBase):
 
 
 outbox = outbox_table(Base.metadata)
-inbox = inbox_table(Base.metadata)
 
 
 class Payment(Base):

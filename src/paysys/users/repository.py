@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.users.models import User
@@ -17,9 +17,9 @@ async def add(session: AsyncSession, user: User) -> User:
     return user
 
 
-async def by_email(session: AsyncSession, email: str) -> User | None:
+async def by_email_index(session: AsyncSession, email_index: str) -> User | None:
     return (
-        await session.execute(select(User).where(func.lower(User.email) == email.lower()))
+        await session.execute(select(User).where(User.email_index == email_index))
     ).scalar_one_or_none()
 
 

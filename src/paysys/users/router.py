@@ -45,11 +45,11 @@ Sessions = Annotated[SessionStore, Depends(get_sessions)]
 )
 async def register(body: RegisterIn, rt: RT) -> UserOut:
     async with rt.db.uow() as session:
-        user = await service.register(session, rt.outbox_or_fail, body)
+        user = await service.register(session, rt.outbox_or_fail, body, rt.settings.cipher)
         await rt.records_or_fail.audit(
             session, "user.registered", str(user.id), {"account_type": user.account_type}
         )
-    return UserOut.model_validate(user)
+    return service.view(user, rt.settings.cipher)
 
 
 @router.post("/login", response_model=TokensOut, responses=PROBLEM, summary="Log in")
@@ -62,12 +62,18 @@ async def login(body: LoginIn, rt: RT, sessions: Sessions) -> TokensOut:
         raise ServiceUnavailable("Logging in is not possible right now; retry later.") from None
     try:
         async with rt.db.uow() as session:
-            user = await service.authenticate(session, body.email, body.password)
+            user = await service.authenticate(
+                session, body.email, body.password, rt.settings.cipher
+            )
     except InvalidCredentials:
         LOGINS.labels("failure").inc()
         async with rt.db.uow() as session:
             await rt.records_or_fail.audit(
-                session, "user.login_failed", None, {"email": body.email.lower()}
+                session,
+                "user.login_failed",
+                None,
+                # Which account was tried, without the address itself: its blind index.
+                {"email_index": rt.settings.cipher.blind_index(body.email)},
             )
         raise
     try:
@@ -110,7 +116,7 @@ async def me(user_id: CurrentUserId, rt: RT) -> UserOut:
         user = await repository.by_id(session, user_id)
     if user is None:
         raise UserNotFound("No such user.")
-    return UserOut.model_validate(user)
+    return service.view(user, rt.settings.cipher)
 
 
 internal = APIRouter(prefix="/internal/users", include_in_schema=False)
@@ -126,4 +132,4 @@ async def get_user(user_id: str, rt: RT) -> JSONResponse:
         user = await repository.by_id(session, uid)
     if user is None:
         raise UserNotFound("No such user.")
-    return JSONResponse(UserOut.model_validate(user).model_dump(mode="json"))
+    return JSONResponse(service.view(user, rt.settings.cipher).model_dump(mode="json"))

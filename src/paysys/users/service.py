@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.auth import issue_access_token
+from paysys.kit.crypto import FieldCipher
 from paysys.kit.outbox import Outbox
 from paysys.users import repository
 from paysys.users.exceptions import EmailTaken, InvalidCredentials, InvalidRefreshToken
@@ -41,16 +42,37 @@ async def verify_password(password: str, password_hash: str) -> bool:
         return await asyncio.to_thread(hasher.verify, password, password_hash)
 
 
-async def register(session: AsyncSession, outbox: Outbox, data: RegisterIn) -> User:
-    if await repository.by_email(session, data.email) is not None:
+def view(user: User, cipher: FieldCipher) -> UserOut:
+    """The user as the API shows it: the sealed fields opened."""
+    return UserOut(
+        id=user.id,
+        email=cipher.open(user.email_sealed, user.key_id, f"users.email:{user.id}"),
+        full_name=cipher.open(user.full_name_sealed, user.key_id, f"users.full_name:{user.id}"),
+        account_type=user.account_type,
+        created_at=user.created_at,
+    )
+
+
+def seal(user: User, email: str, full_name: str, cipher: FieldCipher) -> None:
+    """Sets the user's sealed fields (and the email's blind index) under the current key."""
+    user.email_index = cipher.blind_index(email)
+    user.email_sealed = cipher.seal(email, f"users.email:{user.id}")
+    user.full_name_sealed = cipher.seal(full_name, f"users.full_name:{user.id}")
+    user.key_id = cipher.current
+
+
+async def register(
+    session: AsyncSession, outbox: Outbox, data: RegisterIn, cipher: FieldCipher
+) -> User:
+    email = str(data.email)
+    if await repository.by_email_index(session, cipher.blind_index(email)) is not None:
         raise EmailTaken("An account with this email already exists.")
     user = User(
         id=uuid.uuid4(),
-        email=str(data.email),
         password_hash=await hash_password(data.password),
-        full_name=data.full_name,
         account_type=data.account_type,
     )
+    seal(user, email, data.full_name, cipher)
     try:
         await repository.add(session, user)
     except IntegrityError:
@@ -62,16 +84,18 @@ async def register(session: AsyncSession, outbox: Outbox, data: RegisterIn) -> U
         str(user.id),
         {
             "user_id": str(user.id),
-            "email": user.email,
-            "full_name": user.full_name,
+            "email": email,
+            "full_name": data.full_name,
             "account_type": user.account_type,
         },
     )
     return user
 
 
-async def authenticate(session: AsyncSession, email: str, password: str) -> User:
-    user = await repository.by_email(session, email)
+async def authenticate(
+    session: AsyncSession, email: str, password: str, cipher: FieldCipher
+) -> User:
+    user = await repository.by_email_index(session, cipher.blind_index(email))
     if user is None:
         await verify_password(password, _DUMMY_HASH)
         raise InvalidCredentials("The email or password is incorrect.")
@@ -93,7 +117,7 @@ def _tokens(settings: UsersSettings, user: User, sid: str, refresh: str) -> Toke
         access_token=access,
         refresh_token=refresh,
         expires_in=settings.access_token_ttl_seconds,
-        user=UserOut.model_validate(user),
+        user=view(user, settings.cipher),
     )
 
 

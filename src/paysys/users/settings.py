@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from paysys.kit.settings import KitSettings
+from paysys.kit.settings import DataKeySettings
 
 
-class UsersSettings(KitSettings):
+class UsersSettings(DataKeySettings):
     access_token_ttl_seconds: int = 900
     # Idle lifetime: a session unused (not refreshed) this long ends.
     refresh_token_ttl_seconds: int = 30 * 24 * 3600

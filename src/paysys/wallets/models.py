@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from paysys.kit.db import NAMING
-from paysys.kit.outbox import inbox_table, outbox_table
+from paysys.kit.outbox import outbox_table
 from paysys.kit.records import records_table
 
 
@@ -27,7 +27,6 @@ class Base(DeclarativeBase):
 
 
 outbox = outbox_table(Base.metadata)
-inbox = inbox_table(Base.metadata)
 records_outbox = records_table(Base.metadata)
 
 

@@ -1,0 +1,30 @@
+"""drop the inbox: this service consumes no events
+
+Revision ID: 0004
+Revises: 0003
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0004'
+down_revision: str | Sequence[str] | None = '0003'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.drop_table('inbox')
+
+
+def downgrade() -> None:
+    op.create_table(
+        'inbox',
+        sa.Column('consumer', sa.String(length=100), nullable=False),
+        sa.Column('event_id', sa.UUID(), nullable=False),
+        sa.Column('event_type', sa.String(length=100), nullable=False),
+        sa.Column('received_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.Column('error', sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint('consumer', 'event_id', name=op.f('pk_inbox')),
+    )

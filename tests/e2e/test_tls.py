@@ -1,0 +1,74 @@
+"""The gateway over HTTPS, with a certificate from the local CA that `make run TLS=1`
+makes: a client that trusts the CA gets the API; the certificate is checked, so a client
+that does not trust it is refused, and plain HTTP on that port gets nothing."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from paysys.cli import spawn_service, stop_processes, wait_ready
+from paysys.kit.tls import LocalTls, local_tls
+from tests.conftest import Stack, unique_email
+from tests.e2e.helpers import PASSWORD
+
+PORT = 18092
+
+
+@pytest.fixture(scope="module")
+def tls_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTls]:
+    made = local_tls(tmp_path_factory.mktemp("tls"))
+    env = {
+        **stack.infra.env,
+        "PAYSYS_GATEWAY_PORT": str(PORT),
+        "PAYSYS_USERS_PORT": "18001",
+        "PAYSYS_WALLETS_PORT": "18002",
+        "PAYSYS_TRANSACTIONS_PORT": "18003",
+        "PAYSYS_TLS_CERTFILE": str(made.cert_file),
+        "PAYSYS_TLS_KEYFILE": str(made.key_file),
+    }
+    proc = spawn_service("gateway", env, stack.log_dir / "tls")
+    try:
+        wait_ready(
+            {"gateway": f"https://127.0.0.1:{PORT}"}, 60, {"gateway": proc}, str(made.ca_file)
+        )
+        yield made
+    finally:
+        stop_processes({"gateway": proc})
+
+
+async def test_the_gateway_serves_the_api_over_https(tls_gateway: LocalTls) -> None:
+    async with httpx.AsyncClient(
+        base_url=f"https://localhost:{PORT}",
+        verify=ssl.create_default_context(cafile=str(tls_gateway.ca_file)),
+        timeout=30,
+    ) as api:
+        email = unique_email("tls")
+        body = {"email": email, "password": PASSWORD, "full_name": "Over TLS"}
+        assert (await api.post("/users/register", json=body)).status_code == 201
+        login = await api.post("/users/login", json={"email": email, "password": PASSWORD})
+        assert login.status_code == 200
+        token = login.json()["access_token"]
+        me = await api.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.json()["email"] == email
+
+
+async def test_an_untrusted_client_and_plain_http_get_nothing(tls_gateway: LocalTls) -> None:
+    async with httpx.AsyncClient(base_url=f"https://127.0.0.1:{PORT}", timeout=10) as api:
+        with pytest.raises(httpx.ConnectError):  # the system store does not know the CA
+            await api.get("/health")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORT}", timeout=10) as plain:
+        with pytest.raises(httpx.HTTPError):
+            resp = await plain.get("/health")
+            resp.raise_for_status()
+
+
+def test_the_local_ca_is_made_once_and_reused(tmp_path: Path) -> None:
+    first = local_tls(tmp_path)
+    ca = first.ca_file.read_bytes()
+    assert local_tls(tmp_path).ca_file.read_bytes() == ca
+    assert oct(first.key_file.stat().st_mode)[-3:] == "600"
