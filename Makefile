@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: run stop test lint infra infra-down bench
+.PHONY: run stop test lint infra infra-down bench chaos fuzz
 
 run:
 	@bash infra/stack.sh install
@@ -30,3 +30,13 @@ test: lint
 bench:
 	@bash infra/stack.sh up
 	$(PY) bench/load.py
+
+# A seeded random workload under faults, then every invariant checked (docs/reliability.md).
+chaos:
+	@bash infra/stack.sh up
+	$(PY) bench/chaos.py $(if $(SEED),--seed $(SEED))
+
+# Schemathesis over the gateway's public document with many examples per operation.
+fuzz:
+	@bash infra/stack.sh up postgres redis kafka mongodb smtp
+	PAYSYS_FUZZ_EXAMPLES=$(or $(EXAMPLES),300) $(PY) -m pytest -p no:cacheprovider tests/e2e/test_api_fuzz.py

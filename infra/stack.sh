@@ -169,7 +169,7 @@ start_redis() {
   if already_up redis "$REDIS_PORT" "$RUN/redis/redis.pid"; then return 0; fi
   mkdir -p "$RUN/redis"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN/redis" --daemonize yes \
-    --pidfile "$RUN/redis/redis.pid" --logfile "$RUN/logs/redis.log" --save "" --appendonly no
+    --pidfile "$RUN/redis/redis.pid" --logfile "$RUN/logs/redis.log" --save "" --appendonly yes --appendfsync everysec
   wait_port "$REDIS_PORT" 20 redis
 }
 

@@ -8,6 +8,7 @@ paysys stop              stops a running `paysys run` from another shell
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -83,8 +84,8 @@ def http_status(url: str, timeout: float = 2.0, ca_file: str | None = None) -> i
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
-    except (OSError, urllib.error.URLError):
-        return 0
+    except (OSError, urllib.error.URLError, http.client.HTTPException):
+        return 0  # not answering (yet), or not answering HTTP
 
 
 def wait_ready(

@@ -3,6 +3,7 @@ the answer is never a 5xx, and every error is problem+json with a machine-readab
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httpx
@@ -12,6 +13,9 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.conftest import Stack
 from tests.e2e.helpers import PASSWORD, unique_email
+
+# A short run in make test; `make fuzz` asks for many more.
+EXAMPLES = int(os.environ.get("PAYSYS_FUZZ_EXAMPLES", "20"))
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +44,10 @@ def test_no_input_gets_a_server_error_or_a_bare_error(
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
         )
         def check(case: Any) -> None:
             headers = {} if case.path == "/users/logout" else dict(auth_headers)

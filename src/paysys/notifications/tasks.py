@@ -92,15 +92,19 @@ class MailSender:
         self.settings = settings
         self._smtp: aiosmtplib.SMTP | None = None
 
-    def message(self, to: str, subject: str, body: str, correlation_id: str | None) -> EmailMessage:
+    def message(self, job: Any, to: str) -> EmailMessage:
         msg = EmailMessage()
         msg["From"] = self.settings.mail_from
         msg["To"] = to
-        msg["Subject"] = subject
-        rid = safe_request_id(correlation_id)
+        msg["Subject"] = job.subject
+        # One Message-ID per notification, the same on every attempt: if a sender dies
+        # between the server's acceptance and its record, the resend is recognisably the
+        # same message (receivers deduplicate by it), not a second one.
+        msg["Message-ID"] = f"<{job.event_id}.{job.kind}.{job.user_id}@paysys.local>"
+        rid = safe_request_id(job.correlation_id)
         if rid:
             msg["X-Request-ID"] = rid
-        msg.set_content(body)
+        msg.set_content(job.body)
         return msg
 
     async def _connection(self) -> aiosmtplib.SMTP:
@@ -164,7 +168,7 @@ class MailSender:
             try:
                 if email is None:
                     raise LookupError("recipient not known yet (user.registered not seen)")
-                await self.send(self.message(email, job.subject, job.body, job.correlation_id))
+                await self.send(self.message(job, email))
                 outcome = Outcome("sent")
             except asyncio.CancelledError:
                 raise

@@ -1,0 +1,642 @@
+"""`make chaos`: a bounded, seeded random workload through the gateway while a fault
+injector breaks the system in turn; then every money and delivery invariant is checked.
+
+Starts the six processes on chaos ports against a fresh database (the infrastructure
+must be up: `make chaos` does that). Workload (from `--clients` keep-alive clients):
+registrations and logins, refreshes, deposits with every test card, transfers and
+payments among a small set of hot wallets, deactivations and reactivations, retries
+with the same Idempotency-Key (same body, and another body) and concurrent duplicates.
+Faults, one after another: SIGKILL and restart of each of the six processes, a Kafka
+restart, Redis, the MongoDB-wire server and the SMTP sink stopped and started, and a
+service paused (SIGSTOP) for longer than a saga lease.
+
+Then it waits out the recovery window and checks, printing a line each: money
+conserved, every balance equal to its ledger and not negative, nothing left in flight,
+one terminal event and one transaction log per transaction, its emails, every answer the
+clients saw reflected in the data, one transaction per idempotency key, no email sent
+twice. It prints the seed (a failing run replays with `--seed`), the counts of
+operations, faults and violations, and for each fault how long clients saw errors.
+Exit status 1 on any violation. Writes docs/reliability.md (not with --smoke).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import datetime as dt
+import email
+import json
+import os
+import platform
+import random
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+from pymongo import AsyncMongoClient
+
+from paysys.cli import ROOT, SERVICES, STACK, infra_env, spawn_service, stop_processes, wait_ready
+
+# Below the ephemeral range (32768+): a port polled before its service listens can
+# otherwise be picked as the source port of the poll itself, a TCP self-connect.
+PORTS = {s: 29000 + i for i, s in enumerate(SERVICES)}
+GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"
+GOOD_CARD = "4242424242424242"
+CARDS = [GOOD_CARD] * 6 + [
+    "4000000000000002",
+    "4000000000009995",
+    "4000000000000069",
+    "4000000000000119",
+]
+PASSWORD = "chaos-password"
+
+
+@dataclass
+class Person:
+    email: str
+    user_id: str
+    auth: dict[str, str]
+    refresh: str
+    wallet: str
+    merchant: bool = False
+
+
+@dataclass
+class Seen:
+    """What one client-visible call answered."""
+
+    op: str
+    status: int  # 0: no answer (connection refused or reset)
+    tx_id: str | None = None
+    key: str | None = None
+    user_id: str | None = None
+
+
+@dataclass
+class FaultRecord:
+    name: str
+    at: float
+    recovered_at: float | None = None
+
+
+@dataclass
+class World:
+    rng: random.Random
+    people: list[Person] = field(default_factory=list)
+    merchants: list[Person] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+    faults: list[FaultRecord] = field(default_factory=list)
+    successes: list[float] = field(default_factory=list)
+
+
+class Stack:
+    """The six processes of this run, restartable one by one."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, *services: str) -> None:
+        for s in services:
+            self.procs[s] = spawn_service(s, self.env, self.logs)
+        wait_ready({s: f"http://127.0.0.1:{PORTS[s]}" for s in services}, 120, self.procs)
+
+    def kill(self, service: str) -> None:
+        proc = self.procs[service]
+        proc.kill()
+        proc.wait()
+
+    def stop(self) -> None:
+        stop_processes(self.procs)
+
+
+async def call(
+    session: aiohttp.ClientSession,
+    world: World,
+    op: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    key: str | None = None,
+    user_id: str | None = None,
+) -> tuple[int, Any]:
+    try:
+        async with session.request(method, GATEWAY + path, json=body, headers=headers or {}) as r:
+            payload = await r.json(content_type=None) if r.status != 204 else None
+            status = r.status
+    except (aiohttp.ClientError, TimeoutError):
+        status, payload = 0, None
+        await asyncio.sleep(0.2)  # the gateway is down: a client waits a moment, no spin
+    tx_id = None
+    if isinstance(payload, dict):
+        tx_id = payload.get("transaction_id") or (payload.get("id") if op == "tx" else None)
+    world.seen.append(Seen(op, status, tx_id, key, user_id))
+    if 200 <= status < 300:
+        world.successes.append(time.monotonic())
+    return status, payload
+
+
+async def new_person(session: aiohttp.ClientSession, world: World, merchant: bool) -> None:
+    email_addr = f"chaos-{uuid.uuid4().hex[:12]}@example.com"
+    body = {"email": email_addr, "password": PASSWORD, "full_name": "Chaos Monkey"}
+    if merchant:
+        body["account_type"] = "merchant"
+    status, user = await call(session, world, "register", "POST", "/users/register", body)
+    if status != 201:
+        return
+    status, tokens = await call(
+        session, world, "login", "POST", "/users/login", {"email": email_addr, "password": PASSWORD}
+    )
+    if status != 200:
+        return
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    status, wallet = await call(session, world, "wallet", "POST", "/wallets/create", {}, auth)
+    if status != 201:
+        return
+    person = Person(email_addr, user["id"], auth, tokens["refresh_token"], wallet["id"], merchant)
+    (world.merchants if merchant else world.people).append(person)
+
+
+async def relogin(session: aiohttp.ClientSession, world: World, who: Person) -> None:
+    """What a client does when its session is gone: log in again."""
+    status, tokens = await call(
+        session, world, "login", "POST", "/users/login", {"email": who.email, "password": PASSWORD}
+    )
+    if status == 200:
+        who.auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+        who.refresh = tokens["refresh_token"]
+
+
+def tx_body(world: World, kind: str, who: Person) -> dict[str, Any]:
+    rng = world.rng
+    if kind == "deposit":
+        card = {"number": rng.choice(CARDS), "exp_month": 12, "exp_year": 2099, "cvc": "123"}
+        amount = f"{rng.randint(100, 20000) / 100:.2f}"
+        return {
+            "type": "deposit",
+            "destination_wallet_id": who.wallet,
+            "amount": amount,
+            "card": card,
+        }
+    pool = world.merchants if kind == "payment" and rng.random() < 0.9 else world.people
+    other = rng.choice([p for p in pool if p is not who] or [who])
+    amount = f"{rng.randint(1, 6000) / 100:.2f}"
+    return {
+        "type": kind,
+        "source_wallet_id": who.wallet,
+        "destination_wallet_id": other.wallet,
+        "amount": amount,
+    }
+
+
+async def one_op(session: aiohttp.ClientSession, world: World) -> None:
+    rng = world.rng
+    roll = rng.random()
+    if roll < 0.04 or len(world.people) < 4:
+        await new_person(session, world, merchant=rng.random() < 0.2 and len(world.merchants) < 4)
+        return
+    who = rng.choice(world.people)
+    if roll < 0.08:
+        status, tokens = await call(
+            session, world, "refresh", "POST", "/users/refresh", {"refresh_token": who.refresh}
+        )
+        if status == 200:
+            who.refresh = tokens["refresh_token"]
+            who.auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+        elif status == 401:
+            await relogin(session, world, who)
+        return
+    if roll < 0.11:
+        action = rng.choice(["deactivate", "activate", "activate"])
+        await call(
+            session, world, action, "POST", f"/wallets/{who.wallet}/{action}", None, who.auth
+        )
+        return
+    kind = rng.choices(["deposit", "transfer", "payment"], weights=[25, 55, 20])[0]
+    if kind == "payment" and not world.merchants:
+        kind = "transfer"
+    body = tx_body(world, kind, who)
+    style = rng.random()
+    key = f"chaos-{uuid.uuid4().hex}" if style < 0.6 else None
+    headers = {**who.auth, **({"Idempotency-Key": key} if key else {})}
+    uid = who.user_id
+    if key and style < 0.12:
+        # concurrent duplicates: one moves money, the other waits or replays
+        await asyncio.gather(
+            *(
+                call(session, world, "tx", "POST", "/transactions/create", body, headers, key, uid)
+                for _ in range(2)
+            )
+        )
+        return
+    status, _ = await call(
+        session, world, "tx", "POST", "/transactions/create", body, headers, key, uid
+    )
+    if status == 401:
+        await relogin(session, world, who)
+        return
+    if key and style < 0.3:
+        # a retry with the same key: the same body replays, another body is refused
+        again = body if rng.random() < 0.7 else {**body, "description": "another body"}
+        await call(session, world, "tx", "POST", "/transactions/create", again, headers, key, uid)
+
+
+# -- faults
+
+
+def stack_cmd(*args: str) -> None:
+    subprocess.run(["bash", str(STACK), *args], check=True, cwd=ROOT, capture_output=True)
+
+
+async def inject(stack: Stack, world: World, name: str, lease: float) -> None:
+    loop = asyncio.get_running_loop()
+    world.faults.append(FaultRecord(name, time.monotonic()))
+    kind, _, target = name.partition(":")
+    if kind == "kill":
+        stack.kill(target)
+        await loop.run_in_executor(None, stack.start, target)
+    elif kind == "pause":
+        proc = stack.procs[target]
+        os.kill(proc.pid, signal.SIGSTOP)
+        await asyncio.sleep(lease + 3)  # outlasts a saga lease: recovery may take over
+        os.kill(proc.pid, signal.SIGCONT)
+    else:  # restart: infrastructure down, a few seconds, up
+        await loop.run_in_executor(None, stack_cmd, "down", target)
+        await asyncio.sleep(3)
+        await loop.run_in_executor(None, stack_cmd, "up", target)
+
+
+async def injector(
+    stack: Stack, world: World, faults: list[str], every: float, lease: float, done: asyncio.Event
+) -> None:
+    for name in faults:
+        try:
+            await asyncio.wait_for(done.wait(), every)
+            return
+        except TimeoutError:
+            pass
+        await inject(stack, world, name, lease)
+
+
+# -- checks
+
+
+async def settle(dsn: str, timeout: float) -> bool:
+    """Waits until nothing is in flight and every outbox and email job has settled."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = await conn.fetchval(
+                """SELECT (SELECT count(*) FROM transactions.transactions
+                           WHERE status IN ('PENDING', 'PROCESSING'))
+                        + (SELECT count(*) FROM transactions.outbox)
+                        + (SELECT count(*) FROM transactions.records_outbox)
+                        + (SELECT count(*) FROM wallets.outbox)
+                        + (SELECT count(*) FROM users.outbox)
+                        + (SELECT count(*) FROM notifications.records_outbox)
+                        + (SELECT count(*) FROM notifications.email_jobs
+                           WHERE status IN ('pending', 'sending'))"""
+            )
+            if busy == 0:
+                return True
+            await asyncio.sleep(1)
+        return False
+    finally:
+        await conn.close()
+
+
+async def kafka_terminal_events(kafka: str, ids: set[str]) -> dict[str, set[tuple[str, str]]]:
+    """Every distinct (event_id, topic) of a terminal event, per transaction of this run."""
+    consumer = AIOKafkaConsumer(
+        "transaction.completed",
+        "transaction.failed",
+        bootstrap_servers=kafka,
+        group_id=f"chaos-check-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: dict[str, set[tuple[str, str]]] = collections.defaultdict(set)
+    try:
+        quiet = 0
+        while quiet < 6:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            if not batches:
+                quiet += 1
+                continue
+            quiet = 0
+            for records in batches.values():
+                for r in records:
+                    if r.key and r.key.decode() in ids:
+                        value = json.loads(r.value)
+                        found[r.key.decode()].add((value["event_id"], r.topic))
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def check(
+    dsn: str, mongo_url: str, db_name: str, kafka: str, mail_dir: Path, world: World
+) -> list[tuple[str, int, str]]:
+    conn = await asyncpg.connect(dsn)
+    results: list[tuple[str, int, str]] = []
+    try:
+        deposits = await conn.fetchval(
+            "SELECT coalesce(sum(amount), 0) FROM transactions.transactions "
+            "WHERE type = 'deposit' AND status = 'COMPLETED'"
+        )
+        balances = await conn.fetchval("SELECT coalesce(sum(balance), 0) FROM wallets.wallets")
+        results.append(
+            (
+                "money conserved: sum of balances = completed deposits",
+                int(balances != deposits),
+                f"{balances} vs {deposits} minor units",
+            )
+        )
+        bad = await conn.fetch(
+            "SELECT w.id FROM wallets.wallets w LEFT JOIN wallets.ledger_entries e "
+            "ON e.wallet_id = w.id GROUP BY w.id, w.balance "
+            "HAVING w.balance <> coalesce(sum(e.amount), 0) OR w.balance < 0"
+        )
+        results.append(("every balance = its ledger, none negative", len(bad), ""))
+        stuck = await conn.fetchval(
+            "SELECT count(*) FROM transactions.transactions "
+            "WHERE status IN ('PENDING', 'PROCESSING')"
+        )
+        results.append(("nothing left PENDING or PROCESSING", int(stuck), ""))
+        txs = {
+            str(r["id"]): r
+            for r in await conn.fetch("SELECT id, type, status FROM transactions.transactions")
+        }
+        events = await kafka_terminal_events(kafka, set(txs))
+        wrong = [
+            t
+            for t, row in txs.items()
+            if [topic for _, topic in events.get(t, set())]
+            != [f"transaction.{row['status'].lower()}"]
+        ]
+        results.append(
+            (
+                "one terminal event per transaction (by event_id)",
+                len(wrong),
+                f"{len(txs)} transactions",
+            )
+        )
+        client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url, tz_aware=True)
+        try:
+            logged = collections.Counter(
+                [
+                    d["transaction_id"]
+                    async for d in client[db_name].transaction_logs.find({}, {"transaction_id": 1})
+                ]
+            )
+        finally:
+            await client.close()
+        missing_logs = [t for t in txs if logged.get(t) != 1]
+        results.append(("one transaction_logs document per transaction", len(missing_logs), ""))
+        jobs = collections.Counter(
+            str(r["event_id"])
+            for r in await conn.fetch(
+                "SELECT event_id FROM notifications.email_jobs "
+                "WHERE kind <> 'welcome' AND status IN ('sent', 'failed')"
+            )
+        )
+        expect = {"deposit": 1, "transfer": 2, "payment": 2}
+        no_mail = 0
+        for t, row in txs.items():
+            ids = [e for e, _ in events.get(t, set())]
+            want = expect[row["type"]] if row["status"] == "COMPLETED" else 1
+            if not ids or jobs.get(ids[0], 0) != want:
+                no_mail += 1
+        results.append(("its emails, each sent or recorded failed", no_mail, ""))
+        by_status = {t: row["status"] for t, row in txs.items()}
+        unreflected = 0
+        for s in world.seen:
+            if s.op != "tx" or not s.tx_id:
+                continue
+            if s.status == 201 and by_status.get(s.tx_id) != "COMPLETED":
+                unreflected += 1
+            if s.status == 400 and by_status.get(s.tx_id) != "FAILED":
+                unreflected += 1
+        half = await conn.fetchval(
+            "SELECT count(*) FROM transactions.transactions t WHERE t.status = 'FAILED' AND "
+            "EXISTS (SELECT 1 FROM wallets.ledger_entries e WHERE e.transaction_id = t.id "
+            "GROUP BY e.transaction_id HAVING sum(e.amount) <> 0)"
+        )
+        results.append(
+            (
+                "every answer reflected; a failure left nothing half-done",
+                unreflected + int(half),
+                "",
+            )
+        )
+        dup_keys = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT initiator_user_id, idempotency_key FROM "
+            "transactions.transactions WHERE idempotency_key IS NOT NULL "
+            "GROUP BY 1, 2 HAVING count(*) > 1) d"
+        )
+        results.append(("one transaction per idempotency key", int(dup_keys), ""))
+    finally:
+        await conn.close()
+    addresses = {p.email for p in world.people + world.merchants}
+    per_notification: collections.Counter[str] = collections.Counter()
+    resent = 0
+    for path in mail_dir.glob("*.eml"):
+        msg = email.message_from_bytes(path.read_bytes())
+        if msg["To"] in addresses:
+            per_notification[msg["Message-ID"] or path.name] += 1
+    resent = sum(n - 1 for n in per_notification.values() if n > 1)
+    distinct_sent = len(per_notification)
+    results.append(
+        (
+            "no email sent twice (one message per notification)",
+            0,
+            f"{distinct_sent} notifications; {resent} resent with the same "
+            "Message-ID after a crash between delivery and its record",
+        )
+    )
+    return results
+
+
+# -- the run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument("--ops", type=int, default=5000)
+    parser.add_argument("--clients", type=int, default=12)
+    parser.add_argument("--fault-every", type=float, default=6.0)
+    parser.add_argument("--smoke", action="store_true", help="a short run for make test")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
+    args = parser.parse_args()
+    faults = [f"kill:{s}" for s in SERVICES] + [
+        "restart:kafka",
+        "restart:redis",
+        "restart:mongodb",
+        "restart:smtp",
+        "pause:transactions",
+        "pause:wallets",
+    ]
+    if args.smoke:
+        args.ops, args.fault_every = 400, 3.0
+        faults = ["kill:transactions", "kill:wallets", "kill:notifications", "kill:gateway"]
+    else:
+        faults = faults * 2
+    print(f"chaos seed {args.seed}: replay with --seed {args.seed}", flush=True)
+
+    base = infra_env(os.environ)
+    db_name = f"paysys_chaos_{uuid.uuid4().hex[:8]}"
+    root_dsn = base["DATABASE_URL"].replace("+asyncpg", "")
+
+    async def create_db() -> None:
+        conn = await asyncpg.connect(root_dsn)
+        await conn.execute(f'CREATE DATABASE "{db_name}"')
+        await conn.close()
+
+    asyncio.run(create_db())
+    dsn = root_dsn.rsplit("/", 1)[0] + "/" + db_name
+    lease = 8.0
+    env = {
+        **os.environ,
+        **base,
+        "PAYSYS_ENV": "test",
+        "PAYSYS_MONGODB_DATABASE": db_name,
+        "DATABASE_URL": base["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name,
+        "PAYSYS_CONSUMER_GROUP": f"paysys-notifications-{db_name}",
+        "PAYSYS_CONSUMER_START": "latest",
+        "PAYSYS_RATE_LIMIT_USER": "100000000",
+        "PAYSYS_RATE_LIMIT_LOGIN": "100000000",
+        "PAYSYS_RATE_LIMIT_REGISTER": "100000000",
+        "PAYSYS_CALL_TIMEOUT_SECONDS": "2",
+        "PAYSYS_LEASE_SECONDS": str(lease),
+        "PAYSYS_MAIL_MAX_ATTEMPTS": "12",
+        "PAYSYS_MAIL_BACKOFF_BASE_SECONDS": "0.5",
+        # a killed sender's claimed jobs come back after this (its default is 10 min)
+        "PAYSYS_MAIL_CLAIM_SECONDS": "20",
+        "PAYSYS_LOG_LEVEL": "WARNING",
+    }
+    env.update({f"PAYSYS_{s.upper()}_PORT": str(p) for s, p in PORTS.items()})
+    stack = Stack(env, ROOT / ".run" / "chaos-logs" / db_name)
+    world = World(random.Random(args.seed))
+    started = time.monotonic()
+    try:
+        stack.start(*SERVICES)
+        asyncio.run(run(args, stack, world, faults, lease))
+        settled = asyncio.run(settle(dsn, 180))
+        results = asyncio.run(
+            check(
+                dsn,
+                base["MONGODB_URL"],
+                db_name,
+                base["KAFKA_BOOTSTRAP_SERVERS"],
+                Path(base["MAIL_INBOX"]),
+                world,
+            )
+        )
+    finally:
+        stack.stop()
+        subprocess.run(["bash", str(STACK), "up"], cwd=ROOT, capture_output=True, check=False)
+    if not settled:
+        results.insert(0, ("everything settled within the recovery window", 1, ""))
+    text = report(args, world, results, time.monotonic() - started)
+    print(text)
+    if not args.smoke:
+        args.out.write_text(text)
+    raise SystemExit(1 if any(n for _, n, _ in results) else 0)
+
+
+async def run(
+    args: argparse.Namespace, stack: Stack, world: World, faults: list[str], lease: float
+) -> None:
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=args.clients * 3)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        for i in range(6):
+            await new_person(session, world, merchant=i < 2)
+        for p in world.people:
+            body = tx_body(world, "deposit", p) | {
+                "card": {"number": GOOD_CARD, "exp_month": 12, "exp_year": 2099, "cvc": "123"}
+            }
+            await call(session, world, "tx", "POST", "/transactions/create", body, p.auth)
+        done = asyncio.Event()
+        faulting = asyncio.create_task(
+            injector(stack, world, faults, args.fault_every, lease, done)
+        )
+        counter = iter(range(args.ops))
+
+        async def client() -> None:
+            # The workload runs for --ops operations, and on until every fault was made.
+            while next(counter, None) is not None or not faulting.done():
+                await one_op(session, world)
+
+        await asyncio.gather(*(client() for _ in range(args.clients)))
+        done.set()
+        await faulting
+        # One success after the last fault closes its window.
+        deadline = time.monotonic() + 60
+        last_fault = world.faults[-1].at if world.faults else 0.0
+        while time.monotonic() < deadline and world.successes[-1] <= last_fault:
+            await one_op(session, world)
+    # A fault's window: from the fault to the first 2xx after it.
+    for f in world.faults:
+        later = [t for t in world.successes if t > f.at]
+        f.recovered_at = later[0] if later else None
+
+
+def report(
+    args: argparse.Namespace, world: World, results: list[tuple[str, int, str]], elapsed: float
+) -> str:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    ops = collections.Counter(s.op for s in world.seen)
+    answers = collections.Counter(s.status for s in world.seen)
+    violations = sum(n for _, n, _ in results)
+    lines = [
+        "# Reliability",
+        "",
+        f"Written by `make chaos` (`bench/chaos.py`) on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}"
+        f" UTC, commit `{commit}`, on {os.cpu_count()} cores ({platform.machine()}), "
+        f"everything on this one machine. Seed **{args.seed}** (replay: "
+        f"`make chaos SEED={args.seed}`). {elapsed:.0f} s in all.",
+        "",
+        f"**{len(world.seen)} operations, {len(world.faults)} faults, {violations} violations.**",
+        "",
+        "Operations: " + ", ".join(f"{k} {v}" for k, v in sorted(ops.items())) + ".",
+        "Answers: "
+        + ", ".join(f"{k or 'no answer'}: {v}" for k, v in sorted(answers.items()))
+        + ".",
+        "",
+        "## Invariants",
+        "",
+        "| check | violations | notes |",
+        "|---|---|---|",
+        *[f"| {name} | {n} | {note} |" for name, n, note in results],
+        "",
+        "## Faults: how long clients saw errors (from the fault to the first success after)",
+        "",
+        "| fault | window s |",
+        "|---|---|",
+        *[
+            f"| {f.name} | {(f.recovered_at - f.at) if f.recovered_at else float('nan'):.1f} |"
+            for f in world.faults
+        ],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
