@@ -137,6 +137,8 @@ async def call(
     except (aiohttp.ClientError, TimeoutError):
         status, payload = 0, None
         await asyncio.sleep(0.2)  # the gateway is down: a client waits a moment, no spin
+    if status in (429, 503):
+        await asyncio.sleep(0.2)  # as a client would: back off before the next call
     tx_id = None
     if isinstance(payload, dict):
         tx_id = payload.get("transaction_id") or (payload.get("id") if op == "tx" else None)
