@@ -3,6 +3,7 @@ low limits (sharing Redis with the first: limits are shared by every instance)."
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 from collections.abc import Iterator
@@ -125,3 +126,18 @@ async def test_ipv6_clients_of_one_64_share_one_login_budget(strict_gateway: str
         assert codes == [401] * 5 + [429]
         other = {"X-Forwarded-For": f"2001:db8:ffff:{random.randint(1, 0xFFFF):x}::1"}
         assert (await c.post("/users/login", json=body, headers=other)).status_code == 401
+
+
+async def test_a_burst_of_200_concurrent_connections_gets_exactly_the_limit_through(
+    strict_gateway: str,
+) -> None:
+    body = {"email": unique_email("burst"), "password": "whatever-whatever"}
+    ip = fresh_ip()
+    clients = [client_from(strict_gateway, ip) for _ in range(200)]
+    try:
+        answers = await asyncio.gather(*(c.post("/users/login", json=body) for c in clients))
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+    codes = [a.status_code for a in answers]
+    assert codes.count(401) == 5  # the limit, not one more, however they race
+    assert codes.count(429) == 195

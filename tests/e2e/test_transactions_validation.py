@@ -242,6 +242,21 @@ async def test_no_store_holds_the_card_number_or_cvc_in_a_recomputable_form(
         await client.close()
     for log in stack.log_dir.glob("*.log"):
         assert card["number"] not in log.read_text()
+    # and the events about this deposit, as Kafka holds them
+    tx_id = resp.json()["id"]
+    for topic in ("payment.processed", "transaction.completed", "wallet.funds_added"):
+        events = await kafka_events(
+            stack,
+            topic,
+            None,
+            1,
+            timeout=30,
+            linger=0.5,
+            where=lambda e: e["data"].get("transaction_id") == tx_id,
+        )
+        text = json.dumps(events)
+        for needle in forbidden:
+            assert needle not in text, (topic, needle)
 
 
 async def test_a_refused_transfer_stays_refused_when_replayed_after_funding(

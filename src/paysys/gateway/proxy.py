@@ -77,8 +77,8 @@ class Proxy:
         scope, identity, limit = self._limit_of(route, ip, claims.user_id if claims else None)
         try:
             results = await self._ask_redis(claims, scope, identity, limit)
-        except RedisError:
-            log.warning("redis_unavailable_at_gateway")
+        except RedisError as exc:
+            log.warning("redis_unavailable_at_gateway", error=type(exc).__name__)
             raise ServiceUnavailable("Sessions and limits cannot be checked right now.") from None
         if claims is not None and results[0] != claims.user_id:
             raise Unauthorized("The access token is missing, malformed, expired or revoked.")
