@@ -41,9 +41,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 from aiokafka import AIOKafkaConsumer
+from isolated import isolated  # bench/ is the script's folder
 from pymongo import AsyncMongoClient
 
-from paysys.cli import ROOT, SERVICES, STACK, infra_env, spawn_service, stop_processes, wait_ready
+from paysys.cli import ROOT, SERVICES, STACK, spawn_service, stop_processes, wait_ready
 
 # Below the ephemeral range (32768+): a port polled before its service listens can
 # otherwise be picked as the source port of the poll itself, a TCP self-connect.
@@ -498,38 +499,19 @@ def main() -> None:
         faults = faults * 2
     print(f"chaos seed {args.seed}: replay with --seed {args.seed}", flush=True)
 
-    base = infra_env(os.environ)
-    db_name = f"paysys_chaos_{uuid.uuid4().hex[:8]}"
-    root_dsn = base["DATABASE_URL"].replace("+asyncpg", "")
-
-    async def create_db() -> None:
-        conn = await asyncpg.connect(root_dsn)
-        await conn.execute(f'CREATE DATABASE "{db_name}"')
-        await conn.close()
-
-    asyncio.run(create_db())
-    dsn = root_dsn.rsplit("/", 1)[0] + "/" + db_name
     lease = 8.0
-    env = {
-        **os.environ,
-        **base,
-        "PAYSYS_ENV": "test",
-        "PAYSYS_MONGODB_DATABASE": db_name,
-        "DATABASE_URL": base["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name,
-        "PAYSYS_CONSUMER_GROUP": f"paysys-notifications-{db_name}",
-        "PAYSYS_CONSUMER_START": "latest",
-        "PAYSYS_RATE_LIMIT_USER": "100000000",
-        "PAYSYS_RATE_LIMIT_LOGIN": "100000000",
-        "PAYSYS_RATE_LIMIT_REGISTER": "100000000",
-        "PAYSYS_CALL_TIMEOUT_SECONDS": "2",
-        "PAYSYS_LEASE_SECONDS": str(lease),
-        "PAYSYS_MAIL_MAX_ATTEMPTS": "12",
-        "PAYSYS_MAIL_BACKOFF_BASE_SECONDS": "0.5",
+    run_stack = isolated(
+        "paysys_chaos",
+        PORTS["gateway"],
+        PAYSYS_CALL_TIMEOUT_SECONDS="2",
+        PAYSYS_LEASE_SECONDS=str(lease),
+        PAYSYS_MAIL_MAX_ATTEMPTS="12",
+        PAYSYS_MAIL_BACKOFF_BASE_SECONDS="0.5",
         # a killed sender's claimed jobs come back after this (its default is 10 min)
-        "PAYSYS_MAIL_CLAIM_SECONDS": "20",
-        "PAYSYS_LOG_LEVEL": "WARNING",
-    }
-    env.update({f"PAYSYS_{s.upper()}_PORT": str(p) for s, p in PORTS.items()})
+        PAYSYS_MAIL_CLAIM_SECONDS="20",
+        PAYSYS_LOG_LEVEL="WARNING",
+    )
+    base, db_name, dsn, env = run_stack.base, run_stack.db_name, run_stack.dsn, run_stack.env
     stack = Stack(env, ROOT / ".run" / "chaos-logs" / db_name)
     world = World(random.Random(args.seed))
     started = time.monotonic()

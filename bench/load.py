@@ -39,9 +39,10 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from isolated import isolated  # bench/ is the script's folder
 from pymongo import AsyncMongoClient
 
-from paysys.cli import ROOT, SERVICES, infra_env, spawn_service, stop_processes, wait_ready
+from paysys.cli import ROOT, SERVICES, spawn_service, stop_processes, wait_ready
 
 PORTS = {s: 28000 + i for i, s in enumerate(SERVICES)}
 GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"
@@ -349,33 +350,12 @@ def main() -> None:
     if args.smoke:
         args.seconds, args.short_seconds, args.users, args.clients = 3, 2, 6, 4
 
-    base = infra_env(os.environ)
-    db_name = f"paysys_bench_{uuid.uuid4().hex[:8]}"
-    root_dsn = base["DATABASE_URL"].replace("+asyncpg", "")
-
-    async def create_db() -> None:
-        conn = await asyncpg.connect(root_dsn)
-        await conn.execute(f'CREATE DATABASE "{db_name}"')
-        await conn.close()
-
-    asyncio.run(create_db())
-    dsn = root_dsn.rsplit("/", 1)[0] + "/" + db_name
-    env = {
-        **os.environ,
-        **base,
-        "PAYSYS_ENV": "test",
-        "PAYSYS_MONGODB_DATABASE": db_name,
-        # Its own consumer group: a test run (or `make run`) may share this Kafka.
-        "PAYSYS_CONSUMER_GROUP": f"paysys-notifications-{db_name}",
-        "PAYSYS_CONSUMER_START": "latest",
-        "DATABASE_URL": base["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name,
-        # The bench's own limits: it is one client IP and a few users on purpose.
-        "PAYSYS_RATE_LIMIT_USER": "100000000",
-        "PAYSYS_RATE_LIMIT_LOGIN": "100000000",
-        "PAYSYS_RATE_LIMIT_REGISTER": "100000000",
-        "PAYSYS_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-    }
-    env.update({f"PAYSYS_{s.upper()}_PORT": str(p) for s, p in PORTS.items()})
+    run_stack = isolated(
+        "paysys_bench",
+        PORTS["gateway"],
+        PAYSYS_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+    )
+    base, db_name, dsn, env = run_stack.base, run_stack.db_name, run_stack.dsn, run_stack.env
     logs = ROOT / ".run" / "bench-logs"
     procs = {s: spawn_service(s, env, logs) for s in SERVICES}
     try:

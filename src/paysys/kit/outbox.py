@@ -99,41 +99,32 @@ class Outbox:
         self.table = table
         self.producer = producer
 
-    def row(self, topic: str, key: str, data: dict[str, Any]) -> tuple[Any, ...]:
-        """One event as the values of a raw insert: (event_id, topic, key, payload JSON),
-        for a statement that inserts `unnest` of the four `columns` of its rows."""
-        envelope = EventEnvelope(
+    def envelope(self, topic: str, data: dict[str, Any]) -> EventEnvelope:
+        return EventEnvelope(
             event_type=topic,
             producer=self.producer,
             correlation_id=current_request_id(),
             data=data,
         )
+
+    def row(self, topic: str, key: str, data: dict[str, Any]) -> tuple[Any, ...]:
+        """One event as the values of a raw insert: (event_id, topic, key, payload JSON),
+        for a statement that inserts `unnest` of the four `columns` of its rows."""
+        envelope = self.envelope(topic, data)
         return envelope.event_id, topic, key, envelope.model_dump_json()
 
     async def add(
         self, session: AsyncSession, topic: str, key: str, data: dict[str, Any]
     ) -> EventEnvelope:
-        envelope = EventEnvelope(
-            event_type=topic,
-            producer=self.producer,
-            correlation_id=current_request_id(),
-            data=data,
-        )
-        mark_written(session, self.table)
-        await session.execute(
-            insert(self.table).values(
-                event_id=envelope.event_id,
-                topic=topic,
-                key=key,
-                payload=envelope.model_dump(mode="json"),
-            )
-        )
+        envelope = self.envelope(topic, data)
+        row = (envelope.event_id, topic, key, envelope.model_dump_json())
+        await insert_rows(session, self.table, [row])
         return envelope
 
 
 class Sink(Protocol):
     """Where a relay delivers outbox rows. `publish` returns only once every row is
-    durably accepted; rows are marked published after that (at-least-once)."""
+    durably accepted; the rows are deleted after that (at-least-once)."""
 
     async def publish(self, rows: Sequence[Any]) -> None: ...
 

@@ -56,9 +56,6 @@ class Records:
         key = ":".join(str(doc[k]) for k in COLLECTION_KEYS[collection])
         return uuid.uuid4(), collection, key, json.dumps(doc, default=_iso)
 
-    async def add(self, session: AsyncSession, collection: str, doc: dict[str, Any]) -> None:
-        await self.add_rows(session, [self.row(collection, doc)])
-
     async def add_rows(self, session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
         await insert_rows(session, self.table, rows)
 

@@ -1,0 +1,53 @@
+"""A stack of the six processes for one bench or chaos run: its own fresh database and
+MongoDB database, its own Kafka consumer group (starting at the latest offset, since
+the broker is shared with tests and earlier runs), its own ports, and rate limits out
+of the way (a run is one client address and a few users on purpose)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from paysys.cli import SERVICES, infra_env
+
+
+@dataclass(frozen=True)
+class Isolated:
+    base: dict[str, str]  # the infrastructure's URLs, as `infra/stack.sh env` says
+    db_name: str
+    dsn: str  # plain asyncpg DSN of the run's database
+    env: dict[str, str]  # the environment of the run's six processes
+
+
+def isolated(prefix: str, first_port: int, **settings: str) -> Isolated:
+    base = infra_env(os.environ)
+    db_name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    root_dsn = base["DATABASE_URL"].replace("+asyncpg", "")
+
+    async def create_db() -> None:
+        conn = await asyncpg.connect(root_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{db_name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create_db())
+    env = {
+        **os.environ,
+        **base,
+        "PAYSYS_ENV": "test",
+        "PAYSYS_MONGODB_DATABASE": db_name,
+        "DATABASE_URL": base["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name,
+        "PAYSYS_CONSUMER_GROUP": f"paysys-notifications-{db_name}",
+        "PAYSYS_CONSUMER_START": "latest",
+        "PAYSYS_RATE_LIMIT_USER": "100000000",
+        "PAYSYS_RATE_LIMIT_LOGIN": "100000000",
+        "PAYSYS_RATE_LIMIT_REGISTER": "100000000",
+        **{f"PAYSYS_{s.upper()}_PORT": str(first_port + i) for i, s in enumerate(SERVICES)},
+        **settings,
+    }
+    return Isolated(base, db_name, root_dsn.rsplit("/", 1)[0] + "/" + db_name, env)
