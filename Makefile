@@ -39,5 +39,5 @@ chaos:
 # Schemathesis over the gateway's public document with many examples per operation.
 fuzz:
 	@bash infra/stack.sh up postgres redis kafka mongodb smtp
-	PAYSYS_FUZZ_EXAMPLES=$(or $(EXAMPLES),300) PAYSYS_FUZZ_SUMMARY=docs/fuzz.md \
+	PAYSYS_FUZZ_EXAMPLES=$(or $(EXAMPLES),300) PAYSYS_FUZZ_STATEFUL=$(or $(SCENARIOS),300) PAYSYS_FUZZ_SUMMARY=docs/reliability.md \
 		$(PY) -m pytest -p no:cacheprovider tests/e2e/test_api_fuzz.py

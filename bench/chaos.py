@@ -43,6 +43,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 from isolated import isolated  # bench/ is the script's folder
 from pymongo import AsyncMongoClient
+from reports import write_section
 
 from paysys.cli import ROOT, SERVICES, STACK, spawn_service, stop_processes, wait_ready
 
@@ -79,6 +80,18 @@ class Seen:
     tx_id: str | None = None
     key: str | None = None
     user_id: str | None = None
+    at: float = field(default_factory=time.monotonic)
+
+
+# The operations that need a component: a fault's window closes at the first success of
+# one of them (an answer from some other service proves nothing about the faulted one).
+ALL_OPS = frozenset({"register", "login", "refresh", "wallet", "activate", "deactivate", "tx"})
+NEEDS: dict[str, frozenset[str]] = {
+    "users": frozenset({"register", "login", "refresh"}),
+    "wallets": frozenset({"wallet", "activate", "deactivate", "tx"}),
+    "transactions": frozenset({"tx"}),
+    "payment_gateway": frozenset({"tx"}),
+}
 
 
 @dataclass
@@ -86,6 +99,11 @@ class FaultRecord:
     name: str
     at: float
     recovered_at: float | None = None
+    errors: int = 0  # calls answered 5xx or not at all, from the fault to its recovery
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return NEEDS.get(self.name.split(":", 1)[1], ALL_OPS)
 
 
 @dataclass
@@ -537,7 +555,7 @@ def main() -> None:
     text = report(args, world, results, time.monotonic() - started)
     print(text)
     if not args.smoke:
-        args.out.write_text(text)
+        write_section(args.out, "Reliability", "chaos", text)
     raise SystemExit(1 if any(n for _, n, _ in results) else 0)
 
 
@@ -573,10 +591,15 @@ async def run(
         last_fault = world.faults[-1].at if world.faults else 0.0
         while time.monotonic() < deadline and world.successes[-1] <= last_fault:
             await one_op(session, world)
-    # A fault's window: from the fault to the first 2xx after it.
+    # A fault's window: from the fault to the first 2xx, after it, of an operation that
+    # needs the faulted component; and the errors (5xx, no answer) clients saw meanwhile.
     for f in world.faults:
-        later = [t for t in world.successes if t > f.at]
-        f.recovered_at = later[0] if later else None
+        ok = [s.at for s in world.seen if s.at > f.at and s.op in f.needs and 200 <= s.status < 300]
+        f.recovered_at = ok[0] if ok else None
+        end = f.recovered_at or float("inf")
+        f.errors = sum(
+            1 for s in world.seen if f.at < s.at <= end and (s.status == 0 or s.status >= 500)
+        )
 
 
 def report(
@@ -589,7 +612,7 @@ def report(
     answers = collections.Counter(s.status for s in world.seen)
     violations = sum(n for _, n, _ in results)
     lines = [
-        "# Reliability",
+        "## Chaos: a seeded workload under faults",
         "",
         f"Written by `make chaos` (`bench/chaos.py`) on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}"
         f" UTC, commit `{commit}`, on {os.cpu_count()} cores ({platform.machine()}), "
@@ -603,18 +626,25 @@ def report(
         + ", ".join(f"{k or 'no answer'}: {v}" for k, v in sorted(answers.items()))
         + ".",
         "",
-        "## Invariants",
+        "### Invariants",
         "",
         "| check | violations | notes |",
         "|---|---|---|",
         *[f"| {name} | {n} | {note} |" for name, n, note in results],
         "",
-        "## Faults: how long clients saw errors (from the fault to the first success after)",
+        "### Faults: how long clients saw errors",
         "",
-        "| fault | window s |",
-        "|---|---|",
+        "The window runs from the fault to the first success of an operation that needs the "
+        "faulted component (users: register, login, refresh; wallets: wallet operations and "
+        "transactions; transactions and payment-gateway: transactions; everything else: any "
+        "operation). Errors are the calls answered 5xx or not at all in that window, by all "
+        f"{args.clients} clients.",
+        "",
+        "| fault | window s | errors |",
+        "|---|---|---|",
         *[
-            f"| {f.name} | {(f.recovered_at - f.at) if f.recovered_at else float('nan'):.1f} |"
+            f"| {f.name} | {(f.recovered_at - f.at) if f.recovered_at else float('nan'):.1f}"
+            f" | {f.errors} |"
             for f in world.faults
         ],
         "",

@@ -1,9 +1,19 @@
 """Schemathesis against the gateway's public OpenAPI document: whatever a client sends,
-the answer is never a 5xx, and every error is problem+json with a machine-readable code."""
+the answer is never a 5xx, it matches the document (status, content type, headers, body),
+and every error is problem+json with a machine-readable code.
+
+Three runs: valid input (positive), invalid input (negative), and stateful sequences that
+follow the document's links (create a wallet, then read, deactivate and fund it; create a
+transaction, then read it; log in, then refresh). Header parameters are generated too:
+`X-Request-ID` on every operation and `Idempotency-Key` on createTransaction.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import platform
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,13 +21,53 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from bench.reports import write_section
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
+from paysys.cli import ROOT
 from tests.conftest import Stack
 from tests.e2e.helpers import PASSWORD, unique_email
 
 # A short run in make test; `make fuzz` asks for many more.
 EXAMPLES = int(os.environ.get("PAYSYS_FUZZ_EXAMPLES", "20"))
+STATEFUL_STEPS = int(os.environ.get("PAYSYS_FUZZ_STATEFUL", "40"))
+# make test replays the same short run; make fuzz explores anew each time.
+DERANDOMIZE = "PAYSYS_FUZZ_EXAMPLES" not in os.environ
+
+SEEN: Counter[tuple[str, str, int]] = Counter()
+
+
+def problem_json(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Every error is problem+json with a code and the status it was sent with."""
+    if response.status_code < 400:
+        return None
+    content_type = response.headers.get("content-type", [""])
+    if isinstance(content_type, list):
+        content_type = content_type[0]
+    where = (case.method, case.path, response.status_code, response.text[:300])
+    assert content_type.startswith("application/problem+json"), where
+    body = response.json()
+    assert body["code"] and body["status"] == response.status_code, where
+    assert "Traceback" not in response.text, where
+    return None
+
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    problem_json,
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,57 +76,119 @@ def public_schema(stack: Stack) -> Any:
     return schemathesis.openapi.from_dict(doc)
 
 
-@pytest.fixture(scope="module")
-def auth_headers(stack: Stack) -> dict[str, str]:
+def _user(stack: Stack) -> tuple[dict[str, str], str]:
     email = unique_email("fuzz")
     with httpx.Client(base_url=stack.gateway, timeout=30) as c:
         c.post("/users/register", json={"email": email, "password": PASSWORD, "full_name": "F"})
         token = c.post("/users/login", json={"email": email, "password": PASSWORD}).json()
-    return {"Authorization": f"Bearer {token['access_token']}"}
+    return {"Authorization": f"Bearer {token['access_token']}"}, email
 
 
-def test_no_input_gets_a_server_error_or_a_bare_error(
-    public_schema: Any, stack: Stack, auth_headers: dict[str, str]
+def _headers_for(case: Any, auth: dict[str, str]) -> dict[str, str]:
+    # Logging out would end the session every later case uses: logout is fuzzed without
+    # a token (and its happy path is tested in test_sessions).
+    return {} if case.path == "/users/logout" else dict(auth)
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_no_input_gets_a_server_error_or_an_undocumented_answer(
+    public_schema: Any, stack: Stack, mode: GenerationMode
 ) -> None:
     # Driven by hand rather than through schemathesis' pytest plugin, which does not
     # load under the pytest version locked here.
+    auth, _ = _user(stack)
     operations = [result.ok() for result in public_schema.get_all_operations()]
     assert len(operations) >= 13
-    seen: Counter[tuple[str, int]] = Counter()
     for operation in operations:
 
-        @given(case=operation.as_strategy())
+        @given(case=operation.as_strategy(generation_mode=mode))
         @settings(
             max_examples=EXAMPLES,
             deadline=None,
             database=None,
+            derandomize=DERANDOMIZE,
             suppress_health_check=list(HealthCheck),
         )
         def check(case: Any) -> None:
-            headers = {} if case.path == "/users/logout" else dict(auth_headers)
-            response = case.call(base_url=stack.gateway, headers=headers, timeout=30)
-            seen[(f"{case.method} {case.path}", response.status_code)] += 1
-            where = (case.method, case.path, response.status_code, response.text[:300])
-            assert response.status_code < 500, where
-            if response.status_code >= 400:
-                content_type = response.headers.get("content-type", [""])
-                if isinstance(content_type, list):
-                    content_type = content_type[0]
-                assert content_type.startswith("application/problem+json"), where
-                body = response.json()
-                assert body["code"] and body["status"] == response.status_code, where
-                assert "Traceback" not in response.text
+            response = case.call(base_url=stack.gateway, headers=_headers_for(case, auth))
+            SEEN[(f"{case.method} {case.path}", mode.value, response.status_code)] += 1
+            case.validate_response(response, checks=CHECKS)
 
         check()
-    summary = os.environ.get("PAYSYS_FUZZ_SUMMARY")
-    if summary:  # `make fuzz` keeps what it tried
-        by_op: dict[str, list[str]] = {}
-        for (op, status), n in sorted(seen.items()):
-            by_op.setdefault(op, []).append(f"{status}: {n}")
-        Path(summary).write_text(
-            "# Fuzzing\n\nWritten by `make fuzz` (schemathesis over the gateway's "
-            f"/openapi.json, {EXAMPLES} examples per operation): {sum(seen.values())} calls, "
-            "no 5xx, every error problem+json with a code (the run fails otherwise).\n\n"
-            "| operation | answers |\n|---|---|\n"
-            + "".join(f"| {op} | {', '.join(answers)} |\n" for op, answers in by_op.items())
+    _write_summary()
+
+
+def test_stateful_sequences_follow_the_links(public_schema: Any, stack: Stack) -> None:
+    machine = public_schema.as_state_machine()
+    created: set[str] = set()
+    read_back: Counter[str] = Counter()
+
+    class Sequences(machine):  # type: ignore[misc, valid-type]
+        def setup(self) -> None:
+            # A new user per scenario, so that its first wallets are created (one per
+            # currency) and what follows the links acts on them.
+            self.auth, _ = _user(stack)
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": stack.gateway, "headers": _headers_for(case, self.auth)}
+
+        def after_call(self, response: Any, case: Any) -> None:
+            super().after_call(response, case)
+            SEEN[(f"{case.method} {case.path}", "stateful", response.status_code)] += 1
+            if case.method == "POST" and response.status_code == 201:
+                created.add(str(response.json().get("id")))
+            acted_on = set(map(str, (case.path_parameters or {}).values())) & created
+            if response.status_code == 200 and acted_on:
+                read_back[f"{case.method} {case.path}"] += 1
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(response, checks=CHECKS)
+
+    Sequences.run(
+        settings=settings(
+            max_examples=STATEFUL_STEPS,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            derandomize=DERANDOMIZE,
+            suppress_health_check=list(HealthCheck),
         )
+    )
+    # The links were followed: what one call created, a later one read or changed.
+    assert created and read_back, (created, read_back, SEEN)
+    _write_summary()
+
+
+def _write_summary() -> None:
+    summary = os.environ.get("PAYSYS_FUZZ_SUMMARY")
+    if not summary:  # `make fuzz` keeps what it tried
+        return
+    by_op: dict[str, dict[str, list[str]]] = {}
+    for (op, mode, status), n in sorted(SEEN.items()):
+        if mode and n:
+            by_op.setdefault(op, {}).setdefault(mode, []).append(f"{status}: {n}")
+    calls = sum(SEEN.values())
+    modes = ("positive", "negative", "stateful")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    when = dt.datetime.now(dt.UTC)
+    text = (
+        f"## Fuzzing\n\nWritten by `make fuzz` on {when:%Y-%m-%d %H:%M} UTC, commit "
+        f"`{commit}`, on {os.cpu_count()} cores ({platform.machine()}): schemathesis over "
+        "the gateway's /openapi.json, "
+        f"{EXAMPLES} examples per operation in each of the positive and negative modes, and "
+        f"{STATEFUL_STEPS} stateful scenarios that follow the document's links (create, "
+        f"then read). {calls} calls. Every answer was checked: no 5xx, status, content type, "
+        "headers and body as documented, every error problem+json with a code (the run "
+        "fails otherwise). Header parameters are generated too: `X-Request-ID` everywhere "
+        "and `Idempotency-Key` on createTransaction.\n\n"
+        "| operation | "
+        + " | ".join(modes)
+        + " |\n|---|---|---|---|\n"
+        + "".join(
+            f"| {op} | " + " | ".join(", ".join(answers.get(m, [])) for m in modes) + " |\n"
+            for op, answers in by_op.items()
+        )
+    )
+    write_section(Path(summary), "Reliability", "fuzz", text)

@@ -53,6 +53,73 @@ GATEWAY_STATUSES: dict[str, str] = {
 FASTAPI_422_SCHEMAS = ("HTTPValidationError", "ValidationError")  # replaced by Problem
 AUTH_STATUS = ("401", "The access token is missing, malformed, expired or revoked.")
 
+# Every operation takes a caller's request id; the gateway keeps a safe one and replaces
+# anything else, and answers with the id it used.
+REQUEST_ID_PARAMETER: dict[str, Any] = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "required": False,
+    "description": "Your id for this request: up to 128 of A-Z a-z 0-9 . _ : -, kept in "
+    "logs, events and records. Anything else is replaced by a new id.",
+    "schema": {"type": "string"},
+}
+REQUEST_ID_HEADER = {
+    "description": "The request's id: yours if it was safe, else a new one.",
+    "schema": {"type": "string"},
+}
+
+# OpenAPI links: what one answer lets a client do next. They document the API's flow and
+# drive the stateful fuzzing (create, then read).
+_ID = "$response.body#/id"
+_FIRST_ID = "$response.body#/items/0/id"
+LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("login", "200"): {
+        "RefreshTokens": {
+            "operationId": "refreshTokens",
+            "requestBody": {"refresh_token": "$response.body#/refresh_token"},
+        },
+    },
+    ("createWallet", "201"): {
+        "GetWallet": {"operationId": "getWallet", "parameters": {"wallet_id": _ID}},
+        "DeactivateWallet": {"operationId": "deactivateWallet", "parameters": {"wallet_id": _ID}},
+        "ActivateWallet": {"operationId": "activateWallet", "parameters": {"wallet_id": _ID}},
+        "DepositInto": {
+            "operationId": "createTransaction",
+            "requestBody": {"type": "deposit", "destination_wallet_id": _ID},
+        },
+        "ListItsTransactions": {
+            "operationId": "listTransactions",
+            "parameters": {"query.wallet_id": _ID},
+        },
+    },
+    ("listWallets", "200"): {
+        "GetWallet": {"operationId": "getWallet", "parameters": {"wallet_id": _FIRST_ID}},
+        "TransferFrom": {
+            "operationId": "createTransaction",
+            "requestBody": {"type": "transfer", "source_wallet_id": _FIRST_ID},
+        },
+    },
+    ("createTransaction", "201"): {
+        "GetTransaction": {"operationId": "getTransaction", "parameters": {"transaction_id": _ID}},
+    },
+    ("createTransaction", "400"): {
+        "GetFailedTransaction": {
+            "operationId": "getTransaction",
+            "parameters": {"transaction_id": "$response.body#/transaction_id"},
+        },
+    },
+    ("listTransactions", "200"): {
+        "GetTransaction": {
+            "operationId": "getTransaction",
+            "parameters": {"transaction_id": _FIRST_ID},
+        },
+        "NextPage": {
+            "operationId": "listTransactions",
+            "parameters": {"query.cursor": "$response.body#/next_cursor"},
+        },
+    },
+}
+
 
 def _shape(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "{}", path)
@@ -62,24 +129,27 @@ def _problem(description: str) -> dict[str, Any]:
     return {"description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}}}
 
 
-def _with_errors(op: dict[str, Any], auth: bool) -> dict[str, Any]:
+def _with_errors(op: dict[str, Any], auth: bool, operation_id: str) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, response in op.get("responses", {}).items():
         if str(status).startswith(("4", "5")):
             responses[str(status)] = _problem(response.get("description") or "Error")
         else:
-            responses[str(status)] = response
+            responses[str(status)] = dict(response)
     for status, description in GATEWAY_STATUSES.items():
         responses.setdefault(status, _problem(description))
     if auth:
         responses.setdefault(AUTH_STATUS[0], _problem(AUTH_STATUS[1]))
-    responses["429"]["headers"] = {
-        "Retry-After": {
-            "description": "Seconds to wait before retrying.",
-            "schema": {"type": "integer"},
-        }
+    for status, response in responses.items():
+        response["headers"] = {"X-Request-ID": REQUEST_ID_HEADER}
+        if (operation_id, status) in LINKS:
+            response["links"] = LINKS[(operation_id, status)]
+    responses["429"]["headers"]["Retry-After"] = {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"},
     }
-    return {**op, "responses": dict(sorted(responses.items()))}
+    parameters = [*op.get("parameters", []), REQUEST_ID_PARAMETER]
+    return {**op, "parameters": parameters, "responses": dict(sorted(responses.items()))}
 
 
 async def merged_openapi(rt: Runtime) -> dict[str, Any]:
@@ -110,7 +180,7 @@ async def merged_openapi(rt: Runtime) -> dict[str, Any]:
             op = part["paths"].get(path, {}).get(route.method.lower()) if path else None
             if op is None:
                 continue
-            op = _with_errors(dict(op), route.auth)
+            op = _with_errors(dict(op), route.auth, route.operation_id)
             op["operationId"] = route.operation_id
             if route.auth:
                 op["security"] = [{"bearer": []}]

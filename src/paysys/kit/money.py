@@ -73,5 +73,12 @@ def _require_str(value: object) -> object:
 
 # The raw amount string at the edge: a JSON number is refused before anything else;
 # the currency-aware check happens once the currency is known (parse_amount).
-AmountStr = Annotated[str, BeforeValidator(_require_str), Field(min_length=1, max_length=40)]
+# The pattern is checked here too, so that a malformed amount is refused before any
+# lookup, and the document says what an amount looks like.
+AMOUNT_PATTERN = r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,18})?$"
+AmountStr = Annotated[
+    str,
+    BeforeValidator(_require_str),
+    Field(min_length=1, max_length=40, pattern=AMOUNT_PATTERN, examples=["10.50", "1000"]),
+]
 CurrencyCode = Annotated[str, Field(pattern=r"^(USD|EUR|GBP|JPY)$")]

@@ -19,7 +19,15 @@ class Strict(BaseModel):
 
 
 class CardIn(Strict):
-    number: Annotated[str, Field(min_length=1, max_length=30)]
+    number: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=30,
+            description="A test card: 4242424242424242 succeeds; see the README for the others.",
+            examples=["4242424242424242", "4000000000000002", "4000000000000069"],
+        ),
+    ]
     exp_month: Annotated[int, Field(strict=True)]
     exp_year: Annotated[int, Field(strict=True)]
     cvc: Annotated[str, Field(min_length=1, max_length=10)]
