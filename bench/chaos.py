@@ -337,11 +337,18 @@ async def settle(dsn: str, timeout: float) -> bool:
         await conn.close()
 
 
-async def kafka_terminal_events(kafka: str, ids: set[str]) -> dict[str, set[tuple[str, str]]]:
-    """Every distinct (event_id, topic) of a terminal event, per transaction of this run."""
+TERMINAL_TOPICS = ("transaction.completed", "transaction.failed")
+MONEY_TOPICS = ("payment.processed", "wallet.funds_added", "wallet.funds_deducted")
+
+
+async def kafka_events_of_run(
+    kafka: str, ids: set[str]
+) -> tuple[dict[str, set[tuple[str, str]]], int]:
+    """Every distinct (event_id, topic) of a terminal event, per transaction of this run;
+    and how many of the run's money events carry a card number."""
     consumer = AIOKafkaConsumer(
-        "transaction.completed",
-        "transaction.failed",
+        *TERMINAL_TOPICS,
+        *MONEY_TOPICS,
         bootstrap_servers=kafka,
         group_id=f"chaos-check-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
@@ -349,6 +356,7 @@ async def kafka_terminal_events(kafka: str, ids: set[str]) -> dict[str, set[tupl
     )
     await consumer.start()
     found: dict[str, set[tuple[str, str]]] = collections.defaultdict(set)
+    card_hits = 0
     try:
         quiet = 0
         while quiet < 6:
@@ -359,16 +367,47 @@ async def kafka_terminal_events(kafka: str, ids: set[str]) -> dict[str, set[tupl
             quiet = 0
             for records in batches.values():
                 for r in records:
-                    if r.key and r.key.decode() in ids:
-                        value = json.loads(r.value)
-                        found[r.key.decode()].add((value["event_id"], r.topic))
+                    value = json.loads(r.value)
+                    tx_id = str(value.get("data", {}).get("transaction_id"))
+                    if tx_id not in ids:
+                        continue
+                    if r.topic in TERMINAL_TOPICS:
+                        found[tx_id].add((value["event_id"], r.topic))
+                    card_hits += _card_hits(r.value.decode(errors="replace"))
     finally:
         await consumer.stop()
-    return found
+    return found, card_hits
+
+
+def _card_hits(text: str) -> int:
+    """How many of the test card numbers, or a CVC field, the text holds."""
+    return sum(text.count(number) for number in set(CARDS)) + text.count('"cvc"')
+
+
+async def card_data_at_rest(conn: asyncpg.Connection, mongo: Any, logs: Path) -> tuple[int, str]:
+    """Card numbers or CVCs anywhere the run left data: every PostgreSQL row, every
+    MongoDB document, every log line."""
+    where: collections.Counter[str] = collections.Counter()
+    tables = await conn.fetch(
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = "
+        "'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+    )
+    for t in tables:
+        name = f'"{t["table_schema"]}"."{t["table_name"]}"'
+        async with conn.transaction():
+            async for row in conn.cursor(f"SELECT t::text AS row FROM {name} t"):
+                where[f"postgres {name}"] += _card_hits(row["row"])
+    for collection in await mongo.list_collection_names():
+        async for doc in mongo[collection].find({}):
+            where[f"mongodb {collection}"] += _card_hits(json.dumps(doc, default=str))
+    for log in logs.glob("*.log"):
+        where[f"log {log.name}"] += _card_hits(log.read_text(errors="replace"))
+    hits = {k: v for k, v in where.items() if v}
+    return sum(hits.values()), ", ".join(f"{k}: {v}" for k, v in hits.items())
 
 
 async def check(
-    dsn: str, mongo_url: str, db_name: str, kafka: str, mail_dir: Path, world: World
+    dsn: str, mongo_url: str, db_name: str, kafka: str, mail_dir: Path, logs: Path, world: World
 ) -> list[tuple[str, int, str]]:
     conn = await asyncpg.connect(dsn)
     results: list[tuple[str, int, str]] = []
@@ -400,7 +439,7 @@ async def check(
             str(r["id"]): r
             for r in await conn.fetch("SELECT id, type, status FROM transactions.transactions")
         }
-        events = await kafka_terminal_events(kafka, set(txs))
+        events, kafka_card_hits = await kafka_events_of_run(kafka, set(txs))
         wrong = [
             t
             for t, row in txs.items()
@@ -422,8 +461,17 @@ async def check(
                     async for d in client[db_name].transaction_logs.find({}, {"transaction_id": 1})
                 ]
             )
+            card_hits, card_where = await card_data_at_rest(conn, client[db_name], logs)
         finally:
             await client.close()
+        results.append(
+            (
+                "no card number or CVC in PostgreSQL, MongoDB, Kafka or any log",
+                card_hits + kafka_card_hits,
+                (card_where + (f" kafka: {kafka_card_hits}" if kafka_card_hits else ""))
+                or "every row, document, money event and log line searched",
+            )
+        )
         missing_logs = [t for t in txs if logged.get(t) != 1]
         results.append(("one transaction_logs document per transaction", len(missing_logs), ""))
         jobs = collections.Counter(
@@ -527,10 +575,12 @@ def main() -> None:
         PAYSYS_MAIL_BACKOFF_BASE_SECONDS="0.5",
         # a killed sender's claimed jobs come back after this (its default is 10 min)
         PAYSYS_MAIL_CLAIM_SECONDS="20",
-        PAYSYS_LOG_LEVEL="WARNING",
+        # Logs as in production: every line is then searched for card data.
+        PAYSYS_LOG_LEVEL="INFO",
     )
     base, db_name, dsn, env = run_stack.base, run_stack.db_name, run_stack.dsn, run_stack.env
-    stack = Stack(env, ROOT / ".run" / "chaos-logs" / db_name)
+    logs = ROOT / ".run" / "chaos-logs" / db_name
+    stack = Stack(env, logs)
     world = World(random.Random(args.seed))
     started = time.monotonic()
     try:
@@ -544,6 +594,7 @@ def main() -> None:
                 db_name,
                 base["KAFKA_BOOTSTRAP_SERVERS"],
                 Path(base["MAIL_INBOX"]),
+                logs,
                 world,
             )
         )

@@ -23,4 +23,5 @@ def test_a_short_seeded_chaos_run_keeps_every_invariant(infra: Infra) -> None:
     assert "chaos seed" in out
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-3000:]
     assert "| money conserved" in out
+    assert "| no card number or CVC in PostgreSQL, MongoDB, Kafka or any log | 0 |" in out
     assert ", 0 violations" in out

@@ -84,18 +84,34 @@ async def test_encoded_slashes_and_dot_segments_never_reach_an_internal_route(
         "/wallets/%2e%2e",
         "/wallets/..%2Finternal%2Fwallets",
         f"/transactions/{wid}%252F..",
+        f"/wallets/{wid}%2fadd-funds",
+        f"/wallets/{wid}%5cadd-funds",
+        f"/wallets/{wid}/add-funds;.json",
+        f"//wallets/{wid}/add-funds",
+        f"/wallets//{wid}/add-funds",
+        "/%69nternal/wallets",
     ):
         resp = await api.get(path, headers=auth)
         assert resp.status_code == 404, (path, resp.status_code, resp.text)
         assert resp.json()["code"] in ("NOT_FOUND", "WALLET_NOT_FOUND", "TRANSACTION_NOT_FOUND")
     # and through a raw socket, where no client library normalises anything
-    status, _, _ = await raw_request(
-        TEST_PORTS["gateway"],
-        f"POST /wallets/{wid}%252Fadd-funds HTTP/1.1\r\nHost: x\r\n"
-        f"Authorization: {auth['Authorization']}\r\nContent-Type: application/json\r\n".encode(),
-        json.dumps({"amount": "5.00", "transaction_id": str(uuid.uuid4())}).encode(),
-    )
-    assert status in (404, 405)
+    for target in (
+        f"/wallets/{wid}%252Fadd-funds",
+        f"/wallets/{wid}/./add-funds",
+        f"/wallets/{wid}/x/../add-funds",
+        f"/wallets/{wid}%2F%2E%2E%2F{wid}/add-funds",
+        f"/wallets/{wid}/add-funds%00",
+        f"/wallets/{wid}/ADD-FUNDS",
+        f"http://127.0.0.1:{TEST_PORTS['wallets']}/wallets/{wid}/add-funds",
+    ):
+        status, _, _ = await raw_request(
+            TEST_PORTS["gateway"],
+            f"POST {target} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: {auth['Authorization']}\r\n"
+            "Content-Type: application/json\r\n".encode(),
+            json.dumps({"amount": "5.00", "transaction_id": str(uuid.uuid4())}).encode(),
+        )
+        assert status in (400, 404, 405), (target, status)
     assert (await api.get(f"/wallets/{wid}", headers=auth)).json()["balance"] == "0.00"
 
 
