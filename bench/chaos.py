@@ -41,11 +41,11 @@ from typing import Any
 import aiohttp
 import asyncpg
 from aiokafka import AIOKafkaConsumer
-from isolated import isolated  # bench/ is the script's folder
+from isolated import Isolated, isolated  # bench/ is the script's folder
 from pymongo import AsyncMongoClient
 from reports import write_section
 
-from paysys.cli import ROOT, SERVICES, STACK, spawn_service, stop_processes, wait_ready
+from paysys.cli import ROOT, SERVICES, STACK, Spares, stop_processes, wait_ready
 
 # Below the ephemeral range (32768+): a port polled before its service listens can
 # otherwise be picked as the source port of the poll itself, a TCP self-connect.
@@ -123,10 +123,12 @@ class Stack:
         self.env = env
         self.logs = logs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # A killed process is replaced by its warm spare, as under `make run`.
+        self.spares = Spares(dict.fromkeys(SERVICES, env), logs)
 
     def start(self, *services: str) -> None:
         for s in services:
-            self.procs[s] = spawn_service(s, self.env, self.logs)
+            self.procs[s] = self.spares.start(s)
         wait_ready({s: f"http://127.0.0.1:{PORTS[s]}" for s in services}, 120, self.procs)
 
     def kill(self, service: str) -> None:
@@ -136,6 +138,7 @@ class Stack:
 
     def stop(self) -> None:
         stop_processes(self.procs)
+        self.spares.stop()
 
 
 async def call(
@@ -342,13 +345,12 @@ MONEY_TOPICS = ("payment.processed", "wallet.funds_added", "wallet.funds_deducte
 
 
 async def kafka_events_of_run(
-    kafka: str, ids: set[str]
+    kafka: str, prefix: str, ids: set[str]
 ) -> tuple[dict[str, set[tuple[str, str]]], int]:
     """Every distinct (event_id, topic) of a terminal event, per transaction of this run;
     and how many of the run's money events carry a card number."""
     consumer = AIOKafkaConsumer(
-        *TERMINAL_TOPICS,
-        *MONEY_TOPICS,
+        *(prefix + topic for topic in TERMINAL_TOPICS + MONEY_TOPICS),
         bootstrap_servers=kafka,
         group_id=f"chaos-check-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
@@ -371,8 +373,9 @@ async def kafka_events_of_run(
                     tx_id = str(value.get("data", {}).get("transaction_id"))
                     if tx_id not in ids:
                         continue
-                    if r.topic in TERMINAL_TOPICS:
-                        found[tx_id].add((value["event_id"], r.topic))
+                    topic = r.topic.removeprefix(prefix)
+                    if topic in TERMINAL_TOPICS:
+                        found[tx_id].add((value["event_id"], topic))
                     card_hits += _card_hits(r.value.decode(errors="replace"))
     finally:
         await consumer.stop()
@@ -406,9 +409,13 @@ async def card_data_at_rest(conn: asyncpg.Connection, mongo: Any, logs: Path) ->
     return sum(hits.values()), ", ".join(f"{k}: {v}" for k, v in hits.items())
 
 
-async def check(
-    dsn: str, mongo_url: str, db_name: str, kafka: str, mail_dir: Path, logs: Path, world: World
-) -> list[tuple[str, int, str]]:
+async def check(run_stack: Isolated, logs: Path, world: World) -> list[tuple[str, int, str]]:
+    dsn, db_name, base = run_stack.dsn, run_stack.db_name, run_stack.base
+    mongo_url, kafka, mail_dir = (
+        base["MONGODB_URL"],
+        base["KAFKA_BOOTSTRAP_SERVERS"],
+        Path(base["MAIL_INBOX"]),
+    )
     conn = await asyncpg.connect(dsn)
     results: list[tuple[str, int, str]] = []
     try:
@@ -439,7 +446,7 @@ async def check(
             str(r["id"]): r
             for r in await conn.fetch("SELECT id, type, status FROM transactions.transactions")
         }
-        events, kafka_card_hits = await kafka_events_of_run(kafka, set(txs))
+        events, kafka_card_hits = await kafka_events_of_run(kafka, run_stack.topic_prefix, set(txs))
         wrong = [
             t
             for t, row in txs.items()
@@ -578,7 +585,7 @@ def main() -> None:
         # Logs as in production: every line is then searched for card data.
         PAYSYS_LOG_LEVEL="INFO",
     )
-    base, db_name, dsn, env = run_stack.base, run_stack.db_name, run_stack.dsn, run_stack.env
+    db_name, dsn, env = run_stack.db_name, run_stack.dsn, run_stack.env
     logs = ROOT / ".run" / "chaos-logs" / db_name
     stack = Stack(env, logs)
     world = World(random.Random(args.seed))
@@ -587,17 +594,7 @@ def main() -> None:
         stack.start(*SERVICES)
         asyncio.run(run(args, stack, world, faults, lease))
         settled = asyncio.run(settle(dsn, 180))
-        results = asyncio.run(
-            check(
-                dsn,
-                base["MONGODB_URL"],
-                db_name,
-                base["KAFKA_BOOTSTRAP_SERVERS"],
-                Path(base["MAIL_INBOX"]),
-                logs,
-                world,
-            )
-        )
+        results = asyncio.run(check(run_stack, logs, world))
     finally:
         stack.stop()
         subprocess.run(["bash", str(STACK), "up"], cwd=ROOT, capture_output=True, check=False)

@@ -21,6 +21,7 @@ class Isolated:
     db_name: str
     dsn: str  # plain asyncpg DSN of the run's database
     env: dict[str, str]  # the environment of the run's six processes
+    topic_prefix: str  # the run's Kafka topics are the contract's names behind this
 
 
 def isolated(prefix: str, first_port: int, **settings: str) -> Isolated:
@@ -44,10 +45,15 @@ def isolated(prefix: str, first_port: int, **settings: str) -> Isolated:
         "DATABASE_URL": base["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name,
         "PAYSYS_CONSUMER_GROUP": f"paysys-notifications-{db_name}",
         "PAYSYS_CONSUMER_START": "latest",
+        # Topics of their own: a test stack running beside (make test runs the chaos
+        # smoke run while its own stack is up) neither sends this run's email nor
+        # counts in its figures.
+        "PAYSYS_KAFKA_TOPIC_PREFIX": f"{prefix}.",
         "PAYSYS_RATE_LIMIT_USER": "100000000",
         "PAYSYS_RATE_LIMIT_LOGIN": "100000000",
         "PAYSYS_RATE_LIMIT_REGISTER": "100000000",
         **{f"PAYSYS_{s.upper()}_PORT": str(first_port + i) for i, s in enumerate(SERVICES)},
         **settings,
     }
-    return Isolated(base, db_name, root_dsn.rsplit("/", 1)[0] + "/" + db_name, env)
+    dsn = root_dsn.rsplit("/", 1)[0] + "/" + db_name
+    return Isolated(base, db_name, dsn, env, env["PAYSYS_KAFKA_TOPIC_PREFIX"])

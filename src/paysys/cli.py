@@ -32,10 +32,21 @@ def run_dir() -> Path:
     return Path(os.environ.get("PAYSYS_RUN_DIR", ROOT / ".run"))
 
 
-def serve(service: str) -> None:
+def serve(service: str, standby: bool = False) -> None:
+    import importlib
+
     import uvicorn
 
     from paysys.kit.settings import KitSettings
+
+    if standby:
+        # A warm spare: everything imported (most of a start's 2-3 s), then it waits for
+        # its supervisor's word to serve. It exits with its supervisor (EOF on stdin).
+        importlib.import_module(f"paysys.{service}.app")
+        importlib.import_module("uvloop")
+        importlib.import_module("uvicorn.protocols.http.httptools_impl")
+        if not sys.stdin.readline():
+            return
 
     settings = KitSettings()
     uvicorn.run(
@@ -65,16 +76,53 @@ def service_port(service: str, env: Mapping[str, str]) -> int:
     return int(env.get(f"PAYSYS_{service.upper()}_PORT", SERVICE_PORTS[service]))
 
 
-def spawn_service(service: str, env: Mapping[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
+def spawn_service(
+    service: str, env: Mapping[str, str], log_dir: Path, standby: bool = False
+) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = (log_dir / f"{service}.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "paysys.cli", "serve", service],
+        [sys.executable, "-m", "paysys.cli", "serve", service, *(["--standby"] * standby)],
         env=dict(env),
+        stdin=subprocess.PIPE if standby else None,
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
     )
+
+
+class Spares:
+    """One warm spare per service (`paysys serve --standby`): when a process dies, its
+    spare starts serving at once instead of a new process spending seconds on imports,
+    and a new spare warms up behind it. It costs one idle interpreter per service."""
+
+    def __init__(self, envs: Mapping[str, Mapping[str, str]], log_dir: Path) -> None:
+        self.envs, self.log_dir = envs, log_dir
+        self.spares: dict[str, subprocess.Popen[bytes]] = {}
+
+    def warm(self, service: str) -> None:
+        self.spares[service] = spawn_service(
+            service, self.envs[service], self.log_dir, standby=True
+        )
+
+    def start(self, service: str) -> subprocess.Popen[bytes]:
+        """A serving process: the warm spare if there is a live one, else a new one."""
+        spare = self.spares.pop(service, None)
+        proc = None
+        if spare is not None and spare.poll() is None and spare.stdin is not None:
+            try:
+                spare.stdin.write(b"serve\n")
+                spare.stdin.flush()
+                proc = spare
+            except OSError:
+                spare.kill()
+        if proc is None:
+            proc = spawn_service(service, self.envs[service], self.log_dir)
+        self.warm(service)
+        return proc
+
+    def stop(self) -> None:
+        stop_processes(self.spares)
 
 
 def http_status(url: str, timeout: float = 2.0, ca_file: str | None = None) -> int:
@@ -151,6 +199,7 @@ def run_stack() -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    spares: Spares | None = None
     env = dict(os.environ)
     # `make run` is the laptop: local mode (development secrets allowed) unless told
     # otherwise. A process started any other way defaults to production.
@@ -187,6 +236,7 @@ def run_stack() -> int:
                 "PAYSYS_TLS_CERTFILE": str(made.cert_file),
                 "PAYSYS_TLS_KEYFILE": str(made.key_file),
             }
+        spares = Spares(envs, rdir / "logs") if env.get("PAYSYS_WARM_SPARES", "1") == "1" else None
         for service in SERVICES:
             procs[service] = spawn_service(service, envs[service], rdir / "logs")
         table = endpoints(env, infra)
@@ -200,12 +250,19 @@ def run_stack() -> int:
         for name, where in table.items():
             print(f"  {name:<{width}}  {where}")
         print("Logs in .run/logs/. Ctrl-C (or `make stop`) stops everything.\n", flush=True)
+        if spares:
+            for service in SERVICES:
+                spares.warm(service)
         while not stopping:
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     print(f"{name} exited ({proc.returncode}); restarting", file=sys.stderr)
-                    procs[name] = spawn_service(name, envs[name], rdir / "logs")
-            time.sleep(0.5)
+                    procs[name] = (
+                        spares.start(name)
+                        if spares
+                        else spawn_service(name, envs[name], rdir / "logs")
+                    )
+            time.sleep(0.1)
         return 0
     except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
         print(f"paysys run failed: {exc}", file=sys.stderr)
@@ -215,6 +272,8 @@ def run_stack() -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("stopping paysys ...", file=sys.stderr)
         stop_processes(procs)
+        if spares:
+            spares.stop()
         subprocess.run(["bash", str(STACK), "down"], env=env, check=False)
         (rdir / "endpoints.json").unlink(missing_ok=True)
         pidfile.unlink(missing_ok=True)
@@ -303,13 +362,14 @@ def main() -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     serve_p = sub.add_parser("serve")
     serve_p.add_argument("service", choices=SERVICES)
+    serve_p.add_argument("--standby", action="store_true", help="import, then wait for a line")
     sub.add_parser("run")
     sub.add_parser("stop")
     rotate_p = sub.add_parser("rotate-keys")
     rotate_p.add_argument("service", choices=("users", "notifications"))
     args = parser.parse_args()
     if args.cmd == "serve":
-        serve(args.service)
+        serve(args.service, args.standby)
     elif args.cmd == "rotate-keys":
         sys.exit(rotate_keys(args.service))
     elif args.cmd == "run":

@@ -134,8 +134,9 @@ class Sink(Protocol):
 class KafkaSink:
     """Delivers events to Kafka: topic and key from the row, the envelope as value."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str, topic_prefix: str = "") -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.topic_prefix = topic_prefix
         self._producer: AIOKafkaProducer | None = None
 
     async def _ready(self) -> AIOKafkaProducer:
@@ -167,7 +168,9 @@ class KafkaSink:
             if correlation:
                 headers.append(("x-request-id", str(correlation).encode()))
             futures.append(
-                await producer.send(row.topic, row.payload, key=row.key, headers=headers)
+                await producer.send(
+                    self.topic_prefix + row.topic, row.payload, key=row.key, headers=headers
+                )
             )
         await asyncio.gather(*futures)
 

@@ -136,7 +136,8 @@ class Runtime(Generic[S]):
 
             self.checks["mongodb"] = check_mongodb
         if self._want_kafka:
-            await _retry("kafka", lambda: ensure_topics(s.kafka_bootstrap_servers, TOPICS))
+            topics = [s.kafka_topic_prefix + t for t in TOPICS]
+            await _retry("kafka", lambda: ensure_topics(s.kafka_bootstrap_servers, topics))
             host, _, port = s.kafka_bootstrap_servers.split(",")[0].rpartition(":")
 
             async def check_kafka() -> None:
@@ -147,7 +148,10 @@ class Runtime(Generic[S]):
         if self._outbox_table is not None:
             self.outbox = Outbox(self._outbox_table, self.service)
             self.relay = OutboxRelay(
-                self.db, self._outbox_table, self.service, KafkaSink(s.kafka_bootstrap_servers)
+                self.db,
+                self._outbox_table,
+                self.service,
+                KafkaSink(s.kafka_bootstrap_servers, s.kafka_topic_prefix),
             )
             self.tasks.start("outbox-relay", self.relay.run)
         if self._records_table is not None:

@@ -64,6 +64,10 @@ class KitSettings(BaseSettings):
         "127.0.0.1:59092",
         validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS", "PAYSYS_KAFKA_BOOTSTRAP_SERVERS"),
     )
+    # Prepended to every topic name this process publishes to or consumes: environments
+    # (or a chaos run beside a test run) that share one Kafka cluster stay apart. The
+    # contract's names are what follows the prefix; the default is none.
+    kafka_topic_prefix: str = Field("", pattern=r"^[A-Za-z0-9._-]{0,100}$")
     mongodb_url: str = Field(
         "mongodb://127.0.0.1:57017/", validation_alias=_env("MONGODB_URL", "PAYSYS_MONGODB_URL")
     )

@@ -19,7 +19,7 @@ def make_consumer(db: Database, settings: NotificationsSettings) -> EventConsume
         db,
         inbox,
         settings.consumer_group,
-        TOPICS,
+        [settings.kafka_topic_prefix + topic for topic in TOPICS],
         handler,
         settings.kafka_bootstrap_servers,
         start_from=settings.consumer_start,
