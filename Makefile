@@ -24,6 +24,7 @@ lint:
 	.venv/bin/mypy
 
 test: lint
+	@bash infra/stack.sh install-browser
 	@bash infra/stack.sh up postgres redis kafka mongodb smtp prometheus alertmanager
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 

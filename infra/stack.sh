@@ -112,6 +112,21 @@ install_ferretdb() {
   fi
 }
 
+install_web() { # the gateway's static assets (Swagger UI) and axe-core, from the lockfile
+  local web="$ROOT/web"
+  if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+    command -v npm >/dev/null || apt_install npm
+    log "npm ci (web assets, locked)"
+    # --ignore-scripts: no install hook runs (swagger-ui-dist pulls in a telemetry one)
+    (cd "$web" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) >"$RUN/logs/npm.log" 2>&1
+  fi
+}
+
+cmd_install_browser() { # Debian's Chromium, for the console's browser tests
+  mkdir -p "$RUN/logs"
+  command -v chromium >/dev/null || apt_install chromium
+}
+
 cmd_install() {
   local pkgs=()
   [ -n "$PG_BIN" ] || pkgs+=(postgresql)
@@ -122,6 +137,7 @@ cmd_install() {
   [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
   PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
   install_python
+  install_web
   external kafka || install_kafka
   external mongodb || install_ferretdb
 }
@@ -324,9 +340,10 @@ cmd_env() {
 
 case "${1:-up}" in
   install) cmd_install ;;
+  install-browser) cmd_install_browser ;;
   up) shift || true; cmd_up "$@" ;;
   down) shift || true; cmd_down "$@" ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 install|up|down|status|env [component...]" >&2; exit 2 ;;
+  *) echo "usage: $0 install|install-browser|up|down|status|env [component...]" >&2; exit 2 ;;
 esac

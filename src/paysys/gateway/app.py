@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from paysys.gateway.openapi import merged_openapi
 from paysys.gateway.proxy import Proxy
 from paysys.gateway.routes import ROUTES, Route
 from paysys.gateway.settings import GatewaySettings
+from paysys.gateway.web import mount_web
 from paysys.kit.app import build_app
 from paysys.kit.errors import ServiceUnavailable
 from paysys.kit.http import ServiceUnreachable
@@ -52,8 +52,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 raise ServiceUnavailable("A service is not available; retry later.") from None
         return JSONResponse(request.app.state.openapi_doc)
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="paysys API")
-
+    mount_web(app, settings.web_dir)
     return app

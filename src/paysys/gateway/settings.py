@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from paysys.kit.settings import KitSettings
 
 
@@ -15,3 +17,5 @@ class GatewaySettings(KitSettings):
     # How many proxies in front of the gateway append to X-Forwarded-For (0: none, use
     # the TCP peer). Only then is the client IP taken from that header.
     trusted_proxy_hops: int = 0
+    # The console (web/console) and the installed npm assets (web/node_modules).
+    web_dir: Path = Path(__file__).resolve().parents[3] / "web"

@@ -1,0 +1,367 @@
+"""The wallet console (/app/) and the API docs (/docs) in a real browser: Debian's
+Chromium driven by Playwright, against the real stack through the gateway."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
+
+from paysys.cli import ROOT
+from tests.conftest import Stack, unique_email
+from tests.e2e.helpers import PASSWORD
+from tests.e2e.money import balance, deposit, funded_user, wallet_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / "docs" / "console"
+AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
+# Chromium as the machine notes say it runs here: no sandbox as root, and none of its
+# background calls to the outside (this network refuses them).
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def open_console(
+    browser: Browser, stack: Stack, **options: object
+) -> tuple[BrowserContext, Page, list[str]]:
+    context = await browser.new_context(viewport={"width": 1200, "height": 900}, **options)  # type: ignore[arg-type]
+    page = await context.new_page()
+    problems: list[str] = []  # page errors and CSP violations: none expected
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    page.on(
+        "console",
+        lambda msg: problems.append(msg.text) if msg.type == "error" else None,
+    )
+    page.on("dialog", lambda d: problems.append(f"dialog: {d.message}"))
+    await page.goto(stack.gateway + "/app/")
+    return context, page, problems
+
+
+async def register_ui(page: Page, email: str, full_name: str, merchant: bool = False) -> None:
+    await page.fill("#reg-name", full_name)
+    await page.fill("#reg-email", email)
+    await page.fill("#reg-password", PASSWORD)
+    await page.select_option("#reg-type", "merchant" if merchant else "personal")
+    await page.click("#register-form button")
+    await page.wait_for_selector("#notice:has-text('Account created')")
+
+
+async def login_ui(page: Page, email: str) -> None:
+    await page.fill("#login-email", email)
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login-form button")
+    await page.wait_for_selector("#who:not([hidden])")
+
+
+async def open_wallet(page: Page, currency: str) -> str:
+    await page.click("#nav >> text=Wallets")
+    await page.select_option("#open-currency", currency)
+    await page.click("#open-form button")
+    await page.wait_for_selector(f"#notice:has-text('Your {currency} wallet is open')")
+    row = page.locator("#wallet-rows tr", has_text=currency)
+    return (await row.locator("code").inner_text()).strip()
+
+
+async def top_up(page: Page, wallet_id: str, amount: str, card: str) -> None:
+    await page.click("#nav >> text=Top up")
+    await page.select_option("#topup-wallet", wallet_id)
+    await page.fill("#topup-amount", amount)
+    await page.fill("#topup-number", card)
+    await page.fill("#topup-cvc", "123")
+    await page.click("#topup-form button")
+
+
+async def send(page: Page, kind: str, to: str, amount: str, description: str = "") -> None:
+    await page.click("#nav >> text=Send or pay")
+    await page.check(f"input[name=kind][value={kind}]")
+    await page.fill("#send-destination", to)
+    await page.fill("#send-amount", amount)
+    await page.fill("#send-description", description)
+    await page.click("#send-form button")
+    await page.wait_for_selector("#confirm:not([hidden])")
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def test_a_person_signs_up_tops_up_sends_pays_and_reads_the_history(
+    browser: Browser, stack: Stack
+) -> None:
+    # A merchant, to be paid
+    _, merchant, problems = await open_console(browser, stack)
+    merchant_email = unique_email("shop")
+    await register_ui(merchant, merchant_email, "Corner Shop", merchant=True)
+    await login_ui(merchant, merchant_email)
+    shop_wallet = await open_wallet(merchant, "USD")
+
+    # A person
+    _, page, person_problems = await open_console(browser, stack)
+    await shot(page, "login")
+    email = unique_email("ada")
+    await register_ui(page, email, "Ada Lovelace")
+    await login_ui(page, email)
+    assert await page.inner_text("#who-name") == "Ada Lovelace"
+    usd = await open_wallet(page, "USD")
+    jpy = await open_wallet(page, "JPY")  # a second currency
+    await top_up(page, usd, "50", "4242424242424242")
+    await page.wait_for_selector("#notice:has-text('Done: 50.00 USD added')")
+    await shot(page, "top-up")
+    await top_up(page, usd, "5.00", "4000000000000002")
+    await page.wait_for_selector("#alert:has-text('The card was declined')")
+
+    await send(page, "transfer", shop_wallet, "12.5", "lunch")
+    assert "12.50 USD" in await page.inner_text("#confirm-text")
+    await shot(page, "confirm")
+    await page.click("#confirm-yes")
+    await page.wait_for_selector("#notice:has-text('Sent: 12.50 USD')")
+    await send(page, "payment", shop_wallet, "7.25", "coffee beans")
+    await page.click("#confirm-yes")
+    await page.wait_for_selector("#notice:has-text('Paid: 7.25 USD')")
+    await send(page, "transfer", shop_wallet, "1000")
+    await page.click("#confirm-yes")
+    await page.wait_for_selector("#alert:has-text('not enough money')")
+    # Amounts in the currency's minor digits: three decimals of USD never leave the page.
+    await page.click("#confirm-back")
+    await page.fill("#send-amount", "1.005")
+    await page.click("#send-form button")
+    await page.wait_for_selector("#alert:has-text('up to 2 decimals')")
+
+    await top_up(page, jpy, "1.5", "4242424242424242")  # JPY has no minor unit
+    await page.wait_for_selector("#alert:has-text('whole numbers only')")
+    await top_up(page, jpy, "1500", "4242424242424242")
+    await page.wait_for_selector("#notice:has-text('Done: 1500 JPY added')")
+    await page.click("#nav >> text=Wallets")
+    await page.wait_for_selector("#wallet-rows tr:has-text('30.25 USD')")
+    await page.wait_for_selector("#wallet-rows tr:has-text('1500 JPY')")
+    await shot(page, "wallets")
+
+    # History: newest first, filters and pages, and a transaction's details.
+    await page.click("#nav >> text=History")
+    await page.wait_for_selector("#tx-rows tr")
+    rows = page.locator("#tx-rows tr")
+    # two deposits, a declined one, a transfer, a payment and a refused transfer
+    assert await rows.count() == 6
+    assert "1500 JPY" in await rows.nth(0).inner_text()  # newest first
+    await page.select_option("#filter-type", "deposit")
+    await page.click("#filter-form button")
+    await page.wait_for_function("document.querySelectorAll('#tx-rows tr').length === 3")
+    await page.select_option("#filter-type", "")
+    await page.select_option("#filter-status", "FAILED")
+    await page.click("#filter-form button")
+    await page.wait_for_function("document.querySelectorAll('#tx-rows tr').length === 2")
+    await page.locator("#tx-rows tr", has_text="deposit").locator("button").click()
+    await page.wait_for_selector("#tx-detail:not([hidden])")
+    detail = await page.inner_text("#tx-fields")
+    assert "FAILED" in detail and "CARD_DECLINED" in detail and "declined" in detail
+    await shot(page, "history")
+    await page.click("#close-detail")
+    await page.select_option("#filter-status", "")
+    await page.select_option("#filter-limit", "5")
+    await page.click("#filter-form button")
+    await page.wait_for_selector("#next-page:not([hidden])")  # 5 of 6
+    await page.click("#next-page")
+    await page.wait_for_function("document.querySelectorAll('#tx-rows tr').length === 1")
+    assert await page.is_visible("#first-page")
+    assert "50.00 USD" in await page.inner_text("#tx-rows")  # the oldest: the first top-up
+
+    await page.click("#logout")
+    await page.wait_for_selector("#view-auth:not([hidden])")
+    assert await page.is_hidden("#nav")
+    assert problems == [] and person_problems == []
+
+
+async def test_a_double_click_or_a_retry_after_a_lost_answer_moves_money_once(
+    browser: Browser, stack: Stack, api: httpx.AsyncClient
+) -> None:
+    user, auth, wallet = await funded_user(api, "20.00")
+    _, _, other = await funded_user(api, "0")
+    _, page, problems = await open_console(browser, stack)
+    await login_ui(page, user["email"])
+
+    await send(page, "transfer", other["id"], "1.00")
+    await page.dblclick("#confirm-yes")
+    await page.wait_for_selector("#notice:has-text('Sent: 1.00 USD')")
+    assert await balance(api, auth, wallet["id"]) == "19.00"
+
+    # The server applies the transfer, but its answer is lost on the way back.
+    lost = {"n": 0}
+
+    async def lose_the_first_answer(route: Route) -> None:
+        if route.request.method == "POST" and lost["n"] == 0:
+            lost["n"] += 1
+            await route.fetch()  # reaches the server, which moves the money
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    await page.route("**/transactions/create", lose_the_first_answer)
+    await send(page, "transfer", other["id"], "2.00")
+    await page.click("#confirm-yes")
+    await page.wait_for_selector("#alert:has-text('No answer from the server')")
+    assert await balance(api, auth, wallet["id"]) == "17.00"  # it did move
+    await page.click("#confirm-yes")  # the same submit, again: the same key
+    await page.wait_for_selector("#notice:has-text('Sent: 2.00 USD')")
+    assert await balance(api, auth, wallet["id"]) == "17.00"  # and only once
+    assert problems == [] or all("Failed to load resource" in p for p in problems)
+
+
+async def test_names_and_descriptions_holding_markup_render_as_text(
+    browser: Browser, stack: Stack, api: httpx.AsyncClient
+) -> None:
+    hostile = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+    email = unique_email("xss")
+    resp = await api.post(
+        "/users/register", json={"email": email, "password": PASSWORD, "full_name": hostile}
+    )
+    assert resp.status_code == 201
+    login = await api.post("/users/login", json={"email": email, "password": PASSWORD})
+    auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    wallet = await wallet_for(api, auth)
+    assert (await deposit(api, auth, wallet["id"], "3.00", description=hostile)).status_code == 201
+
+    _, page, problems = await open_console(browser, stack)
+    await login_ui(page, email)
+    assert await page.inner_text("#who-name") == hostile
+    await page.click("#nav >> text=History")
+    await page.wait_for_selector("#tx-rows tr")
+    assert hostile in await page.inner_text("#tx-rows")
+    assert await page.locator("img").count() == 0
+    assert await page.locator("main script, header script").count() == 0
+    assert not any("dialog" in p for p in problems), problems
+
+
+async def test_an_expired_session_returns_to_login_and_keeps_what_was_typed(
+    browser: Browser, stack: Stack, api: httpx.AsyncClient
+) -> None:
+    user, _, wallet = await funded_user(api, "10.00")
+    _, page, _ = await open_console(browser, stack)
+    seen: dict[str, str] = {}
+
+    async def remember_token(route: Route) -> None:
+        seen["auth"] = route.request.headers.get("authorization", "")
+        await route.continue_()
+
+    await page.route("**/wallets", remember_token)
+    await login_ui(page, user["email"])
+    await page.wait_for_selector("#wallet-rows tr")
+    await page.unroute("**/wallets")
+    await page.click("#nav >> text=Send or pay")
+    await page.fill("#send-destination", wallet["id"])
+    await page.fill("#send-amount", "4.56")
+    await page.fill("#send-description", "half-typed")
+    # The session ends elsewhere (logged out from another tab, or expired).
+    out = await api.post("/users/logout", headers={"Authorization": seen["auth"]})
+    assert out.status_code == 204
+    await page.click("#nav >> text=Wallets")
+    await page.wait_for_selector("#auth-reason:has-text('session has ended')")
+    assert await page.is_visible("#view-auth")
+    await login_ui(page, user["email"])
+    await page.click("#nav >> text=Send or pay")
+    assert await page.input_value("#send-destination") == wallet["id"]
+    assert await page.input_value("#send-amount") == "4.56"
+    assert await page.input_value("#send-description") == "half-typed"
+
+
+async def test_no_serious_accessibility_violations_on_any_screen(
+    browser: Browser, stack: Stack, api: httpx.AsyncClient
+) -> None:
+    user, _, _ = await funded_user(api, "10.00")
+    # axe-core is injected as a script of its own: only for this check is the CSP bypassed.
+    _, page, _ = await open_console(browser, stack, bypass_csp=True)
+    found: dict[str, list[str]] = {}
+
+    async def audit(screen: str) -> None:
+        await page.add_script_tag(path=str(AXE))
+        result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        bad = [
+            f"{v['id']} ({v['impact']}): {v['help']}"
+            for v in result["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        if bad:
+            found[screen] = bad
+
+    await audit("login")
+    await login_ui(page, user["email"])
+    await page.wait_for_selector("#wallet-rows tr")
+    await audit("wallets")
+    for name, selector in (("top up", "#topup-form"), ("send", "#send-form")):
+        await page.click(f"#nav >> text={'Top up' if name == 'top up' else 'Send or pay'}")
+        await page.wait_for_selector(selector)
+        await audit(name)
+    await page.click("#nav >> text=History")
+    await page.wait_for_selector("#tx-rows tr")
+    await audit("history")
+    assert found == {}
+
+
+async def test_the_api_docs_render_with_the_outside_network_cut_off(
+    browser: Browser, stack: Stack
+) -> None:
+    context = await browser.new_context()
+    outside: list[str] = []
+
+    async def only_this_origin(route: Route) -> None:
+        if route.request.url.startswith(stack.gateway):
+            await route.continue_()
+        else:
+            outside.append(route.request.url)
+            await route.abort("internetdisconnected")
+
+    await context.route("**/*", only_this_origin)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    response = await page.goto(stack.gateway + "/docs")
+    assert response is not None
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "connect-src 'self'" in csp
+    await page.wait_for_selector(".opblock", timeout=30_000)
+    operations = await page.locator(".opblock").count()
+    assert operations >= 13
+    assert await page.locator(".opblock-summary-path", has_text="/transactions/create").count()
+    assert outside == [] and errors == [], (outside, errors)
+    await page.screenshot(path=str(SHOTS / "docs.png"))
+
+
+async def test_the_console_is_served_under_a_strict_content_security_policy(
+    stack: Stack,
+) -> None:
+    async with httpx.AsyncClient(base_url=stack.gateway) as client:
+        for path in ("/app/", "/app/app.js", "/docs"):
+            resp = await client.get(path)
+            assert resp.status_code == 200, path
+            csp = resp.headers["content-security-policy"]
+            assert "default-src 'none'" in csp and "script-src 'self'" in csp
+            assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+            assert resp.headers["x-content-type-options"] == "nosniff"
+        page = (await client.get("/app/")).text
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page)  # no inline script
+        assert " style=" not in page
+        assert "localStorage" not in (await client.get("/app/api.js")).text

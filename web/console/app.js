@@ -1,0 +1,503 @@
+// The wallet console. Everything shown is put in the page as text (textContent), never
+// as markup: names and descriptions come from other people.
+
+import * as api from "./api.js";
+import {
+  CURRENCIES,
+  TEST_CARDS,
+  amountHint,
+  explain,
+  failureInWords,
+  parseAmount,
+  when,
+} from "./words.js";
+
+const $ = (id) => document.getElementById(id);
+const VIEWS = ["auth", "wallets", "topup", "send", "history"];
+let wallets = [];
+let user = null;
+let resumeTo = null; // the view an expired session interrupted, to return to after login
+
+// -- small DOM helpers
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "text") node.textContent = v;
+    else if (k === "onclick") node.addEventListener("click", v);
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function say(message, kind = "alert") {
+  const other = kind === "alert" ? $("notice") : $("alert");
+  other.hidden = true;
+  const box = $(kind);
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function clearMessages() {
+  say("", "alert");
+  say("", "notice");
+}
+
+function option(value, label) {
+  return el("option", { value, text: label });
+}
+
+// -- one submit, one Idempotency-Key: kept across the retries of that submit (a double
+// click, or submitting again after a network error), new for the next one.
+
+class Submission {
+  constructor() {
+    this.key = null;
+    this.body = null;
+    this.busy = false;
+  }
+
+  keyFor(body) {
+    const text = JSON.stringify(body);
+    if (this.key === null || this.body !== text) {
+      this.key = crypto.randomUUID();
+      this.body = text;
+    }
+    return this.key;
+  }
+
+  settle() {
+    this.key = null;
+    this.body = null;
+  }
+}
+
+async function submit(button, submission, body, run) {
+  if (submission.busy) return undefined; // a second click while the first is in flight
+  submission.busy = true;
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try {
+    const result = await run(submission.keyFor(body));
+    submission.settle();
+    return result;
+  } catch (err) {
+    // Only an answer settles a submit; after no answer, the same key goes out again.
+    if (!(err instanceof api.NetworkError)) submission.settle();
+    throw err;
+  } finally {
+    submission.busy = false;
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+  }
+}
+
+// -- views
+
+function show(view) {
+  for (const v of VIEWS) $(`view-${v}`).hidden = v !== view;
+  const signed = api.signedIn();
+  $("nav").hidden = !signed;
+  $("who").hidden = !signed;
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (a.getAttribute("href") === `#${view}`) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+}
+
+async function route() {
+  const view = (location.hash || "#wallets").slice(1);
+  if (!api.signedIn()) {
+    show("auth");
+    return;
+  }
+  const target = VIEWS.includes(view) && view !== "auth" ? view : "wallets";
+  show(target);
+  try {
+    if (target === "wallets" || target === "topup" || target === "send") await loadWallets();
+    if (target === "history") {
+      await loadWallets();
+      await loadHistory(null);
+    }
+  } catch (err) {
+    say(explain(err));
+  }
+}
+
+function sessionExpired() {
+  // Back to login, the interrupted view left as it is (what was typed stays in its form).
+  resumeTo = (location.hash || "#wallets").slice(1);
+  user = null;
+  $("auth-reason").textContent = "Your session has ended. Log in again to continue where you were.";
+  $("auth-reason").hidden = false;
+  show("auth");
+  $("login-email").focus();
+}
+
+// -- auth
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearMessages();
+  const form = event.target;
+  const button = form.querySelector("button");
+  button.disabled = true;
+  try {
+    user = await api.login(form.email.value.trim(), form.password.value);
+    form.password.value = "";
+    $("who-name").textContent = user.full_name;
+    $("auth-reason").hidden = true;
+    const target = `#${resumeTo || "wallets"}`;
+    resumeTo = null;
+    if (location.hash === target) await route();
+    else location.hash = target;
+  } catch (err) {
+    say(explain(err));
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("register-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearMessages();
+  const form = event.target;
+  const button = form.querySelector("button");
+  button.disabled = true;
+  try {
+    const body = {
+      email: form.email.value.trim(),
+      password: form.password.value,
+      full_name: form.full_name.value,
+      account_type: form.account_type.value,
+    };
+    await api.call("POST", "/users/register", { body, auth: false });
+    $("login-email").value = body.email;
+    form.reset();
+    say("Account created. Log in with your email and password.", "notice");
+    $("login-password").focus();
+  } catch (err) {
+    say(explain(err));
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("logout").addEventListener("click", async () => {
+  await api.logout().catch(() => {});
+  user = null;
+  wallets = [];
+  resumeTo = null;
+  for (const form of document.querySelectorAll("form")) form.reset();
+  $("confirm").hidden = true;
+  $("tx-detail").hidden = true;
+  clearMessages();
+  say("You are logged out.", "notice");
+  location.hash = "#login";
+  show("auth");
+});
+
+// -- wallets
+
+async function loadWallets() {
+  const data = await api.call("GET", "/wallets");
+  wallets = data.items;
+  const rows = $("wallet-rows");
+  rows.replaceChildren(
+    ...wallets.map((w) =>
+      el(
+        "tr",
+        {},
+        el("td", { text: w.currency }),
+        el("td", { text: `${w.balance} ${w.currency}`, class: "num" }),
+        el("td", { text: w.status === "ACTIVE" ? "Active" : "Inactive" }),
+        el("td", {}, el("code", { text: w.id })),
+        el(
+          "td",
+          {},
+          el("button", {
+            type: "button",
+            class: "secondary",
+            text: w.status === "ACTIVE" ? `Deactivate ${w.currency}` : `Activate ${w.currency}`,
+            onclick: () => toggleWallet(w),
+          }),
+        ),
+      ),
+    ),
+  );
+  $("no-wallets").hidden = wallets.length > 0;
+  const have = new Set(wallets.map((w) => w.currency));
+  const open = Object.keys(CURRENCIES).filter((c) => !have.has(c));
+  $("open-currency").replaceChildren(...open.map((c) => option(c, c)));
+  $("open-form").hidden = open.length === 0;
+  const choices = () => wallets.map((w) => option(w.id, `${w.currency} (${w.balance} ${w.currency})`));
+  for (const id of ["topup-wallet", "send-source"]) {
+    const select = $(id);
+    const keep = select.value;
+    select.replaceChildren(...choices());
+    if (wallets.some((w) => w.id === keep)) select.value = keep;
+  }
+  const filter = $("filter-wallet");
+  const keep = filter.value;
+  filter.replaceChildren(option("", "All"), ...wallets.map((w) => option(w.id, w.currency)));
+  filter.value = wallets.some((w) => w.id === keep) ? keep : "";
+  hints();
+}
+
+async function toggleWallet(w) {
+  clearMessages();
+  const action = w.status === "ACTIVE" ? "deactivate" : "activate";
+  try {
+    await api.call("POST", `/wallets/${encodeURIComponent(w.id)}/${action}`);
+    say(`Your ${w.currency} wallet is now ${action === "activate" ? "active" : "inactive"}.`, "notice");
+    await loadWallets();
+  } catch (err) {
+    say(explain(err));
+  }
+}
+
+$("open-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearMessages();
+  const currency = $("open-currency").value;
+  try {
+    await api.call("POST", "/wallets/create", { body: { currency } });
+    say(`Your ${currency} wallet is open.`, "notice");
+    await loadWallets();
+  } catch (err) {
+    say(explain(err));
+  }
+});
+
+function walletById(id) {
+  return wallets.find((w) => w.id === id);
+}
+
+function hints() {
+  for (const [select, hint] of [
+    ["topup-wallet", "topup-amount-hint"],
+    ["send-source", "send-amount-hint"],
+  ]) {
+    const w = walletById($(select).value);
+    $(hint).textContent = w ? amountHint(w.currency) : "Open a wallet first.";
+  }
+}
+$("topup-wallet").addEventListener("change", hints);
+$("send-source").addEventListener("change", hints);
+
+// -- top up
+
+const topupSubmission = new Submission();
+
+for (const [number, outcome] of TEST_CARDS) {
+  $("card-rows").append(
+    el("tr", {}, el("td", {}, el("code", { text: number })), el("td", { text: outcome })),
+  );
+}
+
+$("topup-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearMessages();
+  const form = event.target;
+  const w = walletById(form.wallet.value);
+  if (!w) return say("Open a wallet first.");
+  const amount = parseAmount(form.amount.value, w.currency);
+  if (!amount) return say(`Please check the amount. ${amountHint(w.currency)}`);
+  const month = Number.parseInt(form.exp_month.value, 10);
+  const year = Number.parseInt(form.exp_year.value, 10);
+  if (!Number.isInteger(month) || !Number.isInteger(year)) return say("Please check the expiry date.");
+  const body = {
+    type: "deposit",
+    destination_wallet_id: w.id,
+    amount,
+    card: { number: form.number.value.replace(/\s+/g, ""), exp_month: month, exp_year: year, cvc: form.cvc.value },
+  };
+  try {
+    const tx = await submit(form.querySelector("button"), topupSubmission, body, (key) =>
+      api.call("POST", "/transactions/create", { body, idempotencyKey: key }),
+    );
+    if (!tx) return undefined;
+    form.number.value = "";
+    form.cvc.value = "";
+    say(`Done: ${tx.amount} ${tx.currency} added to your ${tx.currency} wallet.`, "notice");
+    await loadWallets();
+  } catch (err) {
+    say(explain(err));
+  }
+  return undefined;
+});
+
+// -- send or pay, with a confirmation step
+
+const sendSubmission = new Submission();
+let pending = null; // the reviewed body awaiting confirmation
+
+$("send-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  clearMessages();
+  const form = event.target;
+  const w = walletById(form.source.value);
+  if (!w) return say("Open a wallet first.");
+  const amount = parseAmount(form.amount.value, w.currency);
+  if (!amount) return say(`Please check the amount. ${amountHint(w.currency)}`);
+  const destination = form.destination.value.trim();
+  if (!/^[0-9a-fA-F-]{36}$/.test(destination)) return say("Please check the wallet id: it looks like 3f2a…-….");
+  const kind = form.kind.value;
+  pending = {
+    type: kind,
+    source_wallet_id: w.id,
+    destination_wallet_id: destination,
+    amount,
+    currency: w.currency,
+  };
+  const description = form.description.value.trim();
+  if (description) pending.description = description;
+  const verb = kind === "payment" ? "Pay the merchant's wallet" : "Send to wallet";
+  $("confirm-text").textContent = `${verb} ${destination}: ${amount} ${w.currency}, from your ${w.currency} wallet.`;
+  form.hidden = true;
+  $("confirm").hidden = false;
+  $("confirm-yes").focus();
+  return undefined;
+});
+
+$("confirm-back").addEventListener("click", () => {
+  pending = null;
+  $("confirm").hidden = true;
+  $("send-form").hidden = false;
+});
+
+$("confirm-yes").addEventListener("click", async () => {
+  if (!pending) return;
+  clearMessages();
+  const body = pending;
+  try {
+    const tx = await submit($("confirm-yes"), sendSubmission, body, (key) =>
+      api.call("POST", "/transactions/create", { body, idempotencyKey: key }),
+    );
+    if (!tx) return;
+    pending = null;
+    $("confirm").hidden = true;
+    $("send-form").hidden = false;
+    $("send-form").reset();
+    const what = tx.type === "payment" ? "Paid" : "Sent";
+    say(`${what}: ${tx.amount} ${tx.currency}.`, "notice");
+    await loadWallets();
+  } catch (err) {
+    say(explain(err));
+    if (!(err instanceof api.NetworkError) && !(err instanceof api.SessionExpired)) {
+      $("confirm").hidden = true;
+      $("send-form").hidden = false;
+      pending = null;
+    }
+  }
+});
+
+// -- history
+
+let cursor = null;
+let nextCursor = null;
+
+async function loadHistory(from) {
+  const form = $("filter-form");
+  const params = new URLSearchParams();
+  for (const name of ["wallet_id", "type", "status", "limit"]) {
+    if (form[name].value) params.set(name, form[name].value);
+  }
+  if (from) params.set("cursor", from);
+  const data = await api.call("GET", `/transactions?${params}`);
+  cursor = from;
+  nextCursor = data.next_cursor;
+  $("tx-rows").replaceChildren(
+    ...data.items.map((t) =>
+      el(
+        "tr",
+        {},
+        el("td", { text: when(t.created_at) }),
+        el("td", { text: t.type }),
+        el("td", { text: `${t.amount} ${t.currency}`, class: "num" }),
+        el("td", { text: t.status === "FAILED" ? `FAILED: ${failureInWords(t.failure_code)}` : t.status }),
+        el("td", { text: t.description || "" }),
+        el(
+          "td",
+          {},
+          el("button", {
+            type: "button",
+            class: "secondary",
+            text: "Details",
+            "aria-label": `Details of the ${t.type} of ${t.amount} ${t.currency}`,
+            onclick: () => showDetail(t.id),
+          }),
+        ),
+      ),
+    ),
+  );
+  $("no-tx").hidden = data.items.length > 0;
+  $("next-page").hidden = !nextCursor;
+  $("first-page").hidden = !cursor;
+}
+
+async function showDetail(id) {
+  clearMessages();
+  try {
+    const t = await api.call("GET", `/transactions/${encodeURIComponent(id)}`);
+    const fields = [
+      ["Id", t.id],
+      ["Type", t.type],
+      ["Status", t.status],
+      ["Amount", `${t.amount} ${t.currency}`],
+      ["From wallet", t.source_wallet_id || "a card"],
+      ["To wallet", t.destination_wallet_id],
+      ["Description", t.description || ""],
+      ["Why it failed", t.failure_code ? `${failureInWords(t.failure_code)} (${t.failure_code})` : ""],
+      ["Created", when(t.created_at)],
+      ["Last change", when(t.updated_at)],
+    ];
+    $("tx-fields").replaceChildren(
+      ...fields.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]),
+    );
+    $("tx-detail").hidden = false;
+    $("close-detail").focus();
+  } catch (err) {
+    say(explain(err));
+  }
+}
+
+$("close-detail").addEventListener("click", () => {
+  $("tx-detail").hidden = true;
+});
+
+$("filter-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearMessages();
+  try {
+    await loadHistory(null);
+  } catch (err) {
+    say(explain(err));
+  }
+});
+
+$("next-page").addEventListener("click", async () => {
+  try {
+    await loadHistory(nextCursor);
+  } catch (err) {
+    say(explain(err));
+  }
+});
+
+$("first-page").addEventListener("click", async () => {
+  try {
+    await loadHistory(null);
+  } catch (err) {
+    say(explain(err));
+  }
+});
+
+// -- start
+
+api.onSessionExpired(sessionExpired);
+window.addEventListener("hashchange", () => {
+  clearMessages();
+  route();
+});
+route();
