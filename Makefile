@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: run stop test lint infra infra-down bench chaos fuzz
+.PHONY: run stop test lint infra infra-down bench chaos fuzz screenshots
 
 run:
 	@bash infra/stack.sh install
@@ -42,3 +42,9 @@ fuzz:
 	@bash infra/stack.sh up postgres redis kafka mongodb smtp
 	PAYSYS_FUZZ_EXAMPLES=$(or $(EXAMPLES),300) PAYSYS_FUZZ_STATEFUL=$(or $(SCENARIOS),300) PAYSYS_FUZZ_SUMMARY=docs/reliability.md \
 		$(PY) -m pytest -p no:cacheprovider tests/e2e/test_api_fuzz.py
+
+# The console's screenshots in docs/console/ (the README shows them), from its browser tests.
+screenshots:
+	@bash infra/stack.sh install-browser
+	@bash infra/stack.sh up postgres redis kafka mongodb smtp
+	PAYSYS_CONSOLE_SHOTS=docs/console $(PY) -m pytest -p no:cacheprovider tests/e2e/test_console.py

@@ -80,7 +80,8 @@ class Seen:
     tx_id: str | None = None
     key: str | None = None
     user_id: str | None = None
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.monotonic)  # when the answer came
+    began: float = 0.0  # when the call was sent
 
 
 # The operations that need a component: a fault's window closes at the first success of
@@ -152,6 +153,7 @@ async def call(
     key: str | None = None,
     user_id: str | None = None,
 ) -> tuple[int, Any]:
+    began = time.monotonic()
     try:
         async with session.request(method, GATEWAY + path, json=body, headers=headers or {}) as r:
             payload = await r.json(content_type=None) if r.status != 204 else None
@@ -164,7 +166,7 @@ async def call(
     tx_id = None
     if isinstance(payload, dict):
         tx_id = payload.get("transaction_id") or (payload.get("id") if op == "tx" else None)
-    world.seen.append(Seen(op, status, tx_id, key, user_id))
+    world.seen.append(Seen(op, status, tx_id, key, user_id, began=began))
     if 200 <= status < 300:
         world.successes.append(time.monotonic())
     return status, payload
@@ -642,7 +644,10 @@ async def run(
     # A fault's window: from the fault to the first 2xx, after it, of an operation that
     # needs the faulted component; and the errors (5xx, no answer) clients saw meanwhile.
     for f in world.faults:
-        ok = [s.at for s in world.seen if s.at > f.at and s.op in f.needs and 200 <= s.status < 300]
+        # (a call sent after the fault: one already past the faulted process proves nothing)
+        ok = [
+            s.at for s in world.seen if s.began > f.at and s.op in f.needs and 200 <= s.status < 300
+        ]
         f.recovered_at = ok[0] if ok else None
         end = f.recovered_at or float("inf")
         f.errors = sum(
