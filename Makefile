@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: run stop test lint infra infra-down bench chaos fuzz screenshots
+.PHONY: run stop test lint infra infra-down bench chaos fuzz screenshots chart-check
 
 run:
 	@bash infra/stack.sh install
@@ -48,3 +48,9 @@ screenshots:
 	@bash infra/stack.sh install-browser
 	@bash infra/stack.sh up postgres redis kafka mongodb smtp
 	PAYSYS_CONSOLE_SHOTS=docs/console $(PY) -m pytest -p no:cacheprovider tests/e2e/test_console.py
+
+# The Helm chart: helm (built from the Go module proxy) lint and template, and every
+# rendered manifest validated strictly against the Kubernetes API. Part of make test.
+chart-check:
+	@bash infra/stack.sh install
+	@bash infra/chart-check.sh

@@ -3,6 +3,8 @@
 paysys serve SERVICE     one process (uvicorn with uvloop and httptools)
 paysys run               infrastructure + all six processes; Ctrl-C stops everything
 paysys stop              stops a running `paysys run` from another shell
+paysys migrate [SERVICE]  applies the migrations (all services by default)
+paysys rotate-keys SVC   re-seals personal data under the current key
 """
 
 from __future__ import annotations
@@ -280,6 +282,32 @@ def run_stack() -> int:
         print("stopped.", file=sys.stderr)
 
 
+# The services that keep tables, and the settings class each one's migrations see.
+MIGRATED = {
+    "users": "paysys.users.settings:UsersSettings",
+    "wallets": "paysys.kit.settings:KitSettings",
+    "transactions": "paysys.transactions.settings:TransactionsSettings",
+    "payment_gateway": "paysys.payment_gateway.settings:PaymentGatewaySettings",
+    "notifications": "paysys.notifications.settings:NotificationsSettings",
+}
+
+
+def migrate_services(services: list[str]) -> int:
+    """Applies the migrations of each service (all by default), e.g. as a deployment's
+    one migration Job before any new replica starts."""
+    import asyncio
+    import importlib
+
+    from paysys.kit import migrate
+
+    for service in services or list(MIGRATED):
+        module, _, name = MIGRATED[service].partition(":")
+        settings = getattr(importlib.import_module(module), name)()
+        asyncio.run(migrate.upgrade(service, settings.database_url, settings))
+        print(f"{service}: migrated", flush=True)
+    return 0
+
+
 def rotate_keys(service: str) -> int:
     """Re-seals a service's personal data under its current key (PAYSYS_DATA_KEY_ID),
     in small batches, while the system runs. Every instance must know both keys first."""
@@ -364,12 +392,19 @@ def main() -> None:
     serve_p.add_argument("service", choices=SERVICES)
     serve_p.add_argument("--standby", action="store_true", help="import, then wait for a line")
     sub.add_parser("run")
+    migrate_p = sub.add_parser("migrate")
+    migrate_p.add_argument("services", nargs="*", help=f"any of {', '.join(MIGRATED)}; all if none")
     sub.add_parser("stop")
     rotate_p = sub.add_parser("rotate-keys")
     rotate_p.add_argument("service", choices=("users", "notifications"))
     args = parser.parse_args()
     if args.cmd == "serve":
         serve(args.service, args.standby)
+    elif args.cmd == "migrate":
+        unknown = set(args.services) - set(MIGRATED)
+        if unknown:
+            parser.error(f"no migrations for {', '.join(sorted(unknown))}")
+        sys.exit(migrate_services(args.services))
     elif args.cmd == "rotate-keys":
         sys.exit(rotate_keys(args.service))
     elif args.cmd == "run":

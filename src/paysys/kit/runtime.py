@@ -109,7 +109,10 @@ class Runtime(Generic[S]):
     async def start(self) -> None:
         s = self.settings
         if self.schema is not None:
-            await _retry("postgres", lambda: migrate.upgrade(self.schema or "", s.database_url, s))
+            if s.migrate_on_start:
+                await _retry(
+                    "postgres", lambda: migrate.upgrade(self.schema or "", s.database_url, s)
+                )
             self._db = Database(s.database_url, self.schema, s.db_pool_size)
             db = self._db
 

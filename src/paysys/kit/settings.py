@@ -44,6 +44,9 @@ class KitSettings(BaseSettings):
     # local / test.
     env: Literal["local", "test", "staging", "production"] = "production"
     host: str = "127.0.0.1"  # where the services reach each other
+    # Per service, where it is reached when not at `host` (JSON in PAYSYS_SERVICE_HOSTS,
+    # e.g. {"users": "paysys-users"}: one Kubernetes Service per process).
+    service_hosts: dict[str, str] = {}
     # Where this process listens. Unset: the gateway (the public entry point) on every
     # interface, the internal services on loopback only.
     bind_host: str | None = None
@@ -57,6 +60,9 @@ class KitSettings(BaseSettings):
     # are opened for a peak and closed after, which costs a connect each time: size it
     # for the steady load.
     db_pool_size: int = 40
+    # Apply the service's migrations when it starts (serialised by an advisory lock).
+    # Off where a deployment migrates first, once (the Helm chart's pre-upgrade Job).
+    migrate_on_start: bool = True
     redis_url: str = Field(
         "redis://127.0.0.1:56379/0", validation_alias=_env("REDIS_URL", "PAYSYS_REDIS_URL")
     )
@@ -123,7 +129,8 @@ class KitSettings(BaseSettings):
         return int(getattr(self, f"{service}_port"))
 
     def url_of(self, service: str) -> str:
-        return f"{self.internal_scheme}://{self.host}:{self.port_of(service)}"
+        host = self.service_hosts.get(service, self.host)
+        return f"{self.internal_scheme}://{host}:{self.port_of(service)}"
 
 
 class DataKeySettings(KitSettings):

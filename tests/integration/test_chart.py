@@ -1,0 +1,195 @@
+"""The Helm chart (deploy/helm/paysys) and the Containerfile: `make chart-check` (helm
+lint, helm template, kubernetes-validate --strict) passes, and the rendered manifests
+keep the chart's own rules."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from paysys.cli import ROOT
+from paysys.kit.crypto import DEV_BLIND_INDEX_KEY, DEV_DATA_KEYS
+from paysys.kit.settings import DEV_INTERNAL_TOKEN, DEV_JWT_SECRET
+
+CHART = ROOT / "deploy" / "helm" / "paysys"
+SERVICES = ("gateway", "users", "wallets", "transactions", "payment-gateway", "notifications")
+SCALED = ("gateway", "wallets", "transactions")
+SECRET_ENV = {
+    "PAYSYS_JWT_SECRET",
+    "PAYSYS_INTERNAL_TOKEN",
+    "PAYSYS_DATA_KEYS",
+    "PAYSYS_BLIND_INDEX_KEY",
+    "PAYSYS_IDEMPOTENCY_HASH_KEY",
+    "PGPASSWORD",
+}
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    if shutil.which("go") is None:
+        pytest.skip("needs Go to build helm")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "infra" / "chart-check.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = ROOT / ".run" / "chart"
+    return {
+        name: [d for d in yaml.safe_load_all((out / f"{name}.yaml").read_text()) if d]
+        for name in ("default", "production")
+    }
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (d["metadata"]["name"], d["spec"]["template"]["spec"])
+        for d in docs
+        if d["kind"] in ("Deployment", "Job")
+    ]
+
+
+def test_one_deployment_and_service_per_process_with_probes(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for docs in rendered.values():
+        deployments = by_kind(docs, "Deployment")
+        assert set(deployments) == {f"paysys-{s}" for s in SERVICES}
+        assert set(by_kind(docs, "Service")) == set(deployments)
+        for name, d in deployments.items():
+            [c] = d["spec"]["template"]["spec"]["containers"]
+            assert c["args"][0] == "serve"
+            assert c["livenessProbe"]["httpGet"]["path"] == "/health", name
+            assert c["readinessProbe"]["httpGet"]["path"] == "/ready", name
+            annotations = d["spec"]["template"]["metadata"]["annotations"]
+            assert annotations["prometheus.io/scrape"] == "true"
+        assert set(by_kind(docs, "HorizontalPodAutoscaler")) == {f"paysys-{s}" for s in SCALED}
+        assert set(by_kind(docs, "PodDisruptionBudget")) == {f"paysys-{s}" for s in SCALED}
+
+
+def test_every_container_runs_unprivileged_with_limits(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for docs in rendered.values():
+        specs = pod_specs(docs)
+        assert len(specs) == 7  # six processes and the migration Job
+        for name, spec in specs:
+            assert spec["securityContext"]["runAsNonRoot"] is True, name
+            assert spec["securityContext"]["runAsUser"] != 0, name
+            assert spec["automountServiceAccountToken"] is False, name
+            for c in spec["containers"]:
+                sc = c["securityContext"]
+                assert sc["allowPrivilegeEscalation"] is False, name
+                assert sc["readOnlyRootFilesystem"] is True, name
+                assert sc["capabilities"]["drop"] == ["ALL"], name
+                assert {"cpu", "memory"} <= set(c["resources"]["limits"]), name
+                assert {"cpu", "memory"} <= set(c["resources"]["requests"]), name
+
+
+def test_secrets_come_from_the_existing_secret_and_each_process_gets_only_its_own(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for docs in rendered.values():
+        assert by_kind(docs, "Secret") == {}
+        for name, spec in pod_specs(docs):
+            env = {e["name"]: e for e in spec["containers"][0]["env"]}
+            for key in SECRET_ENV & set(env):
+                assert "value" not in env[key], (name, key)
+                assert env[key]["valueFrom"]["secretKeyRef"]["key"] == key
+            has = {k for k in SECRET_ENV if k in env}
+            if name.endswith(("-wallets", "-gateway", "-payment-gateway")):
+                assert has == {"PAYSYS_JWT_SECRET", "PAYSYS_INTERNAL_TOKEN", "PGPASSWORD"}, name
+            if name.endswith("-migrations"):
+                assert has == SECRET_ENV
+            assert env["PAYSYS_MIGRATE_ON_START"]["value"] == "false"
+    # the production example takes its URLs from the Secret too
+    prod = by_kind(rendered["production"], "Deployment")["paysys-wallets"]
+    env = {e["name"]: e for e in prod["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "WALLETS_DATABASE_URL"
+    # and nothing in the chart holds a development secret
+    for path in CHART.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            text = path.read_text()
+            for dev in (DEV_JWT_SECRET, DEV_INTERNAL_TOKEN, DEV_DATA_KEYS, DEV_BLIND_INDEX_KEY):
+                assert dev not in text, path
+
+
+def test_only_the_gateway_takes_traffic_from_outside(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    policies = by_kind(rendered["default"], "NetworkPolicy")
+    deny = policies.pop("paysys-paysys-default-deny")
+    assert deny["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in deny["spec"]
+
+    def callers(service: str) -> set[str]:
+        rules = policies[f"paysys-{service}"]["spec"]["ingress"]
+        found = set()
+        for rule in rules:
+            for source in rule.get("from", [{"anywhere": True}]):
+                if "podSelector" in source:
+                    found.add(source["podSelector"]["matchLabels"]["app.kubernetes.io/component"])
+                elif "namespaceSelector" in source:
+                    found.add("prometheus")
+                else:
+                    found.add("anywhere")
+        return found
+
+    assert callers("gateway") == {"anywhere", "prometheus"}
+    assert callers("users") == {"gateway", "prometheus"}
+    assert callers("wallets") == {"gateway", "transactions", "prometheus"}
+    assert callers("transactions") == {"gateway", "prometheus"}
+    assert callers("payment-gateway") == {"transactions", "prometheus"}
+    assert callers("notifications") == {"prometheus"}
+    prod = by_kind(rendered["production"], "NetworkPolicy")["paysys-gateway"]
+    assert "namespaceSelector" in prod["spec"]["ingress"][0]["from"][0]
+
+
+def test_migrations_run_once_before_install_and_upgrade(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    [job] = by_kind(rendered["default"], "Job").values()
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+
+
+def test_dashboards_and_alert_rules_ship_with_the_chart(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    [dashboards] = by_kind(rendered["default"], "ConfigMap").values()
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = {p.name for p in (ROOT / "infra" / "grafana" / "dashboards").glob("*.json")}
+    assert set(dashboards["data"]) == shipped
+    assert by_kind(rendered["default"], "PrometheusRule") == {}
+    [rule] = by_kind(rendered["production"], "PrometheusRule").values()
+    rules = yaml.safe_load((ROOT / "infra" / "prometheus" / "rules" / "paysys.yml").read_text())
+    assert rule["spec"] == rules
+    assert by_kind(rendered["production"], "ServiceMonitor")
+
+
+def test_the_image_installs_the_locked_dependencies_and_runs_unprivileged() -> None:
+    text = (ROOT / "Containerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    assert len(stages) >= 2  # multi-stage
+    final = stages[-1]
+    assert re.search(r"^USER 10001", final, re.M)
+    assert "uv sync --frozen --no-dev" in text and "npm ci" in text
+    assert not re.search(r"pip install|apt-get install|gcc|build-essential", final)
+    assert "pip install" not in text  # only the lock's set, through uv
+    # The lock is the pyproject's: `uv sync --frozen` in the image installs exactly it.
+    check = subprocess.run(
+        ["uv", "lock", "--check"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stderr
+    assert Path(ROOT / ".containerignore").read_text().count(".venv") == 1
