@@ -26,6 +26,7 @@ import asyncio
 import collections
 import datetime as dt
 import email
+import itertools
 import json
 import os
 import platform
@@ -45,7 +46,8 @@ from isolated import Isolated, isolated  # bench/ is the script's folder
 from pymongo import AsyncMongoClient
 from reports import write_section
 
-from paysys.cli import ROOT, SERVICES, STACK, Spares, stop_processes, wait_ready
+from paysys.cli import ROOT, SERVICES, STACK, wait_ready
+from paysys.fleet import Fleet
 
 # Below the ephemeral range (32768+): a port polled before its service listens can
 # otherwise be picked as the source port of the poll itself, a TCP self-connect.
@@ -104,7 +106,7 @@ class FaultRecord:
 
     @property
     def needs(self) -> frozenset[str]:
-        return NEEDS.get(self.name.split(":", 1)[1], ALL_OPS)
+        return NEEDS.get(self.name.split(":", 1)[1].split("#")[0], ALL_OPS)
 
 
 @dataclass
@@ -115,31 +117,36 @@ class World:
     seen: list[Seen] = field(default_factory=list)
     faults: list[FaultRecord] = field(default_factory=list)
     successes: list[float] = field(default_factory=list)
+    not_json: int = 0  # answers whose body was not JSON (every error must be problem+json)
 
 
 class Stack:
-    """The six processes of this run, restartable one by one."""
+    """The processes of this run, behind HAProxy with --instances N > 1, each one
+    restartable; a killed process is replaced as under `make run` (by its warm spare
+    with one instance)."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        # A killed process is replaced by its warm spare, as under `make run`.
-        self.spares = Spares(dict.fromkeys(SERVICES, env), logs)
+    def __init__(self, env: dict[str, str], logs: Path, instances: int) -> None:
+        self.fleet = Fleet(dict.fromkeys(SERVICES, env), PORTS, logs, logs, instances)
 
-    def start(self, *services: str) -> None:
-        for s in services:
-            self.procs[s] = self.spares.start(s)
-        wait_ready({s: f"http://127.0.0.1:{PORTS[s]}" for s in services}, 120, self.procs)
+    @property
+    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
+        return self.fleet.procs
 
-    def kill(self, service: str) -> None:
-        proc = self.procs[service]
-        proc.kill()
-        proc.wait()
+    def start_all(self) -> None:
+        self.fleet.start()
+        wait_ready(self.fleet.ready_urls(), 120, self.fleet.procs)
+        wait_ready({"gateway": GATEWAY}, 60)
+        self.fleet.warm_spares()
+
+    def kill_and_restart(self, *names: str) -> None:
+        for name in names:
+            self.fleet.kill(name)
+        for name in names:
+            self.fleet.restart(name)
+        wait_ready({n: self.fleet.url(n) for n in names}, 120, self.fleet.procs)
 
     def stop(self) -> None:
-        stop_processes(self.procs)
-        self.spares.stop()
+        self.fleet.stop()
 
 
 async def call(
@@ -156,8 +163,12 @@ async def call(
     began = time.monotonic()
     try:
         async with session.request(method, GATEWAY + path, json=body, headers=headers or {}) as r:
-            payload = await r.json(content_type=None) if r.status != 204 else None
             status = r.status
+            try:
+                payload = await r.json(content_type=None) if r.status != 204 else None
+            except ValueError:  # not JSON: counted, and a problem+json check's finding
+                payload = None
+                world.not_json += 1
     except (aiohttp.ClientError, TimeoutError):
         status, payload = 0, None
         await asyncio.sleep(0.2)  # the gateway is down: a client waits a moment, no spin
@@ -288,9 +299,10 @@ async def inject(stack: Stack, world: World, name: str, lease: float) -> None:
     loop = asyncio.get_running_loop()
     world.faults.append(FaultRecord(name, time.monotonic()))
     kind, _, target = name.partition(":")
-    if kind == "kill":
-        stack.kill(target)
-        await loop.run_in_executor(None, stack.start, target)
+    if kind == "kill":  # one process: `wallets`, or one instance `wallets#0`
+        await loop.run_in_executor(None, stack.kill_and_restart, target)
+    elif kind == "killall":  # every instance of one service at once
+        await loop.run_in_executor(None, stack.kill_and_restart, *stack.fleet.names(target))
     elif kind == "pause":
         proc = stack.procs[target]
         os.kill(proc.pid, signal.SIGSTOP)
@@ -346,11 +358,19 @@ TERMINAL_TOPICS = ("transaction.completed", "transaction.failed")
 MONEY_TOPICS = ("payment.processed", "wallet.funds_added", "wallet.funds_deducted")
 
 
-async def kafka_events_of_run(
-    kafka: str, prefix: str, ids: set[str]
-) -> tuple[dict[str, set[tuple[str, str]]], int]:
-    """Every distinct (event_id, topic) of a terminal event, per transaction of this run;
-    and how many of the run's money events carry a card number."""
+@dataclass
+class KafkaFindings:
+    terminal: dict[str, set[tuple[str, str]]]  # per transaction: (event_id, topic)
+    card_hits: int  # money events carrying a card number
+    # per (topic, wallet): the transactions of its events, in the order Kafka holds them
+    wallet_sequences: dict[tuple[str, str], list[str]]
+
+
+async def kafka_events_of_run(kafka: str, prefix: str, ids: set[str]) -> KafkaFindings:
+    """Reads the run's events back from Kafka: the terminal events per transaction, card
+    data in any money event, and each wallet's events per topic in the order Kafka holds
+    them (one key, one partition); a duplicate (the same event_id again) is skipped, as
+    a consumer would."""
     consumer = AIOKafkaConsumer(
         *(prefix + topic for topic in TERMINAL_TOPICS + MONEY_TOPICS),
         bootstrap_servers=kafka,
@@ -361,6 +381,8 @@ async def kafka_events_of_run(
     await consumer.start()
     found: dict[str, set[tuple[str, str]]] = collections.defaultdict(set)
     card_hits = 0
+    sequences: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+    seen_events: set[str] = set()
     try:
         quiet = 0
         while quiet < 6:
@@ -378,10 +400,13 @@ async def kafka_events_of_run(
                     topic = r.topic.removeprefix(prefix)
                     if topic in TERMINAL_TOPICS:
                         found[tx_id].add((value["event_id"], topic))
+                    if topic.startswith("wallet.funds_") and value["event_id"] not in seen_events:
+                        seen_events.add(value["event_id"])
+                        sequences[(topic, value["data"]["wallet_id"])].append(tx_id)
                     card_hits += _card_hits(r.value.decode(errors="replace"))
     finally:
         await consumer.stop()
-    return found, card_hits
+    return KafkaFindings(found, card_hits, sequences)
 
 
 def _card_hits(text: str) -> int:
@@ -448,7 +473,28 @@ async def check(run_stack: Isolated, logs: Path, world: World) -> list[tuple[str
             str(r["id"]): r
             for r in await conn.fetch("SELECT id, type, status FROM transactions.transactions")
         }
-        events, kafka_card_hits = await kafka_events_of_run(kafka, run_stack.topic_prefix, set(txs))
+        kafka_found = await kafka_events_of_run(kafka, run_stack.topic_prefix, set(txs))
+        events, kafka_card_hits = kafka_found.terminal, kafka_found.card_hits
+        # Each wallet's events, per topic, in the order of its ledger (its commits).
+        position = {
+            (str(e["wallet_id"]), str(e["transaction_id"]), e["amount"] > 0): e["id"]
+            for e in await conn.fetch(
+                "SELECT id, wallet_id, transaction_id, amount FROM wallets.ledger_entries"
+            )
+        }
+        out_of_order = events_checked = 0
+        for (topic, wallet), tx_ids in kafka_found.wallet_sequences.items():
+            added = topic == "wallet.funds_added"
+            order = [position.get((wallet, t, added), -1) for t in tx_ids]
+            events_checked += len(order)
+            out_of_order += sum(1 for a, b in itertools.pairwise(order) if b < a)
+        results.append(
+            (
+                "each wallet's events in commit order on Kafka (per topic, by its ledger)",
+                out_of_order,
+                f"{events_checked} wallet events",
+            )
+        )
         wrong = [
             t
             for t, row in txs.items()
@@ -525,6 +571,9 @@ async def check(run_stack: Isolated, logs: Path, world: World) -> list[tuple[str
             "GROUP BY 1, 2 HAVING count(*) > 1) d"
         )
         results.append(("one transaction per idempotency key", int(dup_keys), ""))
+        results.append(
+            ("every answer with a body is JSON (errors problem+json)", world.not_json, "")
+        )
     finally:
         await conn.close()
     addresses = {p.email for p in world.people + world.merchants}
@@ -557,19 +606,25 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=12)
     parser.add_argument("--fault-every", type=float, default=6.0)
     parser.add_argument("--smoke", action="store_true", help="a short run for make test")
+    parser.add_argument("--instances", type=int, default=1, help="of each service")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
     args = parser.parse_args()
-    faults = [f"kill:{s}" for s in SERVICES] + [
+    one = "" if args.instances == 1 else "#0"  # with N instances: one of them
+    faults = [f"kill:{s}{one}" for s in SERVICES] + [
         "restart:kafka",
         "restart:redis",
         "restart:mongodb",
         "restart:smtp",
-        "pause:transactions",
-        "pause:wallets",
+        f"pause:transactions{one}",
+        f"pause:wallets{one}",
     ]
+    if args.instances > 1:  # and then every instance of one service
+        faults += ["killall:transactions", "killall:gateway"]
     if args.smoke:
         args.ops, args.fault_every = 400, 3.0
-        faults = ["kill:transactions", "kill:wallets", "kill:notifications", "kill:gateway"]
+        faults = [f"kill:{s}{one}" for s in ("transactions", "wallets", "notifications", "gateway")]
+        if args.instances > 1:
+            faults.append("killall:wallets")
     else:
         faults = faults * 2
     print(f"chaos seed {args.seed}: replay with --seed {args.seed}", flush=True)
@@ -589,11 +644,11 @@ def main() -> None:
     )
     db_name, dsn, env = run_stack.db_name, run_stack.dsn, run_stack.env
     logs = ROOT / ".run" / "chaos-logs" / db_name
-    stack = Stack(env, logs)
+    stack = Stack(env, logs, args.instances)
     world = World(random.Random(args.seed))
     started = time.monotonic()
     try:
-        stack.start(*SERVICES)
+        stack.start_all()
         asyncio.run(run(args, stack, world, faults, lease))
         settled = asyncio.run(settle(dsn, 180))
         results = asyncio.run(check(run_stack, logs, world))
@@ -605,7 +660,8 @@ def main() -> None:
     text = report(args, world, results, time.monotonic() - started)
     print(text)
     if not args.smoke:
-        write_section(args.out, "Reliability", "chaos", text)
+        section = "chaos" if args.instances == 1 else f"chaos-{args.instances}-instances"
+        write_section(args.out, "Reliability", section, text)
     raise SystemExit(1 if any(n for _, n, _ in results) else 0)
 
 
@@ -665,7 +721,8 @@ def report(
     answers = collections.Counter(s.status for s in world.seen)
     violations = sum(n for _, n, _ in results)
     lines = [
-        "## Chaos: a seeded workload under faults",
+        "## Chaos: a seeded workload under faults"
+        + ("" if args.instances == 1 else f", {args.instances} instances of each service"),
         "",
         f"Written by `make chaos` (`bench/chaos.py`) on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}"
         f" UTC, commit `{commit}`, on {os.cpu_count()} cores ({platform.machine()}), "

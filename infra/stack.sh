@@ -134,6 +134,7 @@ cmd_install() {
   command -v prometheus >/dev/null || pkgs+=(prometheus)
   command -v prometheus-alertmanager >/dev/null || pkgs+=(prometheus-alertmanager)
   command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
+  command -v haproxy >/dev/null || pkgs+=(haproxy)  # PAYSYS_INSTANCES=N
   [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
   PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
   install_python

@@ -23,7 +23,10 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from paysys.fleet import Fleet, Spares, spawn_service, stop_processes
 from paysys.kit.settings import SERVICE_PORTS
+
+__all__ = ["Fleet", "Spares", "spawn_service", "stop_processes"]  # used by bench/ and tests
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "infra" / "stack.sh"
@@ -55,7 +58,7 @@ def serve(service: str, standby: bool = False) -> None:
         f"paysys.{service}.app:create_app",
         factory=True,
         host=settings.bind_host_of(service),
-        port=settings.port_of(service),
+        port=settings.listen_port or settings.port_of(service),
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
         loop="uvloop",
@@ -76,55 +79,6 @@ def infra_env(env: Mapping[str, str]) -> dict[str, str]:
 
 def service_port(service: str, env: Mapping[str, str]) -> int:
     return int(env.get(f"PAYSYS_{service.upper()}_PORT", SERVICE_PORTS[service]))
-
-
-def spawn_service(
-    service: str, env: Mapping[str, str], log_dir: Path, standby: bool = False
-) -> subprocess.Popen[bytes]:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = (log_dir / f"{service}.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "paysys.cli", "serve", service, *(["--standby"] * standby)],
-        env=dict(env),
-        stdin=subprocess.PIPE if standby else None,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-
-
-class Spares:
-    """One warm spare per service (`paysys serve --standby`): when a process dies, its
-    spare starts serving at once instead of a new process spending seconds on imports,
-    and a new spare warms up behind it. It costs one idle interpreter per service."""
-
-    def __init__(self, envs: Mapping[str, Mapping[str, str]], log_dir: Path) -> None:
-        self.envs, self.log_dir = envs, log_dir
-        self.spares: dict[str, subprocess.Popen[bytes]] = {}
-
-    def warm(self, service: str) -> None:
-        self.spares[service] = spawn_service(
-            service, self.envs[service], self.log_dir, standby=True
-        )
-
-    def start(self, service: str) -> subprocess.Popen[bytes]:
-        """A serving process: the warm spare if there is a live one, else a new one."""
-        spare = self.spares.pop(service, None)
-        proc = None
-        if spare is not None and spare.poll() is None and spare.stdin is not None:
-            try:
-                spare.stdin.write(b"serve\n")
-                spare.stdin.flush()
-                proc = spare
-            except OSError:
-                spare.kill()
-        if proc is None:
-            proc = spawn_service(service, self.envs[service], self.log_dir)
-        self.warm(service)
-        return proc
-
-    def stop(self) -> None:
-        stop_processes(self.spares)
 
 
 def http_status(url: str, timeout: float = 2.0, ca_file: str | None = None) -> int:
@@ -157,19 +111,6 @@ def wait_ready(
         time.sleep(0.3)
 
 
-def stop_processes(procs: Mapping[str, subprocess.Popen[bytes]], grace: float = 15.0) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for proc in procs.values():
-        try:
-            proc.wait(max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def endpoints(env: Mapping[str, str], infra: Mapping[str, str]) -> dict[str, str]:
     table = {s: f"http://127.0.0.1:{service_port(s, env)}" for s in SERVICES}
     kafka = infra["KAFKA_BOOTSTRAP_SERVERS"]
@@ -200,8 +141,7 @@ def run_stack() -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    spares: Spares | None = None
+    fleet: Fleet | None = None
     env = dict(os.environ)
     # `make run` is the laptop: local mode (development secrets allowed) unless told
     # otherwise. A process started any other way defaults to production.
@@ -238,32 +178,36 @@ def run_stack() -> int:
                 "PAYSYS_TLS_CERTFILE": str(made.cert_file),
                 "PAYSYS_TLS_KEYFILE": str(made.key_file),
             }
-        spares = Spares(envs, rdir / "logs") if env.get("PAYSYS_WARM_SPARES", "1") == "1" else None
-        for service in SERVICES:
-            procs[service] = spawn_service(service, envs[service], rdir / "logs")
+        instances = int(env.get("PAYSYS_INSTANCES", "1"))
+        if instances > 1 and ca_file:
+            raise RuntimeError("TLS=1 serves one gateway; PAYSYS_INSTANCES>1 is plain HTTP")
+        fleet = Fleet(
+            envs,
+            {s: service_port(s, env) for s in SERVICES},
+            rdir / "logs",
+            rdir,
+            instances=instances,
+            spares=env.get("PAYSYS_WARM_SPARES", "1") == "1",
+        )
+        fleet.start()
         table = endpoints(env, infra)
         if ca_file:
             table["gateway"] = table["gateway"].replace("http://", "https://")
             table["tls_ca"] = ca_file
-        wait_ready({s: table[s] for s in SERVICES}, timeout=300, procs=procs, ca_file=ca_file)
+        wait_ready(fleet.ready_urls(), timeout=300, procs=fleet.procs, ca_file=ca_file)
+        wait_ready({s: table[s] for s in SERVICES}, timeout=60, ca_file=ca_file)
         (rdir / "endpoints.json").write_text(json.dumps(table, indent=2) + "\n")
         width = max(map(len, table))
         print(f"\npaysys is up in {time.monotonic() - started:.1f} s. Gateway: {table['gateway']}")
+        if instances > 1:
+            print(f"  {instances} instances of each service, behind HAProxy ({rdir}/haproxy.cfg)")
         for name, where in table.items():
             print(f"  {name:<{width}}  {where}")
         print("Logs in .run/logs/. Ctrl-C (or `make stop`) stops everything.\n", flush=True)
-        if spares:
-            for service in SERVICES:
-                spares.warm(service)
+        fleet.warm_spares()
         while not stopping:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited ({proc.returncode}); restarting", file=sys.stderr)
-                    procs[name] = (
-                        spares.start(name)
-                        if spares
-                        else spawn_service(name, envs[name], rdir / "logs")
-                    )
+            for name in fleet.replace_dead():
+                print(f"{name} exited; restarted", file=sys.stderr)
             time.sleep(0.1)
         return 0
     except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
@@ -273,9 +217,8 @@ def run_stack() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("stopping paysys ...", file=sys.stderr)
-        stop_processes(procs)
-        if spares:
-            spares.stop()
+        if fleet is not None:
+            fleet.stop()
         subprocess.run(["bash", str(STACK), "down"], env=env, check=False)
         (rdir / "endpoints.json").unlink(missing_ok=True)
         pidfile.unlink(missing_ok=True)

@@ -50,6 +50,9 @@ class KitSettings(BaseSettings):
     # Where this process listens. Unset: the gateway (the public entry point) on every
     # interface, the internal services on loopback only.
     bind_host: str | None = None
+    # This process's own port when it is one of several instances behind a balancer
+    # (which listens on the service's port); unset: the service's port.
+    listen_port: int | None = None
     log_level: str = "INFO"
 
     database_url: str = Field(
