@@ -6,7 +6,7 @@ PY := .venv/bin/python
 
 run:
 	@bash infra/stack.sh install
-	@PAYSYS_LOCAL_TLS=$(TLS) exec $(PY) -m paysys.cli run
+	@PAYSYS_LOCAL_TLS=$(TLS) PAYSYS_INSTANCES=$(or $(PAYSYS_INSTANCES),1) exec $(PY) -m paysys.cli run
 
 stop:
 	@$(PY) -m paysys.cli stop
@@ -30,12 +30,12 @@ test: lint
 
 bench:
 	@bash infra/stack.sh up
-	$(PY) bench/load.py
+	$(PY) bench/load.py $(if $(PAYSYS_INSTANCES),--instances $(PAYSYS_INSTANCES))
 
 # A seeded random workload under faults, then every invariant checked (docs/reliability.md).
 chaos:
 	@bash infra/stack.sh up
-	$(PY) bench/chaos.py $(if $(SEED),--seed $(SEED))
+	$(PY) bench/chaos.py $(if $(SEED),--seed $(SEED)) $(if $(PAYSYS_INSTANCES),--instances $(PAYSYS_INSTANCES))
 
 # Schemathesis over the gateway's public document with many examples per operation.
 fuzz:

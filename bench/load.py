@@ -41,8 +41,10 @@ import aiohttp
 import asyncpg
 from isolated import isolated  # bench/ is the script's folder
 from pymongo import AsyncMongoClient
+from reports import write_section
 
-from paysys.cli import ROOT, SERVICES, spawn_service, stop_processes, wait_ready
+from paysys.cli import ROOT, SERVICES, wait_ready
+from paysys.fleet import Fleet
 
 PORTS = {s: 28000 + i for i, s in enumerate(SERVICES)}
 GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"
@@ -345,6 +347,7 @@ def main() -> None:
     parser.add_argument("--short-seconds", type=float, default=15)
     parser.add_argument("--users", type=int, default=40)
     parser.add_argument("--smoke", action="store_true", help="a few seconds, for make test")
+    parser.add_argument("--instances", type=int, default=1, help="of each process, via HAProxy")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     if args.smoke:
@@ -356,21 +359,32 @@ def main() -> None:
         PAYSYS_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     )
     base, db_name, dsn, env = run_stack.base, run_stack.db_name, run_stack.dsn, run_stack.env
-    logs = ROOT / ".run" / "bench-logs"
-    procs = {s: spawn_service(s, env, logs) for s in SERVICES}
+    logs = ROOT / ".run" / "bench-logs" / db_name
+    fleet = Fleet(dict.fromkeys(SERVICES, env), PORTS, logs, logs, args.instances, spares=False)
     try:
-        wait_ready({s: f"http://127.0.0.1:{p}" for s, p in PORTS.items()}, 180, procs)
-        groups = {s: [p.pid] for s, p in procs.items()}
+        fleet.start()
+        wait_ready(fleet.ready_urls(), 180, fleet.procs)
+        wait_ready({"gateway": GATEWAY}, 60)
+        pids = {s: [fleet.procs[n].pid for n in fleet.names(s)] for s in SERVICES}
+        groups = dict(pids)
+        if fleet.haproxy is not None:
+            groups["haproxy"] = [fleet.haproxy.pid]
         groups.update({name: pids_matching(needle) for name, needle in INFRA.items()})
         groups["load generator"] = [os.getpid()]
-        report = asyncio.run(run(args, groups, dsn, base["MONGODB_URL"], db_name, procs))
-        report.peaks = {s: peak_rss_mib(p.pid) for s, p in procs.items()}
+        report = asyncio.run(run(args, groups, dsn, base["MONGODB_URL"], db_name, pids))
+        report.peaks = {s: sum(peak_rss_mib(pid) for pid in pids[s]) for s in SERVICES}
     finally:
-        stop_processes(procs)
+        fleet.stop()
     text = report.render(args)
     print(text)
     if not args.smoke:
-        args.out.write_text(text)
+        # One section per instance count, so that N=1 and N=2 stand side by side.
+        title = "One instance of each process"
+        if args.instances > 1:
+            title = f"{args.instances} instances of each process, behind HAProxy"
+        section = text.replace("\n## ", "\n### ").replace("# Benchmarks", f"## {title}", 1)
+        name = "bench" if args.instances == 1 else f"bench-{args.instances}-instances"
+        write_section(args.out, "Benchmarks", name, section)
 
 
 @dataclass
@@ -400,7 +414,8 @@ class Report:
             f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit `{commit}`, on "
             f"{cores} cores ({platform.machine()}, {platform.processor() or 'cpu'}), Python "
             f"{platform.python_version()}. Everything on this one machine: the six processes "
-            "(one each), PostgreSQL, Redis, Kafka, FerretDB, the SMTP sink and the load "
+            f"({args.instances} of each{', behind HAProxy' if args.instances > 1 else ''}), "
+            "PostgreSQL, Redis, Kafka, FerretDB, the SMTP sink and the load "
             "generator (aiohttp, keep-alive).",
             "",
             "## Throughput and latency through the gateway",
@@ -469,7 +484,7 @@ async def run(
     dsn: str,
     mongo_url: str,
     db_name: str,
-    procs: dict[str, subprocess.Popen[bytes]],
+    pids: dict[str, list[int]],
 ) -> Report:
     connector = aiohttp.TCPConnector(limit=args.clients * 2)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -499,13 +514,13 @@ async def run(
         if not args.smoke:
             # Find the busiest of the six over a few seconds of load, then profile it.
             await asyncio.sleep(min(5, args.seconds / 6))
-            six = CpuMeter({s: [procs[s].pid] for s in SERVICES})
+            six = CpuMeter({s: pids[s] for s in SERVICES})
             six.start()
             await asyncio.sleep(min(5, args.seconds / 6))
             used, _, _ = six.stop()
             hottest_name = max(used, key=lambda s: used[s])
             frames = await asyncio.to_thread(
-                profile, procs[hottest_name].pid, int(min(15, args.seconds / 3))
+                profile, pids[hottest_name][0], int(min(15, args.seconds / 3))
             )
         await load
         tail, counts = await tail_caught_up(dsn, mongo_url, db_name, transfers.ok_ids, 60)

@@ -287,6 +287,8 @@ async def test_two_runners_on_one_saga_move_the_money_once(
     )
     assert sorted(s["operation"] for s in steps) == ["credit", "debit"]
     assert (tx["status"], a, b) == ("COMPLETED", Decimal("30.00"), Decimal("20.00"))
-    completed = await kafka_events(stack, "transaction.completed", tx_id, 0, linger=2)
-    failed = await kafka_events(stack, "transaction.failed", tx_id, 0, linger=2)
+    # Wait for the one event (a consumer may take seconds to join on a busy machine),
+    # then linger for a second one.
+    completed = await kafka_events(stack, "transaction.completed", tx_id, 1, linger=3)
+    failed = await kafka_events(stack, "transaction.failed", tx_id, 0, linger=3)
     assert len(completed) + len(failed) == 1
