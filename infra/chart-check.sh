@@ -27,10 +27,21 @@ echo "[chart] helm template (default values, production example)" >&2
 "$HELM" template paysys "$CHART" --kube-version "$KUBE_VERSION" \
   -f "$CHART/values-production.yaml" >"$OUT/production.yaml"
 
+# The README's install command, as written there (helm install -> helm template).
+"$HELM" template paysys "$CHART" --kube-version "$KUBE_VERSION" \
+  --set postgres.url=postgresql+asyncpg://paysys@pg.internal:5432/paysys \
+  --set redis.url=redis://redis.internal:6379/0 \
+  --set kafka.bootstrapServers=kafka.internal:9092 \
+  --set mongodb.url=mongodb://mongo.internal:27017/ \
+  --set smtp.host=smtp.internal --set image.repository=registry.example.com/paysys \
+  >"$OUT/readme.yaml"
+"$HELM" template paysys "$CHART" --kube-version "$KUBE_VERSION" \
+  --set services.wallets.autoscaling.maxReplicas=20 >/dev/null
+
 echo "[chart] kubernetes-validate --strict, Kubernetes $KUBE_VERSION" >&2
 # The Prometheus operator's kinds (ServiceMonitor, PrometheusRule) are custom resources
 # with no schema in the Kubernetes API: they are checked by the chart's own tests.
-for f in default production; do
+for f in default production readme; do
   "$ROOT/.venv/bin/kubernetes-validate" --strict --kubernetes-version "$KUBE_VERSION" \
     "$OUT/$f.yaml"
 done

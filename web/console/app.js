@@ -135,53 +135,49 @@ function sessionExpired() {
   $("login-email").focus();
 }
 
+// A form whose submit calls the API: one submit at a time, and any error said in words.
+function onSubmit(id, handler) {
+  $(id).addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearMessages();
+    const form = event.target;
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      await handler(form);
+    } catch (err) {
+      say(explain(err));
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
 // -- auth
 
-$("login-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  clearMessages();
-  const form = event.target;
-  const button = form.querySelector("button");
-  button.disabled = true;
-  try {
-    user = await api.login(form.email.value.trim(), form.password.value);
-    form.password.value = "";
-    $("who-name").textContent = user.full_name;
-    $("auth-reason").hidden = true;
-    const target = `#${resumeTo || "wallets"}`;
-    resumeTo = null;
-    if (location.hash === target) await route();
-    else location.hash = target;
-  } catch (err) {
-    say(explain(err));
-  } finally {
-    button.disabled = false;
-  }
+onSubmit("login-form", async (form) => {
+  user = await api.login(form.email.value.trim(), form.password.value);
+  form.password.value = "";
+  $("who-name").textContent = user.full_name;
+  $("auth-reason").hidden = true;
+  const target = `#${resumeTo || "wallets"}`;
+  resumeTo = null;
+  if (location.hash === target) await route();
+  else location.hash = target;
 });
 
-$("register-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  clearMessages();
-  const form = event.target;
-  const button = form.querySelector("button");
-  button.disabled = true;
-  try {
-    const body = {
-      email: form.email.value.trim(),
-      password: form.password.value,
-      full_name: form.full_name.value,
-      account_type: form.account_type.value,
-    };
-    await api.call("POST", "/users/register", { body, auth: false });
-    $("login-email").value = body.email;
-    form.reset();
-    say("Account created. Log in with your email and password.", "notice");
-    $("login-password").focus();
-  } catch (err) {
-    say(explain(err));
-  } finally {
-    button.disabled = false;
-  }
+onSubmit("register-form", async (form) => {
+  const body = {
+    email: form.email.value.trim(),
+    password: form.password.value,
+    full_name: form.full_name.value,
+    account_type: form.account_type.value,
+  };
+  await api.call("POST", "/users/register", { body, auth: false });
+  $("login-email").value = body.email;
+  form.reset();
+  say("Account created. Log in with your email and password.", "notice");
+  $("login-password").focus();
 });
 
 $("logout").addEventListener("click", async () => {
@@ -257,17 +253,11 @@ async function toggleWallet(w) {
   }
 }
 
-$("open-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  clearMessages();
+onSubmit("open-form", async () => {
   const currency = $("open-currency").value;
-  try {
-    await api.call("POST", "/wallets/create", { body: { currency } });
-    say(`Your ${currency} wallet is open.`, "notice");
-    await loadWallets();
-  } catch (err) {
-    say(explain(err));
-  }
+  await api.call("POST", "/wallets/create", { body: { currency } });
+  say(`Your ${currency} wallet is open.`, "notice");
+  await loadWallets();
 });
 
 function walletById(id) {
@@ -467,15 +457,7 @@ $("close-detail").addEventListener("click", () => {
   $("tx-detail").hidden = true;
 });
 
-$("filter-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  clearMessages();
-  try {
-    await loadHistory(null);
-  } catch (err) {
-    say(explain(err));
-  }
-});
+onSubmit("filter-form", () => loadHistory(null));
 
 $("next-page").addEventListener("click", async () => {
   try {
