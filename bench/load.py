@@ -367,8 +367,8 @@ def main() -> None:
         wait_ready({"gateway": GATEWAY}, 60)
         pids = {s: [fleet.procs[n].pid for n in fleet.names(s)] for s in SERVICES}
         groups = dict(pids)
-        if fleet.haproxy is not None:
-            groups["haproxy"] = [fleet.haproxy.pid]
+        if fleet.haproxy is not None:  # its master and its worker
+            groups["haproxy"] = pids_matching(str(logs / "haproxy.cfg"))
         groups.update({name: pids_matching(needle) for name, needle in INFRA.items()})
         groups["load generator"] = [os.getpid()]
         report = asyncio.run(run(args, groups, dsn, base["MONGODB_URL"], db_name, pids))
