@@ -3,6 +3,7 @@ Chromium driven by Playwright, against the real stack through the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -382,3 +383,39 @@ async def test_the_console_is_served_under_a_strict_content_security_policy(
             # no token (nor anything else) kept in web storage or a script-set cookie
             assert not re.search(r"(localStorage|sessionStorage)\s*[.\[]|document\.cookie", code)
             assert "innerHTML" not in code and "insertAdjacentHTML" not in code
+
+
+async def test_the_session_refreshes_itself_before_the_access_token_expires(
+    browser: Browser, stack: Stack, api: httpx.AsyncClient
+) -> None:
+    user, _, _ = await funded_user(api, "1.00")
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.clock.install()  # the page's timers run on a clock the test moves
+    await page.goto(stack.gateway + "/app/")
+    tokens: list[str] = []
+    refreshes: list[int] = []
+
+    async def watch(route: Route) -> None:
+        if route.request.url.endswith("/users/refresh"):
+            refreshes.append(1)
+        elif auth := route.request.headers.get("authorization"):
+            tokens.append(auth)
+        await route.continue_()
+
+    await page.route("**/*", watch)
+    await login_ui(page, user["email"])
+    await page.wait_for_selector("#wallet-rows tr")
+    # 15 minutes on: the access token (900 s) would have expired; the console refreshed
+    # it a minute before, on its own.
+    await page.clock.fast_forward("14:30")
+    for _ in range(100):
+        if refreshes:
+            break
+        await asyncio.sleep(0.1)
+    assert len(refreshes) == 1
+    await page.click("#nav >> text=History")
+    await page.wait_for_selector("#tx-rows tr")
+    assert tokens[-1] != tokens[0]  # the new access token
+    assert await page.is_visible("#who")  # still signed in, nothing asked
+    await context.close()
