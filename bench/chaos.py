@@ -116,8 +116,19 @@ class World:
     merchants: list[Person] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     faults: list[FaultRecord] = field(default_factory=list)
-    successes: list[float] = field(default_factory=list)
     not_json: int = 0  # answers whose body was not JSON (every error must be problem+json)
+
+    def recovery(self, f: FaultRecord) -> float | None:
+        """When the first success came of a call that needs the faulted component, sent
+        after the fault (one already past the faulted process proves nothing)."""
+        return next(
+            (
+                s.at
+                for s in self.seen
+                if s.began > f.at and s.op in f.needs and 200 <= s.status < 300
+            ),
+            None,
+        )
 
 
 class Stack:
@@ -178,8 +189,6 @@ async def call(
     if isinstance(payload, dict):
         tx_id = payload.get("transaction_id") or (payload.get("id") if op == "tx" else None)
     world.seen.append(Seen(op, status, tx_id, key, user_id, began=began))
-    if 200 <= status < 300:
-        world.successes.append(time.monotonic())
     return status, payload
 
 
@@ -694,17 +703,16 @@ async def run(
         await faulting
         # One success after the last fault closes its window.
         deadline = time.monotonic() + 60
-        last_fault = world.faults[-1].at if world.faults else 0.0
-        while time.monotonic() < deadline and world.successes[-1] <= last_fault:
+        while (
+            world.faults
+            and time.monotonic() < deadline
+            and world.recovery(world.faults[-1]) is None
+        ):
             await one_op(session, world)
     # A fault's window: from the fault to the first 2xx, after it, of an operation that
     # needs the faulted component; and the errors (5xx, no answer) clients saw meanwhile.
     for f in world.faults:
-        # (a call sent after the fault: one already past the faulted process proves nothing)
-        ok = [
-            s.at for s in world.seen if s.began > f.at and s.op in f.needs and 200 <= s.status < 300
-        ]
-        f.recovered_at = ok[0] if ok else None
+        f.recovered_at = world.recovery(f)
         end = f.recovered_at or float("inf")
         f.errors = sum(
             1 for s in world.seen if f.at < s.at <= end and (s.status == 0 or s.status >= 500)

@@ -24,19 +24,24 @@ class Isolated:
     topic_prefix: str  # the run's Kafka topics are the contract's names behind this
 
 
+def create_database(root_dsn: str, name: str) -> None:
+    """A fresh, empty database beside the one `root_dsn` names (tests use it too)."""
+
+    async def create() -> None:
+        conn = await asyncpg.connect(root_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+
+
 def isolated(prefix: str, first_port: int, **settings: str) -> Isolated:
     base = infra_env(os.environ)
     db_name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     root_dsn = base["DATABASE_URL"].replace("+asyncpg", "")
-
-    async def create_db() -> None:
-        conn = await asyncpg.connect(root_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{db_name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create_db())
+    create_database(root_dsn, db_name)
     env = {
         **os.environ,
         **base,

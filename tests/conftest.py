@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
+from bench.isolated import create_database
 
-from paysys.cli import ROOT, SERVICES, STACK, infra_env, spawn_service, stop_processes, wait_ready
+from paysys.cli import ROOT, SERVICES, STACK, infra_env, wait_ready
+from paysys.fleet import spawn_service, stop_processes
 from paysys.kit.crypto import DEV_DATA_KEYS
 
 TEST_PORTS = {s: 18000 + i for i, s in enumerate(SERVICES)}
@@ -56,16 +57,7 @@ def infra() -> Infra:
     stack_cmd("up", "postgres", "redis", "kafka", "mongodb", "smtp")
     base = infra_env(os.environ)
     db_name = f"paysys_t{int(time.time())}_{uuid.uuid4().hex[:6]}"
-    root_dsn = base["DATABASE_URL"].replace("+asyncpg", "")
-
-    async def create() -> None:
-        conn = await asyncpg.connect(root_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{db_name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    create_database(base["DATABASE_URL"].replace("+asyncpg", ""), db_name)
     database_url = base["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name
     env = dict(os.environ)
     env.update(base)

@@ -23,10 +23,8 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from paysys.fleet import Fleet, Spares, spawn_service, stop_processes
+from paysys.fleet import Fleet
 from paysys.kit.settings import SERVICE_PORTS
-
-__all__ = ["Fleet", "Spares", "spawn_service", "stop_processes"]  # used by bench/ and tests
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "infra" / "stack.sh"

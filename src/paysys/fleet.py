@@ -106,11 +106,14 @@ def haproxy_config(
     return "\n".join(lines)
 
 
-def start_haproxy(config: str, run_dir: Path, log_dir: Path) -> subprocess.Popen[bytes]:
+def start_haproxy(
+    ports: Mapping[str, int], instances: int, run_dir: Path, log_dir: Path
+) -> subprocess.Popen[bytes]:
+    """Writes its configuration (and error page) under run_dir, checks it, starts it."""
     binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = run_dir / "haproxy.cfg"
-    cfg.write_text(config)
+    cfg.write_text(haproxy_config(ports, instances, errorfile(run_dir)))
     subprocess.run([binary, "-c", "-q", "-f", str(cfg)], check=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     log = (log_dir / "haproxy.log").open("ab")
@@ -231,9 +234,7 @@ class Fleet:
     def start(self, *names: str) -> None:
         """Starts these processes (services or instances; all when none is named)."""
         if self.instances > 1 and self.haproxy is None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            config = haproxy_config(self.ports, self.instances, errorfile(self.run_dir))
-            self.haproxy = start_haproxy(config, self.run_dir, self.log_dir)
+            self.haproxy = start_haproxy(self.ports, self.instances, self.run_dir, self.log_dir)
         for name in names or [n for s in self.ports for n in self.names(s)]:
             self.procs[name] = self._spawn(name)
 
@@ -253,10 +254,9 @@ class Fleet:
         """Starts again whatever has died; the names it restarted."""
         dead = [name for name, proc in self.procs.items() if proc.poll() is not None]
         for name in dead:
-            self.procs[name] = self._spawn(name, replacing=True)
+            self.restart(name)
         if self.haproxy is not None and self.haproxy.poll() is not None:
-            config = haproxy_config(self.ports, self.instances, errorfile(self.run_dir))
-            self.haproxy = start_haproxy(config, self.run_dir, self.log_dir)
+            self.haproxy = start_haproxy(self.ports, self.instances, self.run_dir, self.log_dir)
             dead.append("haproxy")
         return dead
 

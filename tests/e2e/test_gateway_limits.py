@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from paysys.cli import spawn_service, stop_processes, wait_ready
+from paysys.cli import wait_ready
+from paysys.fleet import spawn_service, stop_processes
 from tests.conftest import Stack, unique_email
 
 PORT = 18090

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from paysys.cli import spawn_service, stop_processes, wait_ready
+from paysys.cli import wait_ready
+from paysys.fleet import spawn_service, stop_processes
 from paysys.kit.settings import DEV_INTERNAL_TOKEN
 from tests.conftest import Stack, eventually
 from tests.e2e.helpers import user_with_token

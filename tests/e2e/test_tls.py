@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from paysys.cli import spawn_service, stop_processes, wait_ready
+from paysys.cli import wait_ready
+from paysys.fleet import spawn_service, stop_processes
 from paysys.kit.tls import LocalTls, local_tls
 from tests.conftest import Stack, unique_email
 from tests.e2e.helpers import PASSWORD

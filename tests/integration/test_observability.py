@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from paysys.cli import ROOT, spawn_service, stop_processes, wait_ready
+from paysys.cli import ROOT, wait_ready
+from paysys.fleet import spawn_service, stop_processes
 from tests.conftest import Stack, eventually
 from tests.e2e.helpers import user_with_token
 from tests.e2e.money import CARD, deposit, funded_user, move, wallet_for

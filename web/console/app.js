@@ -44,6 +44,15 @@ function clearMessages() {
   say("", "notice");
 }
 
+// Runs one user action; whatever goes wrong is said in words.
+async function attempt(action) {
+  try {
+    await action();
+  } catch (err) {
+    say(explain(err));
+  }
+}
+
 function option(value, label) {
   return el("option", { value, text: label });
 }
@@ -114,15 +123,13 @@ async function route() {
   }
   const target = VIEWS.includes(view) && view !== "auth" ? view : "wallets";
   show(target);
-  try {
+  await attempt(async () => {
     if (target === "wallets" || target === "topup" || target === "send") await loadWallets();
     if (target === "history") {
       await loadWallets();
       await loadHistory(null);
     }
-  } catch (err) {
-    say(explain(err));
-  }
+  });
 }
 
 function sessionExpired() {
@@ -143,13 +150,8 @@ function onSubmit(id, handler) {
     const form = event.target;
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
-    try {
-      await handler(form);
-    } catch (err) {
-      say(explain(err));
-    } finally {
-      button.disabled = false;
-    }
+    await attempt(() => handler(form));
+    button.disabled = false;
   });
 }
 
@@ -244,13 +246,11 @@ async function loadWallets() {
 async function toggleWallet(w) {
   clearMessages();
   const action = w.status === "ACTIVE" ? "deactivate" : "activate";
-  try {
+  await attempt(async () => {
     await api.call("POST", `/wallets/${encodeURIComponent(w.id)}/${action}`);
     say(`Your ${w.currency} wallet is now ${action === "activate" ? "active" : "inactive"}.`, "notice");
     await loadWallets();
-  } catch (err) {
-    say(explain(err));
-  }
+  });
 }
 
 onSubmit("open-form", async () => {
@@ -286,10 +286,7 @@ for (const [number, outcome] of TEST_CARDS) {
   );
 }
 
-$("topup-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  clearMessages();
-  const form = event.target;
+onSubmit("topup-form", async (form) => {
   const w = walletById(form.wallet.value);
   if (!w) return say("Open a wallet first.");
   const amount = parseAmount(form.amount.value, w.currency);
@@ -303,18 +300,14 @@ $("topup-form").addEventListener("submit", async (event) => {
     amount,
     card: { number: form.number.value.replace(/\s+/g, ""), exp_month: month, exp_year: year, cvc: form.cvc.value },
   };
-  try {
-    const tx = await submit(form.querySelector("button"), topupSubmission, body, (key) =>
-      api.call("POST", "/transactions/create", { body, idempotencyKey: key }),
-    );
-    if (!tx) return undefined;
-    form.number.value = "";
-    form.cvc.value = "";
-    say(`Done: ${tx.amount} ${tx.currency} added to your ${tx.currency} wallet.`, "notice");
-    await loadWallets();
-  } catch (err) {
-    say(explain(err));
-  }
+  const tx = await submit(form.querySelector("button"), topupSubmission, body, (key) =>
+    api.call("POST", "/transactions/create", { body, idempotencyKey: key }),
+  );
+  if (!tx) return undefined;
+  form.number.value = "";
+  form.cvc.value = "";
+  say(`Done: ${tx.amount} ${tx.currency} added to your ${tx.currency} wallet.`, "notice");
+  await loadWallets();
   return undefined;
 });
 
@@ -429,7 +422,7 @@ async function loadHistory(from) {
 
 async function showDetail(id) {
   clearMessages();
-  try {
+  await attempt(async () => {
     const t = await api.call("GET", `/transactions/${encodeURIComponent(id)}`);
     const fields = [
       ["Id", t.id],
@@ -448,9 +441,7 @@ async function showDetail(id) {
     );
     $("tx-detail").hidden = false;
     $("close-detail").focus();
-  } catch (err) {
-    say(explain(err));
-  }
+  });
 }
 
 $("close-detail").addEventListener("click", () => {
@@ -459,21 +450,8 @@ $("close-detail").addEventListener("click", () => {
 
 onSubmit("filter-form", () => loadHistory(null));
 
-$("next-page").addEventListener("click", async () => {
-  try {
-    await loadHistory(nextCursor);
-  } catch (err) {
-    say(explain(err));
-  }
-});
-
-$("first-page").addEventListener("click", async () => {
-  try {
-    await loadHistory(null);
-  } catch (err) {
-    say(explain(err));
-  }
-});
+$("next-page").addEventListener("click", () => attempt(() => loadHistory(nextCursor)));
+$("first-page").addEventListener("click", () => attempt(() => loadHistory(null)));
 
 // -- start
 

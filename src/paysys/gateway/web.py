@@ -26,6 +26,7 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-cache"),
 ]
 
+DOCS_HEADERS = {k.decode(): v.decode() for k, v in SECURITY_HEADERS}
 DOCS_HTML = """<!doctype html>
 <html lang="en">
 <head>
@@ -79,5 +80,4 @@ def mount_web(app: FastAPI, web_dir: Path) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        headers = {k.decode(): v.decode() for k, v in SECURITY_HEADERS}
-        return HTMLResponse(DOCS_HTML, headers=headers)
+        return HTMLResponse(DOCS_HTML, headers=DOCS_HEADERS)
