@@ -299,10 +299,11 @@ async def tail_caught_up(
         await client.close()
 
 
-def profile(pid: int, seconds: int) -> list[str]:
-    """Top 10 frames (own time) of a process, sampled by py-spy while it works."""
+def profile(pid: int, seconds: int, out: Path) -> list[str]:
+    """Top 10 frames (own time) of a process, sampled by py-spy while it works; the
+    collapsed stacks stay in `out` (for a flame graph, or speedscope)."""
     spy = Path(sys.executable).parent / "py-spy"
-    out = ROOT / ".run" / "bench-profile.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         [
             str(spy),
@@ -349,6 +350,12 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few seconds, for make test")
     parser.add_argument("--instances", type=int, default=1, help="of each process, via HAProxy")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--profile-all",
+        type=Path,
+        metavar="DIR",
+        help="also sample every one of the six during the transfer run, stacks into DIR",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.short_seconds, args.users, args.clients = 3, 2, 6, 4
@@ -519,9 +526,18 @@ async def run(
             await asyncio.sleep(min(5, args.seconds / 6))
             used, _, _ = six.stop()
             hottest_name = max(used, key=lambda s: used[s])
-            frames = await asyncio.to_thread(
-                profile, pids[hottest_name][0], int(min(15, args.seconds / 3))
+            seconds = int(min(15, args.seconds / 3))
+            folder = args.profile_all or ROOT / ".run" / "bench-profiles"
+            sampled = [hottest_name] + (
+                [s for s in SERVICES if s != hottest_name] * bool(args.profile_all)
             )
+            tops = await asyncio.gather(
+                *(
+                    asyncio.to_thread(profile, pids[s][0], seconds, folder / f"{s}.txt")
+                    for s in sampled
+                )
+            )
+            frames = tops[0]
         await load
         tail, counts = await tail_caught_up(dsn, mongo_url, db_name, transfers.ok_ids, 60)
 

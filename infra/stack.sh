@@ -16,14 +16,17 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="${PAYSYS_RUN_DIR:-$ROOT/.run}"
 mkdir -p "$RUN/logs"
 
-PG_PORT="${PAYSYS_PG_PORT:-55432}"
-REDIS_PORT="${PAYSYS_REDIS_PORT:-56379}"
-KAFKA_PORT="${PAYSYS_KAFKA_PORT:-59092}"
-KAFKA_CONTROLLER_PORT="${PAYSYS_KAFKA_CONTROLLER_PORT:-59093}"
-MONGO_PORT="${PAYSYS_MONGO_PORT:-57017}"
-SMTP_PORT_LOCAL="${PAYSYS_SMTP_PORT:-51025}"
-PROM_PORT="${PAYSYS_PROMETHEUS_PORT:-59090}"
-AM_PORT="${PAYSYS_ALERTMANAGER_PORT:-59094}"
+# Every port sits below the kernel's ephemeral range (32768-60999): a port inside it can
+# be taken by some client's outgoing connection just as a server wants to bind it
+# (Prometheus once failed to start on 59090 that way).
+PG_PORT="${PAYSYS_PG_PORT:-15432}"
+REDIS_PORT="${PAYSYS_REDIS_PORT:-16379}"
+KAFKA_PORT="${PAYSYS_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${PAYSYS_KAFKA_CONTROLLER_PORT:-19093}"
+MONGO_PORT="${PAYSYS_MONGO_PORT:-17017}"
+SMTP_PORT_LOCAL="${PAYSYS_SMTP_PORT:-11025}"
+PROM_PORT="${PAYSYS_PROMETHEUS_PORT:-19090}"
+AM_PORT="${PAYSYS_ALERTMANAGER_PORT:-19094}"
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
 PY="$ROOT/.venv/bin/python"
 ALL=(postgres redis kafka mongodb smtp prometheus alertmanager)
@@ -156,7 +159,6 @@ start_postgres() {
       >"$RUN/logs/postgres-init.log" 2>&1
     cat >>"$data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
-port = $PG_PORT
 unix_socket_directories = '$RUN/pg'
 max_connections = 300
 shared_buffers = 256MB
@@ -166,7 +168,7 @@ EOF
   fi
   touch "$RUN/logs/postgres.log"
   chown postgres:postgres "$RUN/logs/postgres.log"
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$RUN/logs/postgres.log" -w -t 60 start >/dev/null
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$RUN/logs/postgres.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null
   wait_port "$PG_PORT" 30 postgres
   local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
   local db

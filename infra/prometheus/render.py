@@ -22,7 +22,7 @@ DEFAULT_PORTS = SERVICE_PORTS  # the processes' defaults, shared with their sett
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
-    parser.add_argument("--alertmanager", default="127.0.0.1:59094")
+    parser.add_argument("--alertmanager", default="127.0.0.1:19094")
     parser.add_argument("--interval", help="scrape and evaluation interval, e.g. 2s")
     parser.add_argument("--alert-for", help="replace every alert's `for:` (tests only)")
     parser.add_argument("--extra-target", action="append", default=[], help="job=host:port")
@@ -31,7 +31,7 @@ def main() -> None:
     for name, port in DEFAULT_PORTS.items():
         actual = os.environ.get(f"PAYSYS_{name.upper()}_PORT", str(port))
         text = text.replace(f'"127.0.0.1:{port}"', f'"127.0.0.1:{actual}"')
-    text = text.replace('"127.0.0.1:59094"', f'"{args.alertmanager}"')
+    text = text.replace('"127.0.0.1:19094"', f'"{args.alertmanager}"')
     config = yaml.safe_load(text)
     if args.interval:
         config["global"]["scrape_interval"] = args.interval

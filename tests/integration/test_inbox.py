@@ -21,9 +21,10 @@ async def test_same_event_delivered_twice_is_handled_once(scratch: Scratch, infr
     topic = f"test.inbox.{uuid.uuid4().hex[:8]}"
     handled: list[str] = []
 
-    async def handler(session: AsyncSession, envelope: EventEnvelope) -> None:
-        await session.execute(insert(scratch.things).values(name=str(envelope.event_id)[:50]))
-        handled.append(str(envelope.event_id))
+    async def handler(session: AsyncSession, envelopes: list[EventEnvelope]) -> None:
+        for envelope in envelopes:
+            await session.execute(insert(scratch.things).values(name=str(envelope.event_id)[:50]))
+            handled.append(str(envelope.event_id))
 
     twice = EventEnvelope(event_type=topic, producer="test", data={"x": 1})
     once = EventEnvelope(event_type=topic, producer="test", data={"x": 2})

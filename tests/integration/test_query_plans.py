@@ -49,7 +49,7 @@ async def test_recovery_and_relay_pollers_use_indexes(stack: Stack) -> None:
         )
         for table in (tx_models.outbox, tx_models.records_outbox):
             relay = OutboxRelay(db, table, "plan-test", NoSink())
-            claim = _sql(relay._claim).replace(" FOR UPDATE SKIP LOCKED", "")
+            claim = relay.claim_sql.replace(" FOR UPDATE SKIP LOCKED", "").replace("$1", "1")
             assert "Seq Scan" not in await plan(db, claim), table.name
         assert "Seq Scan" not in await plan(db, stale)
     finally:

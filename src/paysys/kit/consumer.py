@@ -23,7 +23,9 @@ from paysys.kit.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DUPLICATE
 
 log = structlog.get_logger()
 
-Handler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
+# Handles events not seen before, in the consumer's transaction: a whole batch at once
+# (one statement for all its rows, where a handler can), in the order they arrived.
+Handler = Callable[[AsyncSession, list[EventEnvelope]], Awaitable[None]]
 
 
 class EventConsumer:
@@ -51,6 +53,9 @@ class EventConsumer:
         self.start_from = start_from
         self.connected = False
         self.assigned = False  # partitions assigned and positions known: /ready
+        # Built once, run with one parameter set per event (SQLAlchemy sends them as one
+        # multi-row statement): the compiled form is cached, whatever the batch's size.
+        self._claim_events = pg_insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
 
     def _inbox_row(self, envelope: EventEnvelope, error: str | None = None) -> Insert:
         return (
@@ -73,35 +78,30 @@ class EventConsumer:
             if inserted is None:
                 EVENTS_DUPLICATE.labels(self.name).inc()
                 return False
-            await self.handler(session, envelope)
+            await self.handler(session, [envelope])
         EVENTS_CONSUMED.labels(self.name, envelope.event_type).inc()
         return True
 
     async def handle_batch(self, envelopes: list[EventEnvelope]) -> None:
-        """A whole batch in one transaction: one inbox insert for all, the handler for
-        each event not seen before, one commit. Any failure rolls the batch back, and
-        the caller then goes event by event (with retries and the dead letter)."""
+        """A whole batch in one transaction: one inbox insert for all, the handler once
+        for the events not seen before, one commit. Any failure rolls the batch back,
+        and the caller then goes event by event (with retries and the dead letter)."""
         rows = {e.event_id: e for e in envelopes}
         async with self.db.uow() as session:
             fresh = set(
                 (
                     await session.execute(
-                        pg_insert(self.inbox)
-                        .values(
-                            [
-                                {"consumer": self.name, "event_id": i, "event_type": e.event_type}
-                                for i, e in rows.items()
-                            ]
-                        )
-                        .on_conflict_do_nothing()
-                        .returning(self.inbox.c.event_id)
+                        self._claim_events,
+                        [
+                            {"consumer": self.name, "event_id": i, "event_type": e.event_type}
+                            for i, e in rows.items()
+                        ],
                     )
                 ).scalars()
             )
-            for event_id, envelope in rows.items():
-                if event_id in fresh:
-                    bind_request(envelope.correlation_id)
-                    await self.handler(session, envelope)
+            new = [envelope for event_id, envelope in rows.items() if event_id in fresh]
+            if new:
+                await self.handler(session, new)
         for event_id, envelope in rows.items():
             if event_id in fresh:
                 EVENTS_CONSUMED.labels(self.name, envelope.event_type).inc()

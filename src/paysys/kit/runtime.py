@@ -155,12 +155,17 @@ class Runtime(Generic[S]):
                 self._outbox_table,
                 self.service,
                 KafkaSink(s.kafka_bootstrap_servers, s.kafka_topic_prefix),
+                linger_seconds=s.outbox_linger_ms / 1000,
             )
             self.tasks.start("outbox-relay", self.relay.run)
         if self._records_table is not None:
             self.records = Records(self._records_table)
             records_relay = OutboxRelay(
-                self.db, self._records_table, f"{self.service}-records", MongoSink(self.mongo)
+                self.db,
+                self._records_table,
+                f"{self.service}-records",
+                MongoSink(self.mongo),
+                linger_seconds=s.outbox_linger_ms / 1000,
             )
             self.tasks.start("records-relay", records_relay.run)
         if self._want_http:

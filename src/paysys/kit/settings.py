@@ -56,7 +56,7 @@ class KitSettings(BaseSettings):
     log_level: str = "INFO"
 
     database_url: str = Field(
-        "postgresql+asyncpg://postgres@127.0.0.1:55432/paysys",
+        "postgresql+asyncpg://postgres@127.0.0.1:15432/paysys",
         validation_alias=_env("DATABASE_URL", "PAYSYS_DATABASE_URL"),
     )
     # Connections kept open per process. Connections beyond it (up to as many again)
@@ -67,10 +67,10 @@ class KitSettings(BaseSettings):
     # Off where a deployment migrates first, once (the Helm chart's pre-upgrade Job).
     migrate_on_start: bool = True
     redis_url: str = Field(
-        "redis://127.0.0.1:56379/0", validation_alias=_env("REDIS_URL", "PAYSYS_REDIS_URL")
+        "redis://127.0.0.1:16379/0", validation_alias=_env("REDIS_URL", "PAYSYS_REDIS_URL")
     )
     kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:59092",
+        "127.0.0.1:19092",
         validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS", "PAYSYS_KAFKA_BOOTSTRAP_SERVERS"),
     )
     # Prepended to every topic name this process publishes to or consumes: environments
@@ -78,11 +78,11 @@ class KitSettings(BaseSettings):
     # contract's names are what follows the prefix; the default is none.
     kafka_topic_prefix: str = Field("", pattern=r"^[A-Za-z0-9._-]{0,100}$")
     mongodb_url: str = Field(
-        "mongodb://127.0.0.1:57017/", validation_alias=_env("MONGODB_URL", "PAYSYS_MONGODB_URL")
+        "mongodb://127.0.0.1:17017/", validation_alias=_env("MONGODB_URL", "PAYSYS_MONGODB_URL")
     )
     mongodb_database: str = "paysys"
     smtp_host: str = Field("127.0.0.1", validation_alias=_env("SMTP_HOST", "PAYSYS_SMTP_HOST"))
-    smtp_port: int = Field(51025, validation_alias=_env("SMTP_PORT", "PAYSYS_SMTP_PORT"))
+    smtp_port: int = Field(11025, validation_alias=_env("SMTP_PORT", "PAYSYS_SMTP_PORT"))
 
     jwt_secret: str = DEV_JWT_SECRET
     jwt_issuer: str = "paysys-users"
@@ -103,6 +103,11 @@ class KitSettings(BaseSettings):
     tls_keyfile: str | None = None
     tls_ca_file: str | None = None
     internal_scheme: Literal["http", "https"] = "http"
+
+    # How long an outbox relay, woken by a commit, waits before it reads: what other
+    # requests commit meanwhile goes out in the same batch. Longer: fewer, larger
+    # batches (less CPU per event, here and in Kafka and MongoDB); events a little later.
+    outbox_linger_ms: float = Field(20.0, ge=0, le=1000)
 
     # Test-only fault injection (see transactions); refused outside local/test.
     enable_fault_hooks: bool = False

@@ -7,14 +7,14 @@ import functools
 from paysys.kit.consumer import EventConsumer
 from paysys.kit.db import Database
 from paysys.notifications.models import inbox
-from paysys.notifications.service import handle_event
+from paysys.notifications.service import handle_events
 from paysys.notifications.settings import NotificationsSettings
 
 TOPICS = ("user.registered", "transaction.completed", "transaction.failed")
 
 
 def make_consumer(db: Database, settings: NotificationsSettings) -> EventConsumer:
-    handler = functools.partial(handle_event, cipher=settings.cipher)
+    handler = functools.partial(handle_events, cipher=settings.cipher)
     return EventConsumer(
         db,
         inbox,

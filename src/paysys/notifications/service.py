@@ -40,9 +40,8 @@ SUBJECTS = {
 }
 
 
-async def add_job(
-    session: AsyncSession, envelope: EventEnvelope, user_id: str, kind: str, data: dict[str, Any]
-) -> None:
+def job(envelope: EventEnvelope, user_id: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """One email to send, as the values of an `email_jobs` row."""
     subject = SUBJECTS[kind].format(**data)
     lines = [subject + ".", ""]
     if "transaction_id" in data:
@@ -50,29 +49,28 @@ async def add_job(
     if data.get("failure_code"):
         lines.append(f"Reason: {data['failure_code']}")
     lines += ["", "-- paysys"]
-    await session.execute(
-        _ADD_JOB,
-        {
-            "event_id": envelope.event_id,
-            "user_id": uuid.UUID(user_id),
-            "kind": kind,
-            "subject": subject,
-            "body": "\n".join(lines),
-            "correlation_id": safe_request_id(envelope.correlation_id),
-        },
-    )
+    return {
+        "event_id": envelope.event_id,
+        "user_id": uuid.UUID(user_id),
+        "kind": kind,
+        "subject": subject,
+        "body": "\n".join(lines),
+        "correlation_id": safe_request_id(envelope.correlation_id),
+    }
 
 
 def email_of(row: Any, cipher: FieldCipher) -> str:
     return cipher.open(row.email_sealed, row.key_id, f"recipients.email:{row.user_id}")
 
 
-async def handle_event(session: AsyncSession, envelope: EventEnvelope, cipher: FieldCipher) -> None:
+def jobs_of(
+    envelope: EventEnvelope, cipher: FieldCipher, recipients: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The emails one event asks for (and, for a new user, their recipient row)."""
     data = envelope.data
     if envelope.event_type == "user.registered":
         user_id = data["user_id"]
-        await session.execute(
-            _ADD_RECIPIENT,
+        recipients.append(
             {
                 "user_id": uuid.UUID(user_id),
                 "email_sealed": cipher.seal(data["email"], f"recipients.email:{user_id}"),
@@ -80,16 +78,27 @@ async def handle_event(session: AsyncSession, envelope: EventEnvelope, cipher: F
                     data["full_name"], f"recipients.full_name:{user_id}"
                 ),
                 "key_id": cipher.current,
-            },
+            }
         )
-        await add_job(session, envelope, data["user_id"], "welcome", data)
-        return
+        return [job(envelope, user_id, "welcome", data)]
     if envelope.event_type == "transaction.failed":
         initiator = data.get("source_user_id") or data.get("destination_user_id")
-        if initiator:
-            await add_job(session, envelope, initiator, "transaction_failed", data)
-        return
-    for side, kind in TRANSACTION_KINDS.get((envelope.event_type, data.get("type", "")), []):
-        user_id = data.get(f"{side}_user_id")
-        if user_id:
-            await add_job(session, envelope, user_id, kind, data)
+        return [job(envelope, initiator, "transaction_failed", data)] if initiator else []
+    return [
+        job(envelope, data[f"{side}_user_id"], kind, data)
+        for side, kind in TRANSACTION_KINDS.get((envelope.event_type, data.get("type", "")), [])
+        if data.get(f"{side}_user_id")
+    ]
+
+
+async def handle_events(
+    session: AsyncSession, envelopes: list[EventEnvelope], cipher: FieldCipher
+) -> None:
+    """Email jobs for a batch of events: one insert for all their jobs (and one for the
+    recipients they introduce), in the consumer's transaction."""
+    recipients: list[dict[str, Any]] = []
+    jobs = [j for envelope in envelopes for j in jobs_of(envelope, cipher, recipients)]
+    if recipients:
+        await session.execute(_ADD_RECIPIENT, recipients)
+    if jobs:
+        await session.execute(_ADD_JOB, jobs)
