@@ -5,7 +5,8 @@ Starts the six processes on bench ports against a fresh database (the infrastruc
 must be up: `make bench` does that), seeds users and funds their wallets, then, from a
 fixed number of concurrent keep-alive clients (aiohttp):
 
-1. transfers through the gateway for `--seconds` (default 60, 32 clients);
+1. transfers through the gateway for `--seconds` (default 60, 32 clients), each with
+   its own Idempotency-Key, as a careful client sends them;
 2. deposits and payments, the same way, for `--short-seconds` each;
 3. the raw limit of the same PostgreSQL: an asyncpg loop doing what one transfer does to
    the database (a debit, a credit and two ledger rows in one transaction), 32 clients;
@@ -193,8 +194,12 @@ async def drive(
         rng = random.Random(seed)
         while time.monotonic() < deadline:
             auth, body = make(rng)
+            # As a careful client does: one Idempotency-Key per payment (kept on retries).
+            headers = {**auth, "Idempotency-Key": uuid.uuid4().hex}
             start = time.perf_counter()
-            async with session.post(f"{GATEWAY}/transactions/create", json=body, headers=auth) as r:
+            async with session.post(
+                f"{GATEWAY}/transactions/create", json=body, headers=headers
+            ) as r:
                 payload = await r.json(content_type=None)
                 result.codes[r.status] += 1
             result.latencies.append(time.perf_counter() - start)

@@ -1,48 +1,74 @@
-"""Idempotency keys against the real transactions schema: a reservation taken over after
-its request looked abandoned can no longer be linked by that request, so one key never
-names two transactions."""
+"""Idempotency keys against the real transactions schema: a key is taken in the same
+statement as its transaction, so of requests racing with one key exactly one creates a
+transaction, and a key never names two."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import update
-
 from paysys.kit.db import Database
+from paysys.kit.events import utcnow
 from paysys.transactions import repository
-from paysys.transactions.models import IdempotencyKey
+from paysys.transactions.models import Transaction
 from tests.conftest import Stack
 
 
-async def test_a_slow_first_request_cannot_link_a_key_taken_over_by_a_retry(
+def _transfer(user: uuid.UUID, key: str) -> Transaction:
+    now = utcnow()
+    return Transaction(
+        id=uuid.uuid4(),
+        type="transfer",
+        status="PROCESSING",
+        phase="started",
+        amount=100,
+        currency="USD",
+        initiator_user_id=user,
+        source_wallet_id=uuid.uuid4(),
+        destination_wallet_id=uuid.uuid4(),
+        source_user_id=user,
+        destination_user_id=uuid.uuid4(),
+        description=None,
+        steps=[],
+        correlation_id="req-idem",
+        idempotency_key=key,
+        lease_until=now + timedelta(seconds=30),
+        attempts=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def test_of_ten_racing_inserts_with_one_key_one_creates_a_transaction(
     stack: Stack,
 ) -> None:
-    db = Database(stack.infra.database_url, "transactions", pool_size=2)
-    user, key = uuid.uuid4(), f"slow-{uuid.uuid4().hex[:8]}"
-    first, second = uuid.uuid4(), uuid.uuid4()
-    try:
-        async with db.uow() as s:
-            assert await repository.reserve_key(s, user, key, "h", timedelta(hours=1), first)
-        async with db.uow() as s:  # the first request validates for a long time ...
-            await s.execute(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.user_id == user, IdempotencyKey.key == key)
-                .values(created_at=IdempotencyKey.created_at - timedelta(minutes=5))
+    db = Database(stack.infra.database_url, "transactions", pool_size=10)
+    user, key = uuid.uuid4(), f"race-{uuid.uuid4().hex[:8]}"
+    expires = utcnow() + timedelta(hours=1)
+
+    async def insert() -> uuid.UUID | None:
+        tx = _transfer(user, key)
+        async with db.raw() as conn:
+            created: uuid.UUID | None = await conn.fetchval(
+                repository.INSERT_KEYED, *repository.insert_args(tx), user, "h", expires
             )
-        async with db.uow() as s:  # ... so a retry takes the key over
-            assert await repository.take_over_key(s, user, key, first, second, "h")
-        async with db.uow() as s:  # the first request finishes validating: too late
-            assert not await repository.link_key(s, user, key, first, uuid.uuid4())
-        async with db.uow() as s:  # nor can a third request take it from the second
-            assert not await repository.take_over_key(s, user, key, first, uuid.uuid4(), "h")
-        tx = uuid.uuid4()
+            return created
+
+    try:
+        created = [c for c in await asyncio.gather(*(insert() for _ in range(10))) if c]
+        assert len(created) == 1
+        async with db.raw() as conn:
+            state = await conn.fetchrow(repository.KEY_STATE, user, key)
+            n = await conn.fetchval(
+                "SELECT count(*) FROM transactions WHERE initiator_user_id = $1", user
+            )
+        assert state["transaction_id"] == created[0] and n == 1
+        # A transaction born FAILED cannot take the key either: nothing of it is kept.
         async with db.uow() as s:
-            assert await repository.link_key(s, user, key, second, tx)
-        async with db.uow() as s:  # once linked, it is nobody's to take or release
-            assert not await repository.take_over_key(s, user, key, second, uuid.uuid4(), "h")
-            await repository.release_key(s, user, key, second)
-            row = await repository.get_key(s, user, key)
-        assert row is not None and row.transaction_id == tx
+            taken = await repository.take_key(
+                s, user, key, "h", timedelta(hours=1), uuid.uuid4(), 400, {"code": "X"}
+            )
+        assert not taken
     finally:
         await db.dispose()

@@ -181,17 +181,21 @@ async def page(
     return list(rows.scalars())
 
 
-# -- idempotency keys
+# -- idempotency keys: taken with the transaction, in the same statement
 
 
-async def reserve_key(
+async def take_key(
     session: AsyncSession,
     user_id: uuid.UUID,
     key: str,
     request_hash: str,
     ttl: timedelta,
-    owner: uuid.UUID,
+    tx_id: uuid.UUID,
+    status: int,
+    body: dict[str, Any],
 ) -> bool:
+    """The key with its transaction and answer (a transaction born FAILED); False when
+    another request holds the key already."""
     inserted = (
         await session.execute(
             pg_insert(IdempotencyKey)
@@ -199,7 +203,9 @@ async def reserve_key(
                 user_id=user_id,
                 key=key,
                 request_hash=request_hash,
-                owner=owner,
+                transaction_id=tx_id,
+                response_status=status,
+                response_body=body,
                 expires_at=utcnow() + ttl,
             )
             .on_conflict_do_nothing()
@@ -209,82 +215,13 @@ async def reserve_key(
     return inserted is not None
 
 
-async def get_key(session: AsyncSession, user_id: uuid.UUID, key: str) -> IdempotencyKey | None:
-    return await session.get(IdempotencyKey, (user_id, key), populate_existing=True)
-
-
-def _unlinked(user_id: uuid.UUID, key: str, owner: uuid.UUID) -> list[Any]:
-    """The key, still held by `owner` and not yet given a transaction."""
-    return [
-        IdempotencyKey.user_id == user_id,
-        IdempotencyKey.key == key,
-        IdempotencyKey.owner == owner,
-        IdempotencyKey.transaction_id.is_(None),
-    ]
-
-
-async def take_over_key(
-    session: AsyncSession,
-    user_id: uuid.UUID,
-    key: str,
-    previous: uuid.UUID,
-    owner: uuid.UUID,
-    request_hash: str,
-) -> bool:
-    """Hands an abandoned reservation to a new request, unless its first request has
-    linked it to a transaction (or handed it on) in the meantime."""
-    row = (
-        await session.execute(
-            update(IdempotencyKey)
-            .where(*_unlinked(user_id, key, previous))
-            .values(owner=owner, request_hash=request_hash, created_at=func.now())
-            .returning(IdempotencyKey.key)
-        )
-    ).first()
-    return row is not None
-
-
-async def link_key(
-    session: AsyncSession, user_id: uuid.UUID, key: str, owner: uuid.UUID, tx_id: uuid.UUID
-) -> bool:
-    """Gives the key its transaction, only if this request still holds it: False when
-    it was taken over, and then the caller must not create the transaction."""
-    row = (
-        await session.execute(
-            update(IdempotencyKey)
-            .where(*_unlinked(user_id, key, owner))
-            .values(transaction_id=tx_id)
-            .returning(IdempotencyKey.key)
-        )
-    ).first()
-    return row is not None
-
-
-async def store_response(
-    session: AsyncSession, user_id: uuid.UUID, key: str, status: int, body: dict[str, Any]
-) -> None:
-    await session.execute(
-        update(IdempotencyKey)
-        .where(
-            IdempotencyKey.user_id == user_id,
-            IdempotencyKey.key == key,
-            IdempotencyKey.response_status.is_(None),
-        )
-        .values(response_status=status, response_body=body)
-    )
-
-
-async def drop_key(session: AsyncSession, user_id: uuid.UUID, key: str) -> None:
-    await session.execute(
-        delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-    )
-
-
-async def release_key(
-    session: AsyncSession, user_id: uuid.UUID, key: str, owner: uuid.UUID
-) -> None:
-    """Frees a reservation that created nothing, if this request still holds it."""
-    await session.execute(delete(IdempotencyKey).where(*_unlinked(user_id, key, owner)))
+KEY_STATE = """
+SELECT request_hash, transaction_id, response_status, response_body::text AS response_body,
+       created_at, expires_at
+FROM idempotency_keys WHERE user_id = $1 AND key = $2
+"""
+# Frees a key that has run out (or an abandoned reservation), only as it was read.
+DROP_KEY = "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at = $3"
 
 
 async def purge_expired_keys(session: AsyncSession) -> None:
@@ -303,16 +240,15 @@ _INSERT_VALUES = (
 )
 # A transaction in flight, born with its lease.
 INSERT = f"INSERT INTO transactions ({_INSERT_COLUMNS}) VALUES ({_INSERT_VALUES}) RETURNING id"  # noqa: S608 - built from constants
-# The same, only if this request still holds its Idempotency-Key ($19 user, $15 key,
-# $20 owner), which it links in the same statement: both happen, or neither.
-INSERT_LINKED = f"""
-WITH link AS (
-  UPDATE idempotency_keys SET transaction_id = $1
-  WHERE user_id = $19 AND key = $15 AND owner = $20 AND transaction_id IS NULL
-  RETURNING key
+# The same with its Idempotency-Key ($19 user, $15 key, $20 body fingerprint, $21
+# expiry), taken in the same statement: both, or (another request has the key) neither.
+INSERT_KEYED = f"""
+WITH k AS (
+  INSERT INTO idempotency_keys (user_id, key, request_hash, transaction_id, expires_at)
+  VALUES ($19, $15, $20, $1, $21) ON CONFLICT DO NOTHING RETURNING key
 )
 INSERT INTO transactions ({_INSERT_COLUMNS})
-SELECT {_INSERT_VALUES} WHERE EXISTS (SELECT 1 FROM link)
+SELECT {_INSERT_VALUES} WHERE EXISTS (SELECT 1 FROM k)
 RETURNING id
 """  # noqa: S608 - built from constants
 

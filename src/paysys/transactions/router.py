@@ -18,7 +18,7 @@ from paysys.kit.deps import PROBLEM
 from paysys.kit.errors import PROBLEM_JSON, NotFound, ServiceUnavailable, ValidationFailed
 from paysys.transactions import service
 from paysys.transactions.clients import OutcomeUnknown
-from paysys.transactions.exceptions import OutcomePending, TransactionNotFound
+from paysys.transactions.exceptions import TransactionNotFound
 from paysys.transactions.faults import FAULT_NAMES, Fault, Faults
 from paysys.transactions.saga import Saga, final_response, to_out
 from paysys.transactions.schemas import CreateIn, TransactionList, TransactionOut, dump
@@ -56,26 +56,18 @@ async def create_transaction(
     body: Annotated[CreateIn, Body()],
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    key = idempotency_key
-    owner = None
-    if key is not None:
+    keyed = None
+    if idempotency_key is not None:
         digest = service.request_hash(dump(body), saga.settings.idempotency_hash_key)
-        try:
-            owner = await service.reserve(saga, user_id, key, digest)
-        except service.Replay as replay:
-            return _json(replay.status, replay.body, replayed=True)
+        keyed = service.Keyed(idempotency_key, digest)
     try:
-        tx = await service.create(saga, user_id, body, key, owner)
-    except OutcomePending:
-        raise  # the key stays reserved: 409 until the recovery worker settles it
+        tx = await service.create(saga, user_id, body, keyed)
+    except service.Replay as replay:
+        return _json(replay.status, replay.body, replayed=True)
     except OutcomeUnknown:
-        if owner is not None:
-            await service.release_key(saga, user_id, key, owner)
+        # Before any transaction existed (a service did not answer validation): the
+        # key was not taken, a retry may use it.
         raise ServiceUnavailable("A service is not available; retry later.") from None
-    except BaseException:
-        if owner is not None:
-            await service.release_key(saga, user_id, key, owner)
-        raise
     return _json(*final_response(tx))
 
 

@@ -9,11 +9,11 @@ import hashlib
 import hmac
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.cards import keepable
 from paysys.kit.context import current_request_id
@@ -37,10 +37,10 @@ from paysys.transactions.schemas import CreateIn, DepositIn
 
 log = structlog.get_logger()
 
-# A reserved key with no transaction and no answer after this long belongs to a request
-# that died before creating anything: another request may take it over. Taking over is
-# safe even if the first request is only slow: it can no longer link the key, so it
-# creates nothing (see repository.link_key).
+# A key row with no transaction is a reservation left by an older version of this
+# service (which reserved keys before validating); after this long, its request is
+# taken for dead and the key is freed. This version never writes one: it inserts the key
+# together with its transaction.
 ABANDONED_AFTER = timedelta(seconds=60)
 
 
@@ -57,6 +57,14 @@ def request_hash(body: dict[str, Any], key: str) -> str:
     return hmac.new(key.encode(), canonical, hashlib.sha256).hexdigest()
 
 
+@dataclass(frozen=True)
+class Keyed:
+    """The request's Idempotency-Key and the fingerprint of its body."""
+
+    key: str
+    digest: str
+
+
 class Replay(Exception):
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(status)
@@ -64,59 +72,60 @@ class Replay(Exception):
         self.body = body
 
 
-async def reserve(saga: Saga, user_id: uuid.UUID, key: str, digest: str) -> uuid.UUID:
-    """Reserves the key for this request; returns the reservation's owner token."""
-    ttl = timedelta(hours=saga.settings.idempotency_ttl_hours)
-    owner = uuid.uuid4()
+class _KeyTaken(Exception):
+    """Another request inserted this key first; nothing of this one was kept."""
+
+
+async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
+    """Returns when the key is free. Otherwise: Replay (the stored answer of the first
+    request), IdempotencyKeyReused (another body) or RequestInProgress. A read, no
+    commit: the key is taken only with the transaction itself (`create`)."""
     for _ in range(3):
-        async with saga.db.uow() as session:
-            if await repository.reserve_key(session, user_id, key, digest, ttl, owner):
-                return owner
-            existing = await repository.get_key(session, user_id, key)
-            if existing is None:
-                continue
-            if existing.expires_at < utcnow():
-                await repository.drop_key(session, user_id, key)
-                continue
-            if existing.response_status is not None:
-                if existing.request_hash != digest:
-                    raise IdempotencyKeyReused(
-                        "This Idempotency-Key was used with a different request body."
-                    )
-                assert existing.response_body is not None
-                raise Replay(existing.response_status, existing.response_body)
-            abandoned = (
-                existing.transaction_id is None
-                and existing.owner is not None
-                and existing.created_at < utcnow() - ABANDONED_AFTER
+        async with saga.db.raw() as conn:
+            row = await conn.fetchrow(repository.KEY_STATE, user_id, keyed.key)
+            if row is None:
+                return
+            stale = row["expires_at"] < utcnow() or (
+                row["transaction_id"] is None and row["created_at"] < utcnow() - ABANDONED_AFTER
             )
-            if abandoned:
-                assert existing.owner is not None
-                if await repository.take_over_key(
-                    session, user_id, key, existing.owner, owner, digest
-                ):
-                    return owner
+            if stale:
+                await conn.execute(repository.DROP_KEY, user_id, keyed.key, row["created_at"])
                 continue
-            if existing.request_hash != digest:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was used with a different request body."
-                )
-            raise RequestInProgress("A request with this Idempotency-Key is in progress.")
+        if row["request_hash"] != keyed.digest:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was used with a different request body."
+            )
+        if row["response_status"] is not None:
+            raise Replay(row["response_status"], json.loads(row["response_body"]))
+        raise RequestInProgress("A request with this Idempotency-Key is in progress.")
     raise RequestInProgress("A request with this Idempotency-Key is in progress.")
 
 
-async def release_key(saga: Saga, user_id: uuid.UUID, key: str | None, owner: uuid.UUID) -> None:
-    if key:
-        async with saga.db.uow() as session:
-            await repository.release_key(session, user_id, key, owner)
-
-
 async def create(
-    saga: Saga, user_id: uuid.UUID, body: CreateIn, key: str | None, owner: uuid.UUID | None
+    saga: Saga, user_id: uuid.UUID, body: CreateIn, keyed: Keyed | None
 ) -> Transaction:
     """The transaction in its definite state (COMPLETED or FAILED). Raises AppError for
-    errors that create no transaction, and OutcomePending when a service did not answer
-    (the transaction then exists and the recovery worker finishes it)."""
+    errors that create no transaction, Replay for a key already answered, and
+    OutcomePending when a service did not answer (the transaction then exists and the
+    recovery worker finishes it).
+
+    With an Idempotency-Key, the key is inserted in the same statement as the
+    transaction (born FAILED by validation, or PROCESSING/PENDING): two commits on the
+    happy path, key or not. Of requests racing with one key, one inserts; the others
+    then answer from the key (409 while it runs, its answer once stored)."""
+    if keyed is not None:
+        await check_key(saga, user_id, keyed)
+    try:
+        return await _create(saga, user_id, body, keyed)
+    except _KeyTaken:
+        assert keyed is not None
+        await check_key(saga, user_id, keyed)
+        raise RequestInProgress("A request with this Idempotency-Key is in progress.") from None
+
+
+async def _create(
+    saga: Saga, user_id: uuid.UUID, body: CreateIn, keyed: Keyed | None
+) -> Transaction:
     clients = saga.clients
     card = body.card.model_dump() if isinstance(body, DepositIn) else None
     source = None
@@ -172,13 +181,13 @@ async def create(
         destination_user_id=uuid.UUID(destination["user_id"]),
         description=body.description,
         correlation_id=current_request_id(),
-        idempotency_key=key,
+        idempotency_key=keyed.key if keyed else None,
         attempts=1,
         created_at=now,
         updated_at=now,
     )
     if failure is not None:
-        return await _born_failed(saga, tx, failure, user_id, owner)
+        return await _born_failed(saga, tx, failure, user_id, keyed)
 
     # Validated: a deposit waits (PENDING) for its card charge; a transfer or payment
     # is born PROCESSING, its money about to move.
@@ -187,16 +196,15 @@ async def create(
     tx.steps = [repository.step("created", "ok")]
     tx.lease_until = now + saga.lease
     async with saga.db.raw() as conn:
-        if key:
+        if keyed:
+            expires = now + timedelta(hours=saga.settings.idempotency_ttl_hours)
             created = await conn.fetchval(
-                repository.INSERT_LINKED, *repository.insert_args(tx), user_id, owner
+                repository.INSERT_KEYED, *repository.insert_args(tx), user_id, keyed.digest, expires
             )
         else:
             created = await conn.fetchval(repository.INSERT, *repository.insert_args(tx))
     if created is None:
-        # The key was taken over while this request validated: the other request owns
-        # it now, and this one created nothing.
-        raise RequestInProgress("A request with this Idempotency-Key is in progress.")
+        raise _KeyTaken  # the key came first: this request created nothing
     try:
         return await saga.drive(tx.id, card, fresh=tx)
     except OutcomeUnknown as exc:
@@ -209,39 +217,27 @@ async def create(
 
 
 async def _born_failed(
-    saga: Saga, tx: Transaction, failure: str, user_id: uuid.UUID, owner: uuid.UUID | None
+    saga: Saga, tx: Transaction, failure: str, user_id: uuid.UUID, keyed: Keyed | None
 ) -> Transaction:
-    """Refused by validation: born FAILED, with its event, records and stored answer
-    in one commit. Nothing the recovery worker could pick up ever exists."""
+    """Refused by validation: born FAILED, with its key and stored answer, event and
+    records, in one commit. Nothing the recovery worker could pick up ever exists."""
     tx.status, tx.phase, tx.failure_code = Status.FAILED, Phase.DONE, failure
     tx.finished_at = tx.created_at
     tx.steps = [repository.step("validate", failure)]
     done = saga.terminal(tx)
     async with saga.db.uow() as session:
-        await _insert(session, tx, user_id, tx.idempotency_key, owner)
+        if keyed is not None:
+            ttl = timedelta(hours=saga.settings.idempotency_ttl_hours)
+            taken = await repository.take_key(
+                session, user_id, keyed.key, keyed.digest, ttl, tx.id, *done.response
+            )
+            if not taken:
+                raise _KeyTaken  # the unit of work rolls back: nothing of this request
+        session.add(tx)
         await insert_rows(session, saga.outbox.table, done.events)
         await saga.records.add_rows(session, done.records)
-        if tx.idempotency_key:
-            await repository.store_response(session, user_id, tx.idempotency_key, *done.response)
     saga.observe(tx)
     return tx
-
-
-async def _insert(
-    session: AsyncSession,
-    tx: Transaction,
-    user_id: uuid.UUID,
-    key: str | None,
-    owner: uuid.UUID | None,
-) -> None:
-    session.add(tx)
-    if key:
-        assert owner is not None
-        await session.flush()
-        if not await repository.link_key(session, user_id, key, owner, tx.id):
-            # The key was taken over while this request validated: the other request
-            # owns it now, and this one creates nothing (the unit of work rolls back).
-            raise RequestInProgress("A request with this Idempotency-Key is in progress.")
 
 
 # -- reads
