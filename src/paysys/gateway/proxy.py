@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import aiohttp
@@ -28,6 +29,7 @@ log = structlog.get_logger()
 # A path parameter is an id: nothing that could mean another path once a service
 # decodes it again (no "/", "%", ".." or other punctuation).
 _SAFE_PARAM = re.compile(r"[A-Za-z0-9_-]{1,64}")
+VERIFIED_TOKENS = 10_000  # kept at most, oldest out first
 
 
 class RateLimited(AppError):
@@ -49,16 +51,29 @@ class Proxy:
         self.settings = settings
         self.limiter = RateLimiter(settings.rate_limit_window_seconds)
         self.timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_seconds, connect=2)
+        # Tokens whose signature and claims were checked, by their exact text, until
+        # they expire: a client sends the same token for 15 minutes, and verifying it
+        # each time was a tenth of the gateway's CPU. Revocation is unaffected: the
+        # session is looked up in Redis on every request.
+        self._verified: dict[str, AccessClaims] = {}
 
     def _claims(self, request: Request) -> AccessClaims:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("A bearer access token is required.")
+        token = token.strip()
+        claims = self._verified.get(token)
+        if claims is not None and claims.expires_at > time.time():
+            return claims
         s = self.settings
-        return verify_access_token(
-            token.strip(), secret=s.jwt_secret, issuer=s.jwt_issuer, audience=s.jwt_audience
+        claims = verify_access_token(
+            token, secret=s.jwt_secret, issuer=s.jwt_issuer, audience=s.jwt_audience
         )
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.pop(next(iter(self._verified)))  # the oldest entry
+        self._verified[token] = claims
+        return claims
 
     def _limit_of(self, route: Route, ip: str, user_id: str | None) -> tuple[str, str, int]:
         s = self.settings

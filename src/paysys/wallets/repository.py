@@ -118,31 +118,60 @@ SELECT id, user_id, currency, balance, status, version, created_at, updated_at
 FROM wallets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 """
 
-# Runs after LOCK_PAIR, so it sees every outcome committed for this transaction before
-# the locks were granted. Guarded against a kept refusal (then it changes nothing and
-# returns no row); a money move already made makes the ledger insert conflict (the
-# unique (transaction_id, operation)), which fails the whole statement.
+# The whole move in one statement (it commits alone: one round trip).
+# - `lk` locks both wallets in id order (no deadlock between opposite transfers) and,
+#   being a locking read, sees their latest committed state, which nobody can change
+#   until this commits: every check is made on it, so both updates happen or neither.
+# - A kept refusal for this transaction stops it (a replay stays refused); a money move
+#   already made fails it on the ledger's unique (transaction_id, operation).
+# - Each side's `wallet.funds_*` event gets its data here, from the row as updated:
+#   $6-$8 and $9 are the envelopes (event id, topic, key, JSON with empty data) in
+#   (debit, credit) order; $10 the amount as text; $11 = 10^digits, $12 digits.
+# No row back: refused, or a wallet missing (the caller finds out which, and records
+# a refusal, in a transaction of its own). Run inside a transaction (after LOCK_PAIR),
+# it is the same move.
 MOVE = """
-WITH guard AS (
-  SELECT NOT EXISTS (SELECT 1 FROM refusals WHERE transaction_id = $1) AS ok
+WITH lk AS MATERIALIZED (
+  SELECT id, currency, balance, status FROM wallets
+  WHERE id = ANY(ARRAY[$2::uuid, $3::uuid]) ORDER BY id FOR UPDATE
+), ok AS (
+  SELECT count(*) = 2
+     AND bool_and(status = 'ACTIVE' AND currency = $5::text)
+     AND bool_or(id = $2 AND balance >= $4::bigint)
+     AND NOT EXISTS (SELECT 1 FROM refusals WHERE transaction_id = $1::uuid) AS go
+  FROM lk
 ), d AS (
   UPDATE wallets SET balance = balance - $4, version = version + 1, updated_at = now()
-  WHERE id = $2 AND balance >= $4 AND status = 'ACTIVE' AND (SELECT ok FROM guard)
-  RETURNING id, balance, version, updated_at
+  WHERE id = $2 AND (SELECT go FROM ok)
+  RETURNING 'debit'::text AS side, id, user_id, currency, balance, status, version,
+            created_at, updated_at
 ), c AS (
   UPDATE wallets SET balance = balance + $4, version = version + 1, updated_at = now()
-  WHERE id = $3 AND status = 'ACTIVE' AND EXISTS (SELECT 1 FROM d)
-  RETURNING id, balance, version, updated_at
+  WHERE id = $3 AND EXISTS (SELECT 1 FROM d)
+  RETURNING 'credit'::text AS side, id, user_id, currency, balance, status, version,
+            created_at, updated_at
+), moved AS (
+  SELECT * FROM d UNION ALL SELECT * FROM c
 ), l AS (
   INSERT INTO ledger_entries (wallet_id, transaction_id, operation, amount, balance_after)
-  SELECT id, $1, 'debit', -$4, balance FROM d
-  UNION ALL SELECT id, $1, 'credit', $4, balance FROM c
+  SELECT id, $1::uuid, side, CASE side WHEN 'debit' THEN -$4 ELSE $4 END, balance FROM moved
 ), o AS (
   INSERT INTO outbox (event_id, topic, key, payload)
-  SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::jsonb[])
-  WHERE EXISTS (SELECT 1 FROM c)
+  SELECT e.event_id, e.topic, e.key, jsonb_set(e.payload, '{data}', jsonb_build_object(
+           'wallet_id', m.id::text, 'user_id', m.user_id::text, 'transaction_id', $1::uuid::text,
+           'amount', $10::text, 'currency', m.currency,
+           'balance', CASE WHEN $12::int = 0 THEN m.balance::text
+                      ELSE (m.balance / $11::bigint)::text || '.'
+                           || lpad((m.balance % $11::bigint)::text, $12::int, '0') END))
+  FROM unnest($6::uuid[], $7::text[], $8::text[], $9::jsonb[], ARRAY['debit', 'credit'])
+       AS e(event_id, topic, key, payload, side)
+  JOIN moved m ON m.side = e.side
+  WHERE (SELECT count(*) FROM moved) = 2
 )
-SELECT 'debit' AS side, * FROM d UNION ALL SELECT 'credit', * FROM c
+-- Never one side alone (the checks on `lk` rule it out): if it ever happened, this
+-- cast fails the statement, and with it everything above.
+SELECT *, CASE WHEN n <> 2 THEN ('a transfer moved one side only: ' || n)::int END AS broken
+FROM moved, (SELECT count(*) AS n FROM moved) AS sides
 """
 
 # A refusal is kept unless the money already moved for this transaction.

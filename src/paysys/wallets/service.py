@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.db import Database
 from paysys.kit.errors import AppError, ValidationFailed
-from paysys.kit.money import MoneyError, format_amount, parse_amount
+from paysys.kit.money import MoneyError, exponent, format_amount, parse_amount
 from paysys.kit.outbox import Outbox, columns
 from paysys.wallets import repository
 from paysys.wallets.exceptions import REFUSALS, CreditFenced, WalletExists, WalletNotFound
@@ -248,18 +248,6 @@ def _refusal(src: Any, dst: Any, amount: int, currency: str) -> tuple[str, uuid.
     return None
 
 
-def _funds_event(wallet: Any, tx: uuid.UUID, amount: int, balance: int) -> dict[str, Any]:
-    currency = wallet["currency"]
-    return {
-        "wallet_id": str(wallet["id"]),
-        "user_id": str(wallet["user_id"]),
-        "transaction_id": str(tx),
-        "amount": format_amount(amount, currency),
-        "currency": currency,
-        "balance": format_amount(balance, currency),
-    }
-
-
 async def transfer(
     db: Database,
     outbox: Outbox,
@@ -274,41 +262,48 @@ async def transfer(
     conditional UPDATEs, two ledger rows and both events in one statement. Idempotent
     on the transaction id: asked again, it gives the first outcome, a refusal included,
     even once the source could pay."""
+    envelopes = [
+        outbox.row("wallet.funds_deducted", str(source), {}),
+        outbox.row("wallet.funds_added", str(destination), {}),
+    ]
+    digits = exponent(currency)
+    move = (
+        repository.MOVE,
+        tx,
+        source,
+        destination,
+        amount,
+        currency,
+        *columns(envelopes),
+        format_amount(amount, currency),
+        10**digits,
+        digits,
+    )
     outcome: Moved | Refused | None = None
     try:
-        async with db.raw() as conn, conn.transaction():
-            rows = {
-                r["id"]: r for r in await conn.fetch(repository.LOCK_PAIR, [source, destination])
-            }
-            src, dst = rows.get(source), rows.get(destination)
-            if src is None or dst is None:
-                raise WalletNotFound("No such wallet.")
-            refusal = _refusal(src, dst, amount, currency)
-            if refusal is not None:
-                code, wallet_id = refusal
-                if await conn.fetchval(repository.REFUSE, tx, wallet_id, code) is not None:
-                    outcome = Refused(code, wallet_id)
-            else:
-                events = [
-                    outbox.row(
-                        "wallet.funds_deducted",
-                        str(source),
-                        _funds_event(src, tx, amount, src["balance"] - amount),
-                    ),
-                    outbox.row(
-                        "wallet.funds_added",
-                        str(destination),
-                        _funds_event(dst, tx, amount, dst["balance"] + amount),
-                    ),
-                ]
-                changed = await conn.fetch(
-                    repository.MOVE, tx, source, destination, amount, *columns(events)
-                )
-                if changed:
-                    if len(changed) != 2:
-                        raise AssertionError("a locked, checked transfer moved one side only")
-                    after = {r["id"]: r for r in changed}
-                    outcome = Moved([_state(row, after[row["id"]]) for row in (src, dst)])
+        # The usual case, one statement: locked, checked, moved, evented.
+        async with db.raw() as conn:
+            changed = await conn.fetch(*move)
+        if not changed:
+            # Refused, a wallet missing, or a replay of a refusal: find out which under
+            # the same locks, and keep the refusal, in one transaction.
+            async with db.raw() as conn, conn.transaction():
+                rows = {
+                    r["id"]: r
+                    for r in await conn.fetch(repository.LOCK_PAIR, [source, destination])
+                }
+                src, dst = rows.get(source), rows.get(destination)
+                if src is None or dst is None:
+                    raise WalletNotFound("No such wallet.")
+                refusal = _refusal(src, dst, amount, currency)
+                if refusal is not None:
+                    code, wallet_id = refusal
+                    if await conn.fetchval(repository.REFUSE, tx, wallet_id, code) is not None:
+                        outcome = Refused(code, wallet_id)
+                else:  # it could pay by now, and no refusal was kept: the move after all
+                    changed = await conn.fetch(*move)
+        if changed:
+            outcome = Moved([_state(row) for row in changed])
     except UniqueViolationError:
         outcome = None  # it had moved already: the ledger's unique key said so
     if isinstance(outcome, Moved):
@@ -319,16 +314,16 @@ async def transfer(
     return await _first_outcome(db, tx)
 
 
-def _state(locked: Any, after: Any) -> dict[str, Any]:
+def _state(row: Any) -> dict[str, Any]:
     return {
-        "id": str(locked["id"]),
-        "user_id": str(locked["user_id"]),
-        "currency": locked["currency"],
-        "balance": after["balance"],
-        "status": locked["status"],
-        "version": after["version"],
-        "created_at": locked["created_at"].isoformat(),
-        "updated_at": after["updated_at"].isoformat(),
+        "id": str(row["id"]),
+        "user_id": str(row["user_id"]),
+        "currency": row["currency"],
+        "balance": row["balance"],
+        "status": row["status"],
+        "version": row["version"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
     }
 
 
