@@ -53,7 +53,7 @@ CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": 
 INFRA = {  # how to find the infrastructure's processes: /proc/<pid>/cmdline contains
     "postgresql": "postgres",
     "kafka": "kafka.Kafka",
-    "ferretdb": "ferretdb",
+    "ferretdb": "bin/ferretdb",  # not the PostgreSQL backends serving it
     "redis": "redis-server",
     "smtp sink": "smtp_sink.py",
 }
@@ -98,25 +98,33 @@ def pids_matching(needle: str) -> list[int]:
 
 
 class CpuMeter:
-    """CPU seconds of named groups of processes between `start` and `stop`."""
+    """CPU seconds of named groups of processes between `start` and `stop`. A group
+    named in `rescan` (by its cmdline needle) is looked up again at `stop`, so that
+    processes born meanwhile count too: PostgreSQL starts a backend per connection."""
 
-    def __init__(self, groups: dict[str, list[int]]) -> None:
-        self.groups = groups
-        self.before: dict[str, float] = {}
+    def __init__(self, groups: dict[str, list[int]], rescan: dict[str, str] | None = None) -> None:
+        self.groups = {g: list(pids) for g, pids in groups.items()}
+        self.rescan = rescan or {}
+        self.before: dict[int, float] = {}
         self.busy_before = 0.0
         self.t0 = 0.0
 
-    def _now(self) -> dict[str, float]:
-        return {g: sum(cpu_seconds(p) for p in pids) for g, pids in self.groups.items()}
-
     def start(self) -> None:
-        self.before, self.busy_before, self.t0 = self._now(), machine_busy_seconds(), time.time()
+        for group, needle in self.rescan.items():
+            self.groups[group] = pids_matching(needle)
+        self.before = {p: cpu_seconds(p) for pids in self.groups.values() for p in pids}
+        self.busy_before, self.t0 = machine_busy_seconds(), time.time()
 
     def stop(self) -> tuple[dict[str, float], float, float]:
-        after = self._now()
+        for group, needle in self.rescan.items():
+            self.groups[group] = sorted(set(self.groups[group]) | set(pids_matching(needle)))
+        used = {
+            g: sum(cpu_seconds(p) - self.before.get(p, 0.0) for p in pids)
+            for g, pids in self.groups.items()
+        }
         wall = time.time() - self.t0
         busy = machine_busy_seconds() - self.busy_before
-        return {g: after[g] - self.before[g] for g in after}, busy, wall
+        return used, busy, wall
 
 
 # -- load
@@ -233,30 +241,32 @@ async def raw_db_limit(dsn: str, clients: int, seconds: float) -> tuple[float, f
     credit = f"UPDATE {schema}.w SET balance = balance + $2 WHERE id = $1 RETURNING balance"
     ledger = f"INSERT INTO {schema}.l (wallet, tx, amount, balance_after) VALUES ($1, $2, $3, $4)"
     done = 0
-    deadline = time.monotonic() + seconds
-
-    async def worker(seed: int) -> None:
-        nonlocal done
-        rng = random.Random(seed)
-        c = await asyncpg.connect(dsn)
-        try:
-            while time.monotonic() < deadline:
-                a, b = sorted(rng.sample(range(1, 21), 2))
-                tx = uuid.uuid4()
-                async with c.transaction():
-                    ba = await c.fetchval(debit, a, 100)
-                    bb = await c.fetchval(credit, b, 100)
-                    await c.executemany(ledger, [(a, tx, -100, ba), (b, tx, 100, bb)])
-                done += 1
-        finally:
-            await c.close()
-
-    pg = CpuMeter({"postgresql": pids_matching(INFRA["postgresql"])})
+    # Connected first, so that the meter sees every backend (and none of their start).
+    conns = [await asyncpg.connect(dsn) for _ in range(clients)]
+    pg = CpuMeter({"postgresql": []}, rescan={"postgresql": INFRA["postgresql"]})
     pg.start()
     started = time.monotonic()
-    await asyncio.gather(*(worker(i) for i in range(clients)))
-    elapsed = time.monotonic() - started
-    cpu, _, _ = pg.stop()
+    deadline = started + seconds
+
+    async def worker(seed: int, c: asyncpg.Connection) -> None:
+        nonlocal done
+        rng = random.Random(seed)
+        while time.monotonic() < deadline:
+            a, b = sorted(rng.sample(range(1, 21), 2))
+            tx = uuid.uuid4()
+            async with c.transaction():
+                ba = await c.fetchval(debit, a, 100)
+                bb = await c.fetchval(credit, b, 100)
+                await c.executemany(ledger, [(a, tx, -100, ba), (b, tx, 100, bb)])
+            done += 1
+
+    try:
+        await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
+        elapsed = time.monotonic() - started
+        cpu, _, _ = pg.stop()
+    finally:
+        for c in conns:
+            await c.close()
     conn = await asyncpg.connect(dsn)
     await conn.execute(f"DROP SCHEMA {schema} CASCADE")
     await conn.close()
@@ -508,7 +518,7 @@ async def run(
 
         people = await asyncio.gather(*(seeded(i, False) for i in range(args.users)))
         merchants = await asyncio.gather(*(seeded(i, True) for i in range(4)))
-        meter = CpuMeter(groups)
+        meter = CpuMeter(groups, rescan={"postgresql": INFRA["postgresql"]})
 
         def transfer(rng: random.Random) -> tuple[dict[str, str], dict[str, Any]]:
             a, b = rng.sample(people, 2)

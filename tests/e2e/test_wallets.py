@@ -215,6 +215,9 @@ async def test_wallets_keep_working_uncached_while_redis_is_down(stack: Stack) -
     async with internal_client(stack) as c:
         c.headers["X-User-Id"] = user_id
         wallet = (await c.post("/wallets/create", json={"currency": "EUR"})).json()
+        # Cached at 0.00; Redis keeps it across its restart (AOF), so the changes made
+        # while it is down must not be hidden behind it afterwards.
+        assert (await c.get(f"/wallets/{wallet['id']}")).json()["balance"] == "0.00"
         stack_cmd("down", "redis")
         try:
             await fund(stack, wallet["id"], "3.00")
@@ -229,6 +232,9 @@ async def test_wallets_keep_working_uncached_while_redis_is_down(stack: Stack) -
             assert (await c.get(f"/wallets/{wallet['id']}")).json()["balance"] == "2.00"
         finally:
             stack_cmd("up", "redis")
+        # Once the service's pooled Redis connections are healthy again (health check
+        # every 10 s): a read that reaches Redis must not find the 0.00 of before.
+        await asyncio.sleep(11)
         assert (await c.get(f"/wallets/{wallet['id']}")).json()["balance"] == "2.00"
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -59,9 +60,13 @@ class Database:
         statement. Nothing is open on it: one statement commits alone (a statement with
         data-modifying CTEs is atomic), `conn.transaction()` spans several. Outbox
         writes on it must call `written` after the commit to wake their relay."""
-        async with self.engine.connect() as conn:
-            fairy = await conn.get_raw_connection()
+        # Straight from the pool, without a SQLAlchemy Connection around it: half the
+        # cost of engine.connect() (it runs several times per payment).
+        fairy = await self.engine.raw_connection()
+        try:
             yield fairy.driver_connection
+        finally:
+            await asyncio.shield(greenlet_spawn(fairy.close))
 
     def written(self, *tables: str) -> None:
         """After a raw commit that wrote these outbox tables: wake their relays."""

@@ -1,6 +1,10 @@
 """Redis cache of wallet reads. Every change writes the new state through (after the
 commit); a reader that fills the cache from an older read loses, because the cache only
-accepts a higher version. Redis down: reads and changes go on, uncached."""
+accepts a higher version. Redis down: reads and changes go on, uncached.
+
+A write-through that fails (Redis down) leaves the wallet's old state in Redis, and Redis
+keeps it across a restart (AOF). So the keys this process could not update are
+remembered and deleted first thing once Redis answers again, before any read."""
 
 from __future__ import annotations
 
@@ -33,14 +37,24 @@ class WalletCache:
         self.redis = redis
         self.ttl = ttl_seconds
         self._set = LuaScript(_SET_IF_NEWER)
+        self._stale: set[str] = set()  # keys whose write-through failed
 
     @staticmethod
     def key(wallet_id: uuid.UUID) -> str:
         return f"wallet:{wallet_id}"
 
     async def get(self, wallet_id: uuid.UUID) -> dict[str, Any] | None:
+        key = self.key(wallet_id)
         try:
-            raw = await self.redis.get(self.key(wallet_id))
+            if self._stale:
+                stale = list(self._stale)
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.delete(*stale)
+                    pipe.get(key)
+                    _, raw = await pipe.execute()
+                self._stale.difference_update(stale)
+            else:
+                raw = await self.redis.get(key)
         except RedisError:
             return None
         return json.loads(raw) if raw else None
@@ -51,7 +65,12 @@ class WalletCache:
     async def put_many(self, states: list[dict[str, Any]]) -> None:
         """Several states in one round trip (a transfer changes two wallets)."""
 
+        keys = [self.key(uuid.UUID(state["id"])) for state in states]
+        stale = list(self._stale)
+
         def build(pipe: Pipeline) -> None:
+            if stale:
+                pipe.delete(*stale)
             for state in states:
                 self._set.queue(
                     pipe,
@@ -62,4 +81,7 @@ class WalletCache:
         try:
             await run_pipeline(self.redis, build, (self._set,))
         except RedisError:
+            self._stale.update(keys)
             log.warning("wallet_cache_unavailable")
+            return
+        self._stale.difference_update(stale)
