@@ -492,6 +492,10 @@ class Report:
             "",
             f"## Profile of the busiest process ({self.hottest}), top 10 frames by own time",
             "",
+            "py-spy sees Python frames only: time in compiled code (asyncpg's protocol, "
+            "uvloop, the socket calls under them) counts to the Python frame that called "
+            "it, and `Runner.run` is the event loop itself.",
+            "",
             "```",
             *self.top_frames,
             "```",
