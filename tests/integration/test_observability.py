@@ -28,7 +28,8 @@ from tests.e2e.money import CARD, deposit, funded_user, move, wallet_for
 sys.path.insert(0, str(ROOT / "infra"))
 import observability
 
-PROM_PORT, AM_PORT, STRICT_GATEWAY_PORT = 19090, 19094, 18091
+# Its own Prometheus and Alertmanager, apart from the ones `make run` uses (19090, 19094).
+PROM_PORT, AM_PORT, STRICT_GATEWAY_PORT = 18190, 18194, 18091
 PROM = f"http://127.0.0.1:{PROM_PORT}"
 
 
