@@ -67,7 +67,7 @@ async def test_of_ten_racing_inserts_with_one_key_one_creates_a_transaction(
         # A transaction born FAILED cannot take the key either: nothing of it is kept.
         async with db.uow() as s:
             taken = await repository.take_key(
-                s, user, key, "h", timedelta(hours=1), uuid.uuid4(), 400, {"code": "X"}
+                s, user, key, "h", expires, uuid.uuid4(), 400, {"code": "X"}
             )
         assert not taken
     finally:

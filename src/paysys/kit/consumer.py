@@ -69,19 +69,6 @@ class EventConsumer:
             .on_conflict_do_nothing()
         )
 
-    async def handle(self, envelope: EventEnvelope) -> bool:
-        """Handles one event exactly once; False when it was a duplicate."""
-        async with self.db.uow() as session:
-            inserted = (
-                await session.execute(self._inbox_row(envelope).returning(self.inbox.c.event_id))
-            ).first()
-            if inserted is None:
-                EVENTS_DUPLICATE.labels(self.name).inc()
-                return False
-            await self.handler(session, [envelope])
-        EVENTS_CONSUMED.labels(self.name, envelope.event_type).inc()
-        return True
-
     async def handle_batch(self, envelopes: list[EventEnvelope]) -> None:
         """A whole batch in one transaction: one inbox insert for all, the handler once
         for the events not seen before, one commit. Any failure rolls the batch back,
@@ -127,7 +114,7 @@ class EventConsumer:
         delay = 0.1
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await self.handle(envelope)
+                await self.handle_batch([envelope])
                 return
             except asyncio.CancelledError:
                 raise

@@ -71,9 +71,10 @@ def inbox_table(metadata: MetaData) -> Table:
     )
 
 
-def columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows of a raw outbox insert as its four array parameters."""
-    return [list(col) for col in zip(*rows, strict=True)] if rows else [[], [], [], []]
+def columns(rows: Sequence[tuple[Any, ...]], width: int = 4) -> list[list[Any]]:
+    """Rows as the array parameters of an `unnest` statement (by default the four of a
+    raw outbox insert), one per column, empty arrays for no rows."""
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
 async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:

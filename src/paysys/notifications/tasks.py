@@ -118,9 +118,7 @@ class MailSender:
         return msg
 
     def headers(self, job: Any, to: str) -> dict[str, str]:
-        headers = {"From": self.settings.mail_from}
-        headers["To"] = to
-        headers["Subject"] = job.subject
+        headers = {"From": self.settings.mail_from, "To": to, "Subject": job.subject}
         # One Message-ID per notification, the same on every attempt: if a sender dies
         # between the server's acceptance and its record, the resend is recognisably the
         # same message (receivers deduplicate by it), not a second one.
@@ -245,9 +243,7 @@ class MailSender:
                 )
             )
         async with self.db.raw() as conn:
-            await conn.execute(
-                _RECORD, *[list(c) for c in zip(*states, strict=True)], *columns(rows)
-            )
+            await conn.execute(_RECORD, *columns(states, 5), *columns(rows))
         if rows:
             self.db.written(self.records.table.name)
         for kind, status in final:

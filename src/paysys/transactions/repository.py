@@ -189,7 +189,7 @@ async def take_key(
     user_id: uuid.UUID,
     key: str,
     request_hash: str,
-    ttl: timedelta,
+    expires_at: datetime,
     tx_id: uuid.UUID,
     status: int,
     body: dict[str, Any],
@@ -206,7 +206,7 @@ async def take_key(
                 transaction_id=tx_id,
                 response_status=status,
                 response_body=body,
-                expires_at=utcnow() + ttl,
+                expires_at=expires_at,
             )
             .on_conflict_do_nothing()
             .returning(IdempotencyKey.key)

@@ -42,6 +42,7 @@ log = structlog.get_logger()
 # taken for dead and the key is freed. This version never writes one: it inserts the key
 # together with its transaction.
 ABANDONED_AFTER = timedelta(seconds=60)
+IN_PROGRESS = "A request with this Idempotency-Key is in progress."
 
 
 def request_hash(body: dict[str, Any], key: str) -> str:
@@ -63,6 +64,11 @@ class Keyed:
 
     key: str
     digest: str
+
+    @staticmethod
+    def expiry(saga: Saga, tx: Transaction) -> datetime:
+        """When a key taken with `tx` may be used again."""
+        return tx.created_at + timedelta(hours=saga.settings.idempotency_ttl_hours)
 
 
 class Replay(Exception):
@@ -97,8 +103,8 @@ async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
             )
         if row["response_status"] is not None:
             raise Replay(row["response_status"], json.loads(row["response_body"]))
-        raise RequestInProgress("A request with this Idempotency-Key is in progress.")
-    raise RequestInProgress("A request with this Idempotency-Key is in progress.")
+        raise RequestInProgress(IN_PROGRESS)
+    raise RequestInProgress(IN_PROGRESS)
 
 
 async def create(
@@ -120,7 +126,7 @@ async def create(
     except _KeyTaken:
         assert keyed is not None
         await check_key(saga, user_id, keyed)
-        raise RequestInProgress("A request with this Idempotency-Key is in progress.") from None
+        raise RequestInProgress(IN_PROGRESS) from None
 
 
 async def _create(
@@ -197,9 +203,12 @@ async def _create(
     tx.lease_until = now + saga.lease
     async with saga.db.raw() as conn:
         if keyed:
-            expires = now + timedelta(hours=saga.settings.idempotency_ttl_hours)
             created = await conn.fetchval(
-                repository.INSERT_KEYED, *repository.insert_args(tx), user_id, keyed.digest, expires
+                repository.INSERT_KEYED,
+                *repository.insert_args(tx),
+                user_id,
+                keyed.digest,
+                Keyed.expiry(saga, tx),
             )
         else:
             created = await conn.fetchval(repository.INSERT, *repository.insert_args(tx))
@@ -227,9 +236,14 @@ async def _born_failed(
     done = saga.terminal(tx)
     async with saga.db.uow() as session:
         if keyed is not None:
-            ttl = timedelta(hours=saga.settings.idempotency_ttl_hours)
             taken = await repository.take_key(
-                session, user_id, keyed.key, keyed.digest, ttl, tx.id, *done.response
+                session,
+                user_id,
+                keyed.key,
+                keyed.digest,
+                Keyed.expiry(saga, tx),
+                tx.id,
+                *done.response,
             )
             if not taken:
                 raise _KeyTaken  # the unit of work rolls back: nothing of this request

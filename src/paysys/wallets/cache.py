@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -46,15 +47,7 @@ class WalletCache:
     async def get(self, wallet_id: uuid.UUID) -> dict[str, Any] | None:
         key = self.key(wallet_id)
         try:
-            if self._stale:
-                stale = list(self._stale)
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.delete(*stale)
-                    pipe.get(key)
-                    _, raw = await pipe.execute()
-                self._stale.difference_update(stale)
-            else:
-                raw = await self.redis.get(key)
+            raw = (await self._run(lambda pipe: pipe.get(key)))[-1]
         except RedisError:
             return None
         return json.loads(raw) if raw else None
@@ -65,12 +58,7 @@ class WalletCache:
     async def put_many(self, states: list[dict[str, Any]]) -> None:
         """Several states in one round trip (a transfer changes two wallets)."""
 
-        keys = [self.key(uuid.UUID(state["id"])) for state in states]
-        stale = list(self._stale)
-
         def build(pipe: Pipeline) -> None:
-            if stale:
-                pipe.delete(*stale)
             for state in states:
                 self._set.queue(
                     pipe,
@@ -79,9 +67,21 @@ class WalletCache:
                 )
 
         try:
-            await run_pipeline(self.redis, build, (self._set,))
+            await self._run(build)
         except RedisError:
-            self._stale.update(keys)
+            self._stale.update(self.key(uuid.UUID(state["id"])) for state in states)
             log.warning("wallet_cache_unavailable")
-            return
+
+    async def _run(self, build: Callable[[Pipeline], Any]) -> list[Any]:
+        """One round trip, which first deletes the keys left stale by a failed
+        write-through (then forgotten: they are gone from Redis)."""
+        stale = list(self._stale)
+
+        def with_cleanup(pipe: Pipeline) -> None:
+            if stale:
+                pipe.delete(*stale)
+            build(pipe)
+
+        results = await run_pipeline(self.redis, with_cleanup, (self._set,))
         self._stale.difference_update(stale)
+        return results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from asyncpg.exceptions import UniqueViolationError
@@ -27,8 +28,9 @@ TOPIC = {
 }
 
 
-def to_state(wallet: Wallet) -> dict[str, Any]:
-    """The cached form of a wallet (and the source of its public view)."""
+def to_state(wallet: Wallet | SimpleNamespace) -> dict[str, Any]:
+    """The cached form of a wallet (and the source of its public view), from the ORM
+    object or a raw row's columns."""
     return {
         "id": str(wallet.id),
         "user_id": str(wallet.user_id),
@@ -303,7 +305,7 @@ async def transfer(
                 else:  # it could pay by now, and no refusal was kept: the move after all
                     changed = await conn.fetch(*move)
         if changed:
-            outcome = Moved([_state(row) for row in changed])
+            outcome = Moved([to_state(SimpleNamespace(**row)) for row in changed])
     except UniqueViolationError:
         outcome = None  # it had moved already: the ledger's unique key said so
     if isinstance(outcome, Moved):
@@ -312,19 +314,6 @@ async def transfer(
     if outcome is not None:
         return outcome
     return await _first_outcome(db, tx)
-
-
-def _state(row: Any) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "user_id": str(row["user_id"]),
-        "currency": row["currency"],
-        "balance": row["balance"],
-        "status": row["status"],
-        "version": row["version"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
 
 
 async def _first_outcome(db: Database, tx: uuid.UUID) -> Moved | Refused:
