@@ -55,7 +55,7 @@ INFRA = {  # how to find the infrastructure's processes: /proc/<pid>/cmdline con
     "kafka": "kafka.Kafka",
     "ferretdb": "bin/ferretdb",  # not the PostgreSQL backends serving it
     "redis": "redis-server",
-    "smtp sink": "smtp_sink.py",
+    "smtp sink": "bin/smtp-sink",
 }
 
 

@@ -106,12 +106,16 @@ install_kafka() {
   fi
 }
 
-install_ferretdb() {
-  local bin="$RUN/bin/ferretdb"
-  if [ ! -x "$bin" ] || [ "$ROOT/infra/ferretdb/main.go" -nt "$bin" ] || [ "$ROOT/infra/ferretdb/go.sum" -nt "$bin" ]; then
-    log "building FerretDB (first time: a few minutes)"
+install_ferretdb() { go_build ferretdb ferretdb; } # first time: a few minutes
+
+install_smtp() { go_build smtp-sink smtp; } # go-smtp: a few seconds
+
+go_build() { # <name> <folder under infra/>: builds $RUN/bin/<name> when missing or older than its source
+  local bin="$RUN/bin/$1" src="$ROOT/infra/$2"
+  if [ ! -x "$bin" ] || [ "$src/main.go" -nt "$bin" ] || [ "$src/go.sum" -nt "$bin" ]; then
+    log "building $1"
     mkdir -p "$RUN/bin"
-    (cd "$ROOT/infra/ferretdb" && go build -o "$bin" .) >"$RUN/logs/ferretdb-build.log" 2>&1
+    (cd "$src" && go build -o "$bin" .) >"$RUN/logs/$1-build.log" 2>&1
   fi
 }
 
@@ -144,6 +148,7 @@ cmd_install() {
   install_web
   external kafka || install_kafka
   external mongodb || install_ferretdb
+  external smtp || install_smtp
 }
 
 # ---------------------------------------------------------------- components
@@ -250,7 +255,7 @@ stop_mongodb() { stop_pidfile "$RUN/ferretdb/ferretdb.pid"; }
 start_smtp() {
   if already_up smtp "$SMTP_PORT_LOCAL" "$RUN/smtp/smtp.pid"; then return 0; fi
   mkdir -p "$RUN/mail" "$RUN/smtp"
-  nohup "$PY" "$ROOT/infra/smtp_sink.py" --port "$SMTP_PORT_LOCAL" --maildir "$RUN/mail" \
+  nohup "$RUN/bin/smtp-sink" -port "$SMTP_PORT_LOCAL" -maildir "$RUN/mail" \
     >"$RUN/logs/smtp.log" 2>&1 &
   echo $! >"$RUN/smtp/smtp.pid"
   wait_port "$SMTP_PORT_LOCAL" 20 smtp

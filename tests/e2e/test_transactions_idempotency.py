@@ -100,3 +100,59 @@ async def test_bad_idempotency_key_is_422(api: httpx.AsyncClient) -> None:
         "1.00",
     )
     assert_problem(resp, 422, "VALIDATION_ERROR")
+
+
+async def test_a_reused_key_is_422_even_when_the_other_body_is_invalid(
+    api: httpx.AsyncClient,
+) -> None:
+    """The key is read only after validation; a body that fails it still answers as a
+    reuse of the key, not as its own error."""
+    _, a_auth, a_wallet = await funded_user(api, "50.00")
+    _, _, b_wallet = await funded_user(api, "0")
+    headers = {**a_auth, "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    first = await move(api, headers, "transfer", a_wallet["id"], b_wallet["id"], "5.00")
+    assert first.status_code == 201
+    other = await move(api, headers, "transfer", a_wallet["id"], str(uuid.uuid4()), "5.00")
+    assert_problem(other, 422, "IDEMPOTENCY_KEY_REUSED")
+    assert await balance(api, a_auth, a_wallet["id"]) == "45.00"
+
+
+async def test_an_expired_key_starts_a_new_transaction(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    _, a_auth, a_wallet = await funded_user(api, "50.00")
+    _, _, b_wallet = await funded_user(api, "0")
+    key = f"key-{uuid.uuid4()}"
+    headers = {**a_auth, "Idempotency-Key": key}
+    first = await move(api, headers, "transfer", a_wallet["id"], b_wallet["id"], "5.00")
+    assert first.status_code == 201
+    await db_fetch(
+        stack,
+        "UPDATE transactions.idempotency_keys SET expires_at = now() - interval '1 second' "
+        "WHERE key = $1 RETURNING key",
+        key,
+    )
+    again = await move(api, headers, "transfer", a_wallet["id"], b_wallet["id"], "7.00")
+    assert again.status_code == 201, again.text
+    assert "idempotent-replayed" not in again.headers
+    assert again.json()["id"] != first.json()["id"]
+    assert await balance(api, a_auth, a_wallet["id"]) == "38.00"
+
+
+async def test_a_replay_is_answered_while_wallets_is_down(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    _, a_auth, a_wallet = await funded_user(api, "50.00")
+    _, _, b_wallet = await funded_user(api, "0")
+    headers = {**a_auth, "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    first = await move(api, headers, "transfer", a_wallet["id"], b_wallet["id"], "5.00")
+    assert first.status_code == 201
+    stack.stop("wallets")
+    try:
+        replay = await move(api, headers, "transfer", a_wallet["id"], b_wallet["id"], "5.00")
+        assert replay.status_code == 201, replay.text
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert replay.json() == first.json()
+    finally:
+        stack.start("wallets")
+    assert await balance(api, a_auth, a_wallet["id"]) == "45.00"

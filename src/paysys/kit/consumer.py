@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from pydantic import ValidationError
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,9 +53,14 @@ class EventConsumer:
         self.start_from = start_from
         self.connected = False
         self.assigned = False  # partitions assigned and positions known: /ready
-        # Built once, run with one parameter set per event (SQLAlchemy sends them as one
-        # multi-row statement): the compiled form is cached, whatever the batch's size.
-        self._claim_events = pg_insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
+        # One statement for a whole batch, the same text whatever its size (a multi-row
+        # VALUES is a new statement to parse and plan for every batch length).
+        self._claim_events = text(
+            f"INSERT INTO {inbox.name} (consumer, event_id, event_type) "  # noqa: S608 - a constant
+            "SELECT :consumer, e.id, e.type "
+            "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS e(id, type) "
+            "ON CONFLICT DO NOTHING RETURNING event_id"
+        )
 
     def _inbox_row(self, envelope: EventEnvelope, error: str | None = None) -> Insert:
         return (
@@ -79,10 +84,11 @@ class EventConsumer:
                 (
                     await session.execute(
                         self._claim_events,
-                        [
-                            {"consumer": self.name, "event_id": i, "event_type": e.event_type}
-                            for i, e in rows.items()
-                        ],
+                        {
+                            "consumer": self.name,
+                            "ids": list(rows),
+                            "types": [e.event_type for e in rows.values()],
+                        },
                     )
                 ).scalars()
             )
@@ -169,18 +175,25 @@ class EventConsumer:
                 for tp in consumer.assignment():
                     await consumer.position(tp)  # resolves the start offset now
                 self.assigned = True
-            for tp, records in batches.items():
-                envelopes = [e for r in records if (e := self.decode(r)) is not None]
-                if envelopes:
-                    try:
-                        await self.handle_batch(envelopes)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:
-                        log.warning("event_batch_failed", consumer=self.name, error=str(exc)[:300])
-                        for envelope in envelopes:
-                            await self._process(envelope)
-                await consumer.commit({tp: records[-1].offset + 1})
+            # Every partition's records of this fetch in one transaction and one offset
+            # commit (each partition's events stay in their order).
+            envelopes = [
+                e
+                for records in batches.values()
+                for r in records
+                if (e := self.decode(r)) is not None
+            ]
+            if envelopes:
+                try:
+                    await self.handle_batch(envelopes)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("event_batch_failed", consumer=self.name, error=str(exc)[:300])
+                    for envelope in envelopes:
+                        await self._process(envelope)
+            if batches:
+                await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
             await self._report_lag(consumer)
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.context import safe_request_id
 from paysys.kit.crypto import FieldCipher
 from paysys.kit.events import EventEnvelope
-from paysys.notifications.models import EmailJob, Recipient
+from paysys.notifications.models import Recipient
 
 TRANSACTION_KINDS = {
     ("transaction.completed", "deposit"): [("destination", "deposit_confirmation")],
@@ -25,9 +26,18 @@ TRANSACTION_KINDS = {
     ],
 }
 
-# Built once (compiled once): the consumer runs them for every event.
-_ADD_JOB = pg_insert(EmailJob).on_conflict_do_nothing()
-_ADD_RECIPIENT = pg_insert(Recipient).on_conflict_do_nothing()
+# A batch's jobs in one statement, the same text whatever its size (one row per
+# execution, or a VALUES list per batch length, costs the database far more).
+_ADD_JOBS = text(
+    "INSERT INTO email_jobs "
+    "(event_id, user_id, kind, subject, body, correlation_id, status, attempts) "
+    "SELECT j.*, 'pending', 0 FROM unnest(CAST(:event_ids AS uuid[]), "
+    "CAST(:user_ids AS uuid[]), CAST(:kinds AS text[]), CAST(:subjects AS text[]), "
+    "CAST(:bodys AS text[]), CAST(:correlation_ids AS text[])) AS j "
+    "ON CONFLICT DO NOTHING"
+)
+_JOB_COLUMNS = ("event_id", "user_id", "kind", "subject", "body", "correlation_id")  # :<name>s
+_ADD_RECIPIENT = pg_insert(Recipient).on_conflict_do_nothing()  # rare: user.registered
 
 SUBJECTS = {
     "welcome": "Welcome to paysys",
@@ -101,4 +111,6 @@ async def handle_events(
     if recipients:
         await session.execute(_ADD_RECIPIENT, recipients)
     if jobs:
-        await session.execute(_ADD_JOB, jobs)
+        await session.execute(
+            _ADD_JOBS, {f"{name}s": [j[name] for j in jobs] for name in _JOB_COLUMNS}
+        )

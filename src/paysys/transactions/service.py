@@ -117,21 +117,33 @@ async def create(
 
     With an Idempotency-Key, the key is inserted in the same statement as the
     transaction (born FAILED by validation, or PROCESSING/PENDING): two commits on the
-    happy path, key or not. Of requests racing with one key, one inserts; the others
-    then answer from the key (409 while it runs, its answer once stored)."""
-    if keyed is not None:
-        await check_key(saga, user_id, keyed)
+    happy path, key or not, and no read before. Of requests racing with one key, one
+    inserts; the others, and later replays, then answer from the key (409 while it
+    runs, its answer once stored, 422 for another body). A request that fails before
+    its insert answers from the key too, when the key has an answer: a replay is
+    answered even while wallets is down."""
     try:
-        return await _create(saga, user_id, body, keyed)
-    except _KeyTaken:
-        assert keyed is not None
-        await check_key(saga, user_id, keyed)
-        raise RequestInProgress(IN_PROGRESS) from None
+        tx, card, failure = await _validate(saga, user_id, body, keyed)
+    except Exception:
+        if keyed is not None:
+            await check_key(saga, user_id, keyed)  # the key's own answer comes first
+        raise
+    for _ in range(2):
+        try:
+            if failure is not None:
+                return await _born_failed(saga, tx, failure, user_id, keyed)
+            return await _start(saga, tx, card, user_id, keyed)
+        except _KeyTaken:
+            assert keyed is not None
+            await check_key(saga, user_id, keyed)  # returns only if the key ran out
+    raise RequestInProgress(IN_PROGRESS)
 
 
-async def _create(
+async def _validate(
     saga: Saga, user_id: uuid.UUID, body: CreateIn, keyed: Keyed | None
-) -> Transaction:
+) -> tuple[Transaction, dict[str, Any] | None, str | None]:
+    """The transaction the request asks for, not yet stored; its card; and why it is
+    refused (None: it may go ahead). Raises AppError for requests that create none."""
     clients = saga.clients
     card = body.card.model_dump() if isinstance(body, DepositIn) else None
     source = None
@@ -192,12 +204,21 @@ async def _create(
         created_at=now,
         updated_at=now,
     )
-    if failure is not None:
-        return await _born_failed(saga, tx, failure, user_id, keyed)
+    return tx, card, failure
 
+
+async def _start(
+    saga: Saga,
+    tx: Transaction,
+    card: dict[str, Any] | None,
+    user_id: uuid.UUID,
+    keyed: Keyed | None,
+) -> Transaction:
+    """Stores a validated transaction (with its key) and drives it to its end."""
+    now = tx.created_at
     # Validated: a deposit waits (PENDING) for its card charge; a transfer or payment
     # is born PROCESSING, its money about to move.
-    tx.status = Status.PENDING if body.type == "deposit" else Status.PROCESSING
+    tx.status = Status.PENDING if tx.type == "deposit" else Status.PROCESSING
     tx.phase = Phase.STARTED
     tx.steps = [repository.step("created", "ok")]
     tx.lease_until = now + saga.lease

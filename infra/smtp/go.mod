@@ -1,0 +1,7 @@
+module paysys/infra/smtp
+
+go 1.24
+
+require github.com/emersion/go-smtp v0.25.1
+
+require github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
