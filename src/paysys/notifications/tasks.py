@@ -1,5 +1,6 @@
 """The mail sender: claims due email jobs, sends them over one kept-open SMTP
-connection, and records each outcome (with its MongoDB `notifications` record, through
+connection (pipelined, one round trip per email, where the server allows: see
+notifications.smtp), and records each outcome (with its MongoDB `notifications` record, through
 the records outbox) in PostgreSQL the moment it is known.
 
 - No database lock is held while SMTP talks: jobs are claimed first (status `sending`
@@ -37,6 +38,7 @@ from paysys.kit.records import Records
 from paysys.notifications.models import Recipient
 from paysys.notifications.service import email_of
 from paysys.notifications.settings import NotificationsSettings
+from paysys.notifications.smtp import PipelinedSMTP, address_ok
 
 log = structlog.get_logger()
 
@@ -99,7 +101,8 @@ class MailSender:
         self.db = db
         self.records = records
         self.settings = settings
-        self._smtp: aiosmtplib.SMTP | None = None
+        self._smtp: aiosmtplib.SMTP | None = None  # non-ASCII mail, or no PIPELINING
+        self._pipe: PipelinedSMTP | None = None
         self.sender = parseaddr(settings.mail_from)[1]
 
     def message(self, job: Any, to: str) -> Message:
@@ -188,26 +191,86 @@ class MailSender:
                 )
             ).all()
         who = {r.user_id: email_of(r, s.cipher) for r in found}
-        outcomes: list[tuple[Any, str | None, Outcome]] = []
+        results: dict[int, BaseException | None] = {}
+        batch: list[tuple[Any, str, bytes]] = []  # for the pipelining connection
+        pipelines = await self._pipelining()
         for job in jobs:
             bind_request(job.correlation_id)
             email = who.get(job.user_id)
             try:
                 if email is None:
                     raise LookupError("recipient not known yet (user.registered not seen)")
-                await self.send(self.message(job, email), email)
-                outcome = Outcome("sent")
+                msg = self.message(job, email)
+                if pipelines and not isinstance(msg, EmailMessage) and address_ok(email):
+                    batch.append((job, email, msg.as_bytes()))
+                    continue
+                await self.send(msg, email)  # aiosmtplib: non-ASCII, or no PIPELINING
+                results[job.id] = None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                outcome = classify(exc)
-                if outcome.status == "retry" and job.attempts >= s.mail_max_attempts:
-                    outcome = Outcome("failed", outcome.error)
-                if outcome.status == "failed":
-                    log.error("email_failed", kind=job.kind, error=outcome.error)
-            outcomes.append((job, email, outcome))
+                results[job.id] = exc
+        results.update(await self.send_pipelined(batch))
+        outcomes = [(job, who.get(job.user_id), self.outcome(job, results[job.id])) for job in jobs]
         await self.record(outcomes)
         return len(jobs)
+
+    def outcome(self, job: Any, failure: BaseException | None) -> Outcome:
+        if failure is None:
+            return Outcome("sent")
+        outcome = classify(failure)
+        if outcome.status == "retry" and job.attempts >= self.settings.mail_max_attempts:
+            outcome = Outcome("failed", outcome.error)
+        if outcome.status == "failed":
+            bind_request(job.correlation_id)
+            log.error("email_failed", kind=job.kind, error=outcome.error)
+        return outcome
+
+    async def _pipelining(self) -> bool:
+        """Whether the server pipelines (connecting if need be). A server that cannot be
+        reached is left to the sends to find out, as before."""
+        if self._pipe is not None and self._pipe.is_connected:
+            return True
+        self._drop_pipe()
+        pipe = PipelinedSMTP(self.settings.smtp_host, self.settings.smtp_port)
+        try:
+            if await pipe.connect():
+                self._pipe = pipe
+                return True
+        except (OSError, TimeoutError, aiosmtplib.SMTPException) as exc:
+            log.debug("smtp_pipelining_connect_failed", error=str(exc)[:200])
+        pipe.close()
+        return False
+
+    async def send_pipelined(
+        self, batch: list[tuple[Any, str, bytes]]
+    ) -> dict[int, BaseException | None]:
+        """Job id -> None (accepted) or why not. A kept-open connection that turns out
+        dead before any email's text went out is replaced once."""
+        if not batch:
+            return {}
+        mails = [(email, data) for _, email, data in batch]
+        for attempt in (1, 2):
+            pipe = self._pipe
+            try:
+                if pipe is None:
+                    raise aiosmtplib.SMTPServerDisconnected("the server stopped pipelining")
+                done = await pipe.send_many(self.sender, mails)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._drop_pipe()
+                fresh = pipe is not None and not pipe.done and not pipe.wrote_text
+                if attempt == 1 and fresh and await self._pipelining():
+                    continue  # nothing was sent on the stale connection
+                done = [*(pipe.done if pipe else []), *[exc] * len(mails)][: len(mails)]
+            return {job.id: r for (job, _, _), r in zip(batch, done, strict=True)}
+        raise AssertionError("unreachable")
+
+    def _drop_pipe(self) -> None:
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            pipe.close()
 
     async def record(self, outcomes: list[tuple[Any, str | None, Outcome]]) -> None:
         """The jobs' new states and, once final, their MongoDB records: one statement."""
@@ -262,4 +325,5 @@ class MailSender:
                 if handled == 0:
                     await asyncio.sleep(self.settings.mail_poll_seconds)
         finally:
+            self._drop_pipe()
             await self._drop_connection()
