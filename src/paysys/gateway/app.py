@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.routing import Route as StarletteRoute
 
 from paysys.gateway.openapi import merged_openapi
 from paysys.gateway.proxy import Proxy
@@ -39,9 +40,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app = build_app("gateway", settings, rt.lifespan(on_start), openapi=False)
     for route in ROUTES:
-        app.add_api_route(
-            route.path, _endpoint(route), methods=[route.method], include_in_schema=False
-        )
+        # Plain Starlette routes: the proxy reads the request itself, so FastAPI's
+        # dependency and body machinery would only cost time on every request.
+        proxied = StarletteRoute(route.path, _endpoint(route), methods=[route.method])
+        proxied.methods = {route.method}  # exactly the method (no implicit HEAD)
+        app.router.routes.append(proxied)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> JSONResponse:

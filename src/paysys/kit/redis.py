@@ -40,6 +40,15 @@ class LuaScript:
     def queue(self, pipe: Pipeline, keys: list[str], args: list[Any]) -> None:
         pipe.evalsha(self.sha, len(keys), *keys, *args)
 
+    async def run(self, redis: Redis, keys: list[str], args: list[Any]) -> Any:
+        """The script alone, as one command (no pipeline to build); loads it if Redis
+        has forgotten it."""
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await redis.script_load(self.text)
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+
 
 async def run_pipeline(
     redis: Redis, build: Callable[[Pipeline], None], scripts: tuple[LuaScript, ...]

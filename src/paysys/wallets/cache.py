@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from paysys.kit.redis import LuaScript, run_pipeline
+from paysys.kit.redis import LuaScript
 
 log = structlog.get_logger()
 
+# KEYS: the wallets to write, then keys left stale by failed write-throughs (deleted
+# first). ARGV: how many wallets, the TTL, then each wallet's JSON and version. A wallet
+# is written only over an older version (or none).
 _SET_IF_NEWER = """
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local v = cjson.decode(cur)['version']
-  if v and tonumber(v) >= tonumber(ARGV[2]) then return 0 end
+local n = tonumber(ARGV[1])
+for i = n + 1, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 1, n do
+  local cur = redis.call('GET', KEYS[i])
+  local v = cur and cjson.decode(cur)['version']
+  if not (v and tonumber(v) >= tonumber(ARGV[2 * i + 2])) then
+    redis.call('SET', KEYS[i], ARGV[2 * i + 1], 'EX', ARGV[2])
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 return 1
 """
 
@@ -45,9 +49,12 @@ class WalletCache:
         return f"wallet:{wallet_id}"
 
     async def get(self, wallet_id: uuid.UUID) -> dict[str, Any] | None:
-        key = self.key(wallet_id)
         try:
-            raw = (await self._run(lambda pipe: pipe.get(key)))[-1]
+            if self._stale:  # only after an outage: one round trip more, once
+                stale = list(self._stale)
+                await self.redis.delete(*stale)
+                self._stale.difference_update(stale)
+            raw = await self.redis.get(self.key(wallet_id))
         except RedisError:
             return None
         return json.loads(raw) if raw else None
@@ -56,32 +63,17 @@ class WalletCache:
         await self.put_many([state])
 
     async def put_many(self, states: list[dict[str, Any]]) -> None:
-        """Several states in one round trip (a transfer changes two wallets)."""
-
-        def build(pipe: Pipeline) -> None:
-            for state in states:
-                self._set.queue(
-                    pipe,
-                    [self.key(uuid.UUID(state["id"]))],
-                    [json.dumps(state), state["version"], self.ttl],
-                )
-
-        try:
-            await self._run(build)
-        except RedisError:
-            self._stale.update(self.key(uuid.UUID(state["id"])) for state in states)
-            log.warning("wallet_cache_unavailable")
-
-    async def _run(self, build: Callable[[Pipeline], Any]) -> list[Any]:
-        """One round trip, which first deletes the keys left stale by a failed
-        write-through (then forgotten: they are gone from Redis)."""
+        """Several states in one command (a transfer changes two wallets), which first
+        deletes the keys left stale by a failed write-through."""
+        keys = [self.key(uuid.UUID(state["id"])) for state in states]
         stale = list(self._stale)
-
-        def with_cleanup(pipe: Pipeline) -> None:
-            if stale:
-                pipe.delete(*stale)
-            build(pipe)
-
-        results = await run_pipeline(self.redis, with_cleanup, (self._set,))
+        args: list[Any] = [len(keys), self.ttl]
+        for state in states:
+            args += [json.dumps(state), state["version"]]
+        try:
+            await self._set.run(self.redis, keys + stale, args)
+        except RedisError:
+            self._stale.update(keys)
+            log.warning("wallet_cache_unavailable")
+            return
         self._stale.difference_update(stale)
-        return results
