@@ -320,3 +320,44 @@ async def test_a_transfer_replayed_concurrently_moves_the_money_once(
     )
     assert len(events) == 1
     assert events[0]["data"]["balance"] == "15.00"
+
+
+async def test_the_wallets_move_refuses_a_bad_body_as_a_problem_and_moves_nothing(
+    stack: Stack, api: httpx.AsyncClient
+) -> None:
+    _, auth, src = await funded_user(api, "50.00")
+    _, other_auth, dst = await funded_user(api, "0")
+    good = {
+        "transaction_id": str(uuid.uuid4()),
+        "source_wallet_id": src["id"],
+        "destination_wallet_id": dst["id"],
+        "amount_minor": 1000,
+        "currency": "USD",
+    }
+    bad_bodies = [
+        {**good, "amount_minor": -5},
+        {**good, "amount_minor": "ten"},
+        {**good, "kind": "gift"},
+        {**good, "extra": 1},
+        {k: v for k, v in good.items() if k != "currency"},
+    ]
+    async with internal_client(stack) as wallets:
+        for bad in bad_bodies:
+            body = assert_problem(
+                await wallets.post("/internal/transfers", json=bad), 422, "VALIDATION_ERROR"
+            )
+            assert body["errors"] and all(e["loc"] for e in body["errors"]), body
+        garbage = await wallets.post(
+            "/internal/transfers",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+        assert_problem(garbage, 422, "VALIDATION_ERROR")
+        stranger = await wallets.post(
+            "/internal/transfers", json=good, headers={"X-Internal-Token": "wrong"}
+        )
+        assert stranger.status_code == 403
+    async with httpx.AsyncClient(base_url=stack.url("wallets")) as outsider:
+        assert_problem(await outsider.post("/internal/transfers", json=good), 401, "UNAUTHORIZED")
+    assert await balance(api, auth, src["id"]) == "50.00"
+    assert await balance(api, other_auth, dst["id"]) == "0.00"

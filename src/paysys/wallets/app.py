@@ -9,7 +9,7 @@ from paysys.kit.runtime import Runtime
 from paysys.kit.settings import KitSettings
 from paysys.wallets import models
 from paysys.wallets.cache import WalletCache
-from paysys.wallets.router import internal, internal_misc, router, transfers
+from paysys.wallets.router import internal, internal_misc, router, transfer
 
 
 def create_app(settings: KitSettings | None = None) -> FastAPI:
@@ -31,6 +31,6 @@ def create_app(settings: KitSettings | None = None) -> FastAPI:
     # internal first: /wallets/{id}/add-funds must not be shadowed by a public route
     app.include_router(internal)
     app.include_router(internal_misc)
-    app.include_router(transfers)
+    app.add_route("/internal/transfers", transfer, methods=["POST"], include_in_schema=False)
     app.include_router(router)
     return app
