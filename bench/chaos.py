@@ -671,7 +671,10 @@ def main() -> None:
     if not args.smoke:
         section = "chaos" if args.instances == 1 else f"chaos-{args.instances}-instances"
         write_section(args.out, "Reliability", section, text)
-    raise SystemExit(1 if any(n for _, n, _ in results) else 0)
+    failed = any(n for _, n, _ in results)
+    if not failed:  # a failed run's database stays, to look into
+        run_stack.drop()
+    raise SystemExit(1 if failed else 0)
 
 
 async def run(

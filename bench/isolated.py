@@ -22,6 +22,14 @@ class Isolated:
     dsn: str  # plain asyncpg DSN of the run's database
     env: dict[str, str]  # the environment of the run's six processes
     topic_prefix: str  # the run's Kafka topics are the contract's names behind this
+    root_dsn: str  # the database the run's own was created from
+
+    def drop(self) -> None:
+        """Removes the run's databases (PostgreSQL and MongoDB); best effort."""
+        try:
+            drop_database(self.root_dsn, self.base["MONGODB_URL"], self.db_name)
+        except Exception as exc:
+            print(f"(could not drop {self.db_name}: {exc})")
 
 
 def create_database(root_dsn: str, name: str) -> None:
@@ -35,6 +43,26 @@ def create_database(root_dsn: str, name: str) -> None:
             await conn.close()
 
     asyncio.run(create())
+
+
+def drop_database(root_dsn: str, mongodb_url: str, name: str) -> None:
+    """Removes a run's database and its MongoDB database (left behind, they pile up: a
+    local PostgreSQL with a hundred of them spends its autovacuum on old runs)."""
+    from pymongo import MongoClient
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(root_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+    client: MongoClient[dict[str, object]] = MongoClient(mongodb_url, serverSelectionTimeoutMS=5000)
+    try:
+        client.drop_database(name)
+    finally:
+        client.close()
 
 
 def isolated(prefix: str, first_port: int, **settings: str) -> Isolated:
@@ -61,4 +89,4 @@ def isolated(prefix: str, first_port: int, **settings: str) -> Isolated:
         **settings,
     }
     dsn = root_dsn.rsplit("/", 1)[0] + "/" + db_name
-    return Isolated(base, db_name, dsn, env, env["PAYSYS_KAFKA_TOPIC_PREFIX"])
+    return Isolated(base, db_name, dsn, env, env["PAYSYS_KAFKA_TOPIC_PREFIX"], root_dsn)

@@ -397,6 +397,7 @@ def main() -> None:
         report.peaks = {s: sum(peak_rss_mib(pid) for pid in pids[s]) for s in SERVICES}
     finally:
         fleet.stop()
+        run_stack.drop()
     text = report.render(args)
     print(text)
     if not args.smoke:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from bench.isolated import create_database
+from bench.isolated import create_database, drop_database
 
 from paysys.cli import ROOT, SERVICES, STACK, infra_env, wait_ready
 from paysys.fleet import spawn_service, stop_processes
@@ -53,7 +53,7 @@ class Infra:
 
 
 @pytest.fixture(scope="session")
-def infra() -> Infra:
+def infra() -> Iterator[Infra]:
     stack_cmd("up", "postgres", "redis", "kafka", "mongodb", "smtp")
     base = infra_env(os.environ)
     db_name = f"paysys_t{int(time.time())}_{uuid.uuid4().hex[:6]}"
@@ -82,7 +82,7 @@ def infra() -> Infra:
     )
     for service, port in TEST_PORTS.items():
         env[f"PAYSYS_{service.upper()}_PORT"] = str(port)
-    return Infra(
+    yield Infra(
         env=env,
         database_url=database_url,
         dsn=database_url.replace("+asyncpg", ""),
@@ -92,6 +92,11 @@ def infra() -> Infra:
         mongodb_url=base["MONGODB_URL"],
         mail_dir=Path(base["MAIL_INBOX"]),
     )
+    # The run's databases go with it (they pile up otherwise); best effort.
+    try:
+        drop_database(base["DATABASE_URL"].replace("+asyncpg", ""), base["MONGODB_URL"], db_name)
+    except Exception as exc:
+        print(f"(could not drop {db_name}: {exc})")
 
 
 @dataclass
