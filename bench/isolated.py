@@ -26,43 +26,42 @@ class Isolated:
 
     def drop(self) -> None:
         """Removes the run's databases (PostgreSQL and MongoDB); best effort."""
+        drop_database(self.root_dsn, self.base["MONGODB_URL"], self.db_name)
+
+
+def _admin(root_dsn: str, sql: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(root_dsn)
         try:
-            drop_database(self.root_dsn, self.base["MONGODB_URL"], self.db_name)
-        except Exception as exc:
-            print(f"(could not drop {self.db_name}: {exc})")
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
 
 
 def create_database(root_dsn: str, name: str) -> None:
     """A fresh, empty database beside the one `root_dsn` names (tests use it too)."""
-
-    async def create() -> None:
-        conn = await asyncpg.connect(root_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    _admin(root_dsn, f'CREATE DATABASE "{name}"')
 
 
 def drop_database(root_dsn: str, mongodb_url: str, name: str) -> None:
-    """Removes a run's database and its MongoDB database (left behind, they pile up: a
-    local PostgreSQL with a hundred of them spends its autovacuum on old runs)."""
+    """Removes a run's database and its MongoDB database, best effort (left behind,
+    they pile up: a local PostgreSQL with a hundred of them spends its autovacuum on
+    old runs)."""
     from pymongo import MongoClient
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(root_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
-    client: MongoClient[dict[str, object]] = MongoClient(mongodb_url, serverSelectionTimeoutMS=5000)
     try:
-        client.drop_database(name)
-    finally:
-        client.close()
+        _admin(root_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        client: MongoClient[dict[str, object]] = MongoClient(
+            mongodb_url, serverSelectionTimeoutMS=5000
+        )
+        try:
+            client.drop_database(name)
+        finally:
+            client.close()
+    except Exception as exc:
+        print(f"(could not drop {name}: {exc})")
 
 
 def isolated(prefix: str, first_port: int, **settings: str) -> Isolated:

@@ -93,10 +93,7 @@ def infra() -> Iterator[Infra]:
         mail_dir=Path(base["MAIL_INBOX"]),
     )
     # The run's databases go with it (they pile up otherwise); best effort.
-    try:
-        drop_database(base["DATABASE_URL"].replace("+asyncpg", ""), base["MONGODB_URL"], db_name)
-    except Exception as exc:
-        print(f"(could not drop {db_name}: {exc})")
+    drop_database(base["DATABASE_URL"].replace("+asyncpg", ""), base["MONGODB_URL"], db_name)
 
 
 @dataclass
