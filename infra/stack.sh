@@ -195,6 +195,15 @@ start_redis() {
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN/redis" --daemonize yes \
     --pidfile "$RUN/redis/redis.pid" --logfile "$RUN/logs/redis.log" --save "" --appendonly yes --appendfsync everysec
   wait_port "$REDIS_PORT" 20 redis
+  # Open is not ready: while it loads its append-only file Redis answers LOADING, and
+  # the gateway (failing closed) would answer 503 to whoever comes first.
+  local i
+  for ((i = 0; i < 200; i++)); do
+    [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0
+    sleep 0.1
+  done
+  log "redis did not answer PING in 20 s; see $RUN/logs/redis.log"
+  return 1
 }
 
 stop_redis() { stop_pidfile "$RUN/redis/redis.pid"; }

@@ -3,6 +3,7 @@ outage, and a login that gives nothing away while sessions cannot be created."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -82,3 +83,39 @@ async def test_login_without_a_session_store_answers_the_same_for_right_and_wron
         return resp.status_code == 200
 
     await eventually(logged_in, timeout=60, interval=1)
+
+
+@pytest.mark.disruptive
+async def test_the_first_requests_after_a_redis_restart_are_answered(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    """Redis restarted (and loaded) between two requests: the gateway's and the users
+    service's pooled connections are dead, which must cost a reconnect, not a 503."""
+    user = await register(api)
+    tokens = await login(api, user["email"])
+    headers = bearer(tokens["access_token"])
+    # Several requests at once, so that several pooled connections are in use.
+    for _ in range(3):
+        assert {r.status_code for r in await _me_many(api, headers)} == {200}
+    stack_cmd("down", "redis")
+    stack_cmd("up", "redis")
+    r = aioredis.from_url(stack.infra.redis_url, decode_responses=True)
+    try:
+
+        async def loaded() -> bool:
+            try:
+                return bool(await r.ping())
+            except aioredis.RedisError:  # LOADING while it reads its append-only file
+                return False
+
+        await eventually(loaded, timeout=30)
+    finally:
+        await r.aclose()
+    answers = await _me_many(api, headers)
+    assert [a.status_code for a in answers] == [200] * len(answers), [a.text for a in answers]
+    again = await api.post("/users/login", json={"email": user["email"], "password": PASSWORD})
+    assert again.status_code == 200, again.text
+
+
+async def _me_many(api: httpx.AsyncClient, headers: dict[str, str]) -> list[httpx.Response]:
+    return list(await asyncio.gather(*(api.get("/users/me", headers=headers) for _ in range(8))))

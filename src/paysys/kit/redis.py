@@ -8,6 +8,9 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 
@@ -23,6 +26,11 @@ def make_redis(url: str, max_connections: int = 64) -> Redis:
         socket_timeout=2.0,
         socket_connect_timeout=2.0,
         health_check_interval=10,
+        # A pooled connection that Redis dropped (it restarted) fails its next command:
+        # that command goes once more, on a fresh connection, instead of answering 503.
+        # Not on a timeout: a Redis that hangs is refused after one socket_timeout.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        retry_on_error=[RedisConnectionError],
     )
     return Redis.from_pool(pool)  # closes the pool with the client
 
