@@ -495,7 +495,12 @@ class Report:
             "",
             "py-spy sees Python frames only: time in compiled code (asyncpg's protocol, "
             "uvloop, the socket calls under them) counts to the Python frame that called "
-            "it, and `Runner.run` is the event loop itself.",
+            "it, and `Runner.run` is the event loop itself. On a saturated machine it also "
+            "counts a process that is runnable but waiting for a core, at the line where "
+            "it stopped: a socket write that wakes another process (asyncpg's "
+            "`_do_execute` waking PostgreSQL) collects those waits. perf on the same "
+            "process puts asyncpg's compiled code at 2-3 % of its CPU, and CPython's "
+            "interpreter at two thirds.",
             "",
             "```",
             *self.top_frames,
