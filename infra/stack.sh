@@ -35,16 +35,21 @@ log() { printf '[infra] %s\n' "$*" >&2; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-wait_port() { # port seconds name
-  local i
-  for ((i = 0; i < $2 * 10; i++)); do
-    port_open "$1" && return 0
+wait_for() { # seconds name what command...: polls the command every 0.1 s until it succeeds
+  local seconds=$1 name=$2 what=$3 i
+  shift 3
+  for ((i = 0; i < seconds * 10; i++)); do
+    "$@" && return 0
     sleep 0.1
   done
-  log "$3 did not open port $1 in $2 s; see $RUN/logs/$3.log"
-  tail -n 30 "$RUN/logs/$3.log" >&2 || true
+  log "$name: $what, not within $seconds s; see $RUN/logs/$name.log"
+  tail -n 30 "$RUN/logs/$name.log" >&2 || true
   return 1
 }
+
+wait_port() { wait_for "$2" "$3" "port $1 open" port_open "$1"; } # port seconds name
+
+redis_pong() { [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -194,16 +199,9 @@ start_redis() {
   mkdir -p "$RUN/redis"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN/redis" --daemonize yes \
     --pidfile "$RUN/redis/redis.pid" --logfile "$RUN/logs/redis.log" --save "" --appendonly yes --appendfsync everysec
-  wait_port "$REDIS_PORT" 20 redis
   # Open is not ready: while it loads its append-only file Redis answers LOADING, and
   # the gateway (failing closed) would answer 503 to whoever comes first.
-  local i
-  for ((i = 0; i < 200; i++)); do
-    [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0
-    sleep 0.1
-  done
-  log "redis did not answer PING in 20 s; see $RUN/logs/redis.log"
-  return 1
+  wait_for 20 redis "PING answered PONG" redis_pong
 }
 
 stop_redis() { stop_pidfile "$RUN/redis/redis.pid"; }

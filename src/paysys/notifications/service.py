@@ -31,12 +31,12 @@ TRANSACTION_KINDS = {
 _ADD_JOBS = text(
     "INSERT INTO email_jobs "
     "(event_id, user_id, kind, subject, body, correlation_id, status, attempts) "
-    "SELECT j.*, 'pending', 0 FROM unnest(CAST(:event_ids AS uuid[]), "
-    "CAST(:user_ids AS uuid[]), CAST(:kinds AS text[]), CAST(:subjects AS text[]), "
-    "CAST(:bodys AS text[]), CAST(:correlation_ids AS text[])) AS j "
+    "SELECT j.*, 'pending', 0 FROM unnest(CAST(:event_id AS uuid[]), "
+    "CAST(:user_id AS uuid[]), CAST(:kind AS text[]), CAST(:subject AS text[]), "
+    "CAST(:body AS text[]), CAST(:correlation_id AS text[])) AS j "
     "ON CONFLICT DO NOTHING"
 )
-_JOB_COLUMNS = ("event_id", "user_id", "kind", "subject", "body", "correlation_id")  # :<name>s
+_JOB_COLUMNS = ("event_id", "user_id", "kind", "subject", "body", "correlation_id")
 _ADD_RECIPIENT = pg_insert(Recipient).on_conflict_do_nothing()  # rare: user.registered
 
 SUBJECTS = {
@@ -111,6 +111,4 @@ async def handle_events(
     if recipients:
         await session.execute(_ADD_RECIPIENT, recipients)
     if jobs:
-        await session.execute(
-            _ADD_JOBS, {f"{name}s": [j[name] for j in jobs] for name in _JOB_COLUMNS}
-        )
+        await session.execute(_ADD_JOBS, {name: [j[name] for j in jobs] for name in _JOB_COLUMNS})
