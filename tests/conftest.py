@@ -156,3 +156,12 @@ async def eventually(fn: Any, timeout: float = 20.0, interval: float = 0.2) -> A
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    """A port nobody listens on now, from the OS (fixed numbers collide between runs)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -61,6 +61,10 @@ def serve(service: str, standby: bool = False) -> None:
         ssl_keyfile=settings.tls_keyfile,
         loop="uvloop",
         http="httptools",
+        # The client address is the gateway's to derive (gateway.proxy.client_ip), from
+        # the socket peer and the trusted hops only: uvicorn must not rewrite it from
+        # X-Forwarded-For, which it would believe from any local peer.
+        proxy_headers=False,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -8,9 +8,9 @@ second and takes a failed one out within about 2 s.
 
 The balancer retries only what is safe to send twice:
 - a connection that failed before the request was sent, always;
-- otherwise (no answer, a reset, a timeout) only a GET or HEAD, or a request that
-  carries an Idempotency-Key: the services answer a repeat of one of those with the
-  first outcome.
+- otherwise (no answer, a reset, a timeout) only a GET or HEAD, or a write to
+  transactions that carries an Idempotency-Key: it answers a repeat with the first
+  outcome. A key elsewhere buys no retry (a repeated /users/refresh is a token reuse).
 """
 
 from __future__ import annotations
@@ -82,9 +82,17 @@ def haproxy_config(
     ]
     for service, port in ports.items():
         bind = public if service == "gateway" else "127.0.0.1"
+        edge = (
+            # The public edge says who its client was, replacing whatever the client
+            # wrote: the gateway trusts exactly this one hop (PAYSYS_TRUSTED_PROXY_HOPS).
+            ["    http-request del-header X-Forwarded-For", "    option forwardfor"]
+            if service == "gateway"
+            else []
+        )
         lines += [
             f"frontend {service}",
             f"    bind {bind}:{port}",
+            *edge,
             f"    default_backend {service}",
             "",
             f"backend {service}",
@@ -93,10 +101,14 @@ def haproxy_config(
             "    http-check expect status 200",
             "    default-server inter 1s fastinter 250ms downinter 500ms fall 2 rise 1",
             "    # a request that failed after it was sent is retried only when a repeat is",
-            "    # harmless: a read, or one the service deduplicates by its Idempotency-Key",
+            "    # harmless: a read, or a write the service deduplicates by its",
+            "    # Idempotency-Key (transactions' alone; a key on any other route, such as",
+            "    # /users/refresh, where a repeat is a token reuse, buys no retry)",
             "    acl safe_method method GET HEAD",
             "    acl keyed req.hdr(Idempotency-Key) -m found",
-            "    http-request disable-l7-retry unless safe_method || keyed",
+            "    acl deduplicated path_beg /transactions/",
+            "    http-request disable-l7-retry unless safe_method || keyed deduplicated",
+            "    option http-buffer-request",
             *[
                 f"    server {service}-{i} 127.0.0.1:{instance_port(port, i)} check"
                 for i in range(instances)
@@ -229,6 +241,9 @@ class Fleet:
             "PAYSYS_LISTEN_PORT": str(instance_port(self.ports[service], int(index))),
             "PAYSYS_BIND_HOST": "127.0.0.1",  # only HAProxy is reached from outside
         }
+        if service == "gateway":  # HAProxy in front: one more trusted hop
+            hops = int(env.get("PAYSYS_TRUSTED_PROXY_HOPS") or 0) + 1
+            env["PAYSYS_TRUSTED_PROXY_HOPS"] = str(hops)
         return spawn_service(service, env, self.log_dir, log_name=f"{service}-{index}")
 
     def start(self, *names: str) -> None:

@@ -93,3 +93,27 @@ def test_mail_failures_that_retrying_cannot_fix_are_final() -> None:
     assert classify(aiosmtplib.SMTPResponseException(451, "later")).status == "retry"
     assert classify(ConnectionRefusedError()).status == "retry"
     assert classify(LookupError("no recipient yet")).status == "retry"
+
+
+@pytest.mark.parametrize("env", ["production", "staging"])
+@pytest.mark.parametrize("field", ["jwt_secret", "internal_token"])
+@pytest.mark.parametrize("value", ["", " ", "short-secret", "x" * 31])
+def test_empty_or_short_secrets_are_refused_outside_local_and_test(
+    env: str, field: str, value: str
+) -> None:
+    good = {"jwt_secret": "a" * 40, "internal_token": "b" * 40}
+    with pytest.raises(ValueError, match=f"PAYSYS_{field.upper()}"):
+        KitSettings(env=env, **{**good, field: value})
+    assert KitSettings(env="test", **{**good, field: value}).env == "test"
+
+
+def test_a_short_data_key_index_key_is_refused_outside_local() -> None:
+    from paysys.kit.settings import DataKeySettings
+
+    with pytest.raises(ValueError, match="PAYSYS_BLIND_INDEX_KEY"):
+        DataKeySettings(
+            jwt_secret="a" * 40,
+            internal_token="b" * 40,
+            data_keys="k9:" + "c" * 44,
+            blind_index_key="",
+        )

@@ -16,7 +16,7 @@ from paysys.gateway.ratelimit import RateLimiter, ip_identity
 from paysys.gateway.routes import FORWARD_REQUEST_HEADERS, FORWARD_RESPONSE_HEADERS, Route
 from paysys.gateway.settings import GatewaySettings
 from paysys.kit.auth import AccessClaims, session_key, verify_access_token
-from paysys.kit.context import REQUEST_ID_HEADER, bind_user, current_request_id
+from paysys.kit.context import REQUEST_ID_HEADER, bind_user, client_ip_var, current_request_id
 from paysys.kit.errors import AppError, NotFound, ServiceUnavailable, Unauthorized
 from paysys.kit.http import INTERNAL_TOKEN_HEADER, SESSION_ID_HEADER, USER_ID_HEADER
 from paysys.kit.metrics import RATE_LIMITED
@@ -38,11 +38,21 @@ class RateLimited(AppError):
 
 
 def client_ip(request: Request, trusted_hops: int) -> str:
-    if trusted_hops > 0:
-        hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h]
-        if len(hops) >= trusted_hops:
-            return hops[-trusted_hops]
-    return request.client.host if request.client else "unknown"
+    """The one place the client's address is derived: the socket peer, or with N trusted
+    proxies in front (PAYSYS_TRUSTED_PROXY_HOPS), the address the outermost of them saw,
+    the N-th entry from the right of X-Forwarded-For (every header line of it, in order).
+    What stands left of it is whatever the client wrote. uvicorn's own header rewriting
+    is off (cli.serve), so the peer is the socket's."""
+    peer = request.client.host if request.client else "unknown"
+    if trusted_hops <= 0:
+        return peer
+    hops = [
+        h.strip()
+        for line in request.headers.getlist("x-forwarded-for")
+        for h in line.split(",")
+        if h.strip()
+    ]
+    return hops[-trusted_hops] if len(hops) >= trusted_hops else peer
 
 
 class Proxy:
@@ -121,6 +131,7 @@ class Proxy:
         if not all(_SAFE_PARAM.fullmatch(str(v)) for v in params.values()):
             raise NotFound("Not Found")
         ip = client_ip(request, self.settings.trusted_proxy_hops)
+        client_ip_var.set(ip)
         claims = await self.admit(route, request, ip)
         if claims is not None:
             bind_user(claims.user_id)

@@ -58,14 +58,15 @@ class RequestContextMiddleware:
         structlog.contextvars.clear_contextvars()
         headers = dict(scope["headers"])
         rid = bind_request(headers.get(b"x-request-id", b"").decode("latin-1"))
-        user = headers.get(b"x-user-id")
-        if user:
-            structlog.contextvars.bind_contextvars(user_id=user.decode("latin-1")[:64])
-        # The client address a caller reports is believed only from another paysys
-        # process (the gateway), which holds the internal credential.
+        # The user and client address a caller reports are believed (and logged) only
+        # from another paysys process (the gateway), which holds the internal credential
+        # and verified them; the gateway binds its own after its checks.
         forwarded = None
         if internal_token_ok(_text(headers.get(INTERNAL_TOKEN_HEADER_B)), self.internal_token):
             forwarded = _text(headers.get(b"x-forwarded-for")).split(",")[0].strip()
+            user = headers.get(b"x-user-id")
+            if user:
+                structlog.contextvars.bind_contextvars(user_id=user.decode("latin-1")[:64])
         client = scope.get("client")
         client_ip_var.set(forwarded or (client[0] if client else None))
         start = time.perf_counter()

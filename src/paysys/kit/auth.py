@@ -66,7 +66,12 @@ def verify_access_token(token: str, *, secret: str, issuer: str, audience: str) 
 
 
 def internal_token_ok(presented: str | None, expected: str) -> bool:
-    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
+    # An empty expected token never matches (settings refuse one outside local and test).
+    return (
+        bool(presented)
+        and bool(expected)
+        and hmac.compare_digest(str(presented).encode(), expected.encode())
+    )
 
 
 def _expected_token(request: Request) -> str:

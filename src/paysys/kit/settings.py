@@ -14,6 +14,7 @@ from paysys.kit.crypto import DEV_BLIND_INDEX_KEY, DEV_DATA_KEYS, FieldCipher, c
 # services refuse to start with them unless PAYSYS_ENV=local.
 DEV_JWT_SECRET = "local-dev-only-jwt-secret-not-for-production-use"
 DEV_INTERNAL_TOKEN = "local-dev-only-internal-service-token"
+MIN_SECRET_BYTES = 32
 
 SERVICE_PORTS: dict[str, int] = {
     "gateway": 8000,
@@ -116,14 +117,18 @@ class KitSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_local(self) -> KitSettings:
         if self.env not in ("local", "test"):
+            # A public default, an empty value or one too short to guess is not a secret
+            # (an empty internal token would let an empty header through).
             unset = [
                 f"PAYSYS_{name.upper()}"
                 for name, dev in self.DEV_SECRETS.items()
-                if getattr(self, name) == dev
+                if (value := getattr(self, name)) == dev
+                or len(value.strip().encode()) < MIN_SECRET_BYTES
             ]
             if unset:
                 raise ValueError(
-                    f"{', '.join(unset)} must be set outside local mode (PAYSYS_ENV={self.env})"
+                    f"{', '.join(unset)} must be set, to a secret of at least "
+                    f"{MIN_SECRET_BYTES} bytes, outside local mode (PAYSYS_ENV={self.env})"
                 )
             if self.enable_fault_hooks:
                 raise ValueError("PAYSYS_ENABLE_FAULT_HOOKS is for local and test runs only")

@@ -6,12 +6,12 @@ import asyncio
 import uuid
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict
 
 from paysys.kit.auth import require_internal
 from paysys.kit.deps import RuntimeDep
 from paysys.kit.errors import ValidationFailed
 from paysys.kit.money import CurrencyCode, MoneyError, parse_amount
+from paysys.kit.text import Input
 from paysys.payment_gateway import service
 from paysys.payment_gateway.cards import brand
 from paysys.payment_gateway.schemas import CardIn, ChargeIn, PaymentOut
@@ -20,8 +20,7 @@ from paysys.payment_gateway.settings import PaymentGatewaySettings
 router = APIRouter(prefix="/payments", dependencies=[Depends(require_internal)])
 
 
-class VoidIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class VoidIn(Input):
     transaction_id: uuid.UUID
     amount: str
     currency: CurrencyCode

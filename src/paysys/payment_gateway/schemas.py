@@ -5,15 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from paysys.kit.money import AmountStr, CurrencyCode
+from paysys.kit.text import Input
 from paysys.payment_gateway.cards import luhn_ok
 
 
-class CardIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CardIn(Input):
     number: Annotated[str, Field(min_length=12, max_length=19, pattern=r"^[0-9]+$")]
     exp_month: Annotated[int, Field(ge=1, le=12, strict=True)]
     exp_year: Annotated[int, Field(ge=2000, le=2100, strict=True)]
@@ -32,9 +31,7 @@ class CardIn(BaseModel):
     __str__ = __repr__
 
 
-class ChargeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChargeIn(Input):
     transaction_id: uuid.UUID
     amount: AmountStr
     currency: CurrencyCode

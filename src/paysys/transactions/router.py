@@ -11,11 +11,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
 
 from paysys.kit.auth import CurrentUserId, require_internal
 from paysys.kit.deps import PROBLEM
 from paysys.kit.errors import PROBLEM_JSON, NotFound, ServiceUnavailable, ValidationFailed
+from paysys.kit.text import Input
 from paysys.transactions import service
 from paysys.transactions.clients import OutcomeUnknown
 from paysys.transactions.exceptions import TransactionNotFound
@@ -132,8 +132,7 @@ internal = APIRouter(
 )
 
 
-class FaultIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FaultIn(Input):
     destination_wallet_id: uuid.UUID
     fault: Literal[FAULT_NAMES]  # type: ignore[valid-type]
     seconds: float = 0.0

@@ -6,16 +6,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from paysys.kit.money import AmountStr, CurrencyCode
-from paysys.kit.text import SafeText
+from paysys.kit.text import Input, SafeText
 
 Description = Annotated[SafeText, StringConstraints(max_length=500)]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(Input):
+    pass
 
 
 class CardIn(Strict):

@@ -6,9 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic.networks import validate_email
+from pydantic_core import PydanticCustomError
 
-from paysys.kit.text import SafeText
+from paysys.kit.text import Input, SafeText
 
 Password = Annotated[str, Field(min_length=8, max_length=128)]
 FullName = Annotated[
@@ -16,8 +18,8 @@ FullName = Annotated[
 ]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+class Strict(Input):
+    pass
 
 
 class RegisterIn(Strict):
@@ -27,8 +29,18 @@ class RegisterIn(Strict):
     account_type: Literal["personal", "merchant"] = "personal"
 
 
+def login_email(value: str) -> str:
+    """The address as registration normalised it (EmailStr: IDNA to Unicode, NFC), so
+    that it finds the account under any spelling that registered. Anything that is not
+    an address stays as typed and simply matches no account."""
+    try:
+        return validate_email(value)[1]
+    except PydanticCustomError:
+        return value
+
+
 class LoginIn(Strict):
-    email: Annotated[SafeText, Field(min_length=1, max_length=320)]
+    email: Annotated[SafeText, Field(min_length=1, max_length=320), AfterValidator(login_email)]
     password: Annotated[str, Field(min_length=1, max_length=128)]
 
 

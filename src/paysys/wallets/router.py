@@ -7,13 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from paysys.kit.auth import CurrentUserId, require_internal
 from paysys.kit.deps import PROBLEM, RuntimeDep
 from paysys.kit.errors import ValidationFailed
 from paysys.kit.runtime import Runtime
+from paysys.kit.text import Input
 from paysys.wallets import repository, service
 from paysys.wallets.cache import WalletCache
 from paysys.wallets.exceptions import WalletNotFound
@@ -149,8 +150,7 @@ async def _change(
     return result
 
 
-class FenceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FenceIn(Input):
     transaction_id: uuid.UUID
 
 

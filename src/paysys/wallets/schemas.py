@@ -6,13 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from paysys.kit.money import AmountStr, CurrencyCode
+from paysys.kit.text import Input
 
 
-class CreateWalletIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CreateWalletIn(Input):
     currency: CurrencyCode = "USD"
 
 
@@ -31,8 +31,7 @@ class WalletList(BaseModel):
     next_cursor: str | None = None
 
 
-class FundsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FundsIn(Input):
     amount: AmountStr
     transaction_id: uuid.UUID
     # The currency the caller means the amount in. paysys's own calls always send it; a
@@ -57,10 +56,9 @@ class FundsOut(BaseModel):
     balance: str
 
 
-class TransferIn(BaseModel):
+class TransferIn(Input):
     """The atomic move of a transfer or payment (internal: the transactions service)."""
 
-    model_config = ConfigDict(extra="forbid")
     transaction_id: uuid.UUID
     source_wallet_id: uuid.UUID
     destination_wallet_id: uuid.UUID
