@@ -135,10 +135,73 @@ async def test_a_permanent_smtp_refusal_fails_the_job_at_once(
             doc = await eventually(failed_doc, timeout=60)
             assert doc["attempts"] == 1
             assert "550" in doc["error"]
+            # The refusal names the recipient; what is stored and logged of it does not
+            # (finding 19.6).
+            assert bounced not in doc["error"]
+            [job] = await db_rows(
+                stack,
+                "SELECT last_error FROM notifications.email_jobs WHERE user_id = $1",
+                uuid.UUID(user["id"]),
+            )
+            assert "550" in job["last_error"] and bounced not in job["last_error"]
+            log = (stack.log_dir / "notifications.log").read_text(errors="replace")
+            assert any("email_failed" in line and "550" in line for line in log.splitlines())
+            assert bounced not in log
         finally:
             await client.close()
     finally:
         bounce_file.unlink(missing_ok=True)
+
+
+async def test_a_recipient_that_cannot_be_decrypted_fails_its_job_alone(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    # Finding 19.8: a recipient row sealed for another user (its associated data no
+    # longer matches) once raised outside the per-job handling and stalled its batch.
+    damaged = await register(api, unique_email("undecryptable"))
+    donor = await register(api, unique_email("donor"))
+    await eventually(lambda: _mail(stack, damaged["email"]), timeout=60)
+    await eventually(lambda: _mail(stack, donor["email"]), timeout=60)
+    conn = await asyncpg.connect(stack.infra.dsn)
+    try:
+        await conn.execute(
+            "UPDATE notifications.recipients SET email_sealed ="
+            " (SELECT email_sealed FROM notifications.recipients WHERE user_id = $2)"
+            " WHERE user_id = $1",
+            uuid.UUID(damaged["id"]),
+            uuid.UUID(donor["id"]),
+        )
+        job_id = await conn.fetchval(
+            "INSERT INTO notifications.email_jobs (event_id, user_id, kind, subject, body,"
+            " status, attempts, correlation_id) VALUES ($1, $2, 'welcome', 'Hi', 'x',"
+            " 'pending', 0, NULL) RETURNING id",
+            uuid.uuid4(),
+            uuid.UUID(damaged["id"]),
+        )
+        later = await register(api, unique_email("after-undecryptable"))
+        await eventually(lambda: _mail(stack, later["email"]), timeout=60)
+
+        async def parked() -> Any:
+            row = await conn.fetchrow(
+                "SELECT status, attempts, last_error FROM notifications.email_jobs WHERE id = $1",
+                job_id,
+            )
+            return row if row["status"] == "failed" else None
+
+        row = await eventually(parked, timeout=30)
+        assert row["attempts"] == 1
+        assert "cannot be decrypted" in row["last_error"]
+        assert donor["email"] not in row["last_error"]
+    finally:
+        await conn.close()
+
+
+async def db_rows(stack: Stack, sql: str, *args: Any) -> list[Any]:
+    conn = await asyncpg.connect(stack.infra.dsn)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
 
 
 @pytest.mark.disruptive

@@ -117,3 +117,13 @@ def test_a_short_data_key_index_key_is_refused_outside_local() -> None:
             data_keys="k9:" + "c" * 44,
             blind_index_key="",
         )
+
+
+def test_mail_failure_reasons_never_carry_an_address() -> None:
+    refused = aiosmtplib.SMTPRecipientRefused(
+        550, "<bob@example.com>: no such user", "bob@example.com"
+    )
+    reason = classify(aiosmtplib.SMTPRecipientsRefused([refused])).error
+    assert reason and "550" in reason and "bob@example.com" not in reason
+    reason = classify(aiosmtplib.SMTPResponseException(450, "jörg@bücher.example busy")).error
+    assert reason and "jörg" not in reason and "bücher" not in reason

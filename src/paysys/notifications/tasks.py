@@ -18,6 +18,7 @@ the records outbox) in PostgreSQL the moment it is known.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage, Message
@@ -74,6 +75,13 @@ WHERE EXISTS (SELECT 1 FROM j)
 """
 
 
+_ADDRESS = re.compile(r"[^\s<>'\"(),;:\[\]]+@[^\s<>'\"(),;:\[\]]+")
+
+
+class UnreadableRecipient(ValueError):
+    """A recipient row that cannot be opened: retrying will not open it."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     status: str  # sent | failed | retry
@@ -88,7 +96,10 @@ def classify(exc: BaseException) -> Outcome:
         code = max(codes) if codes else None
     elif isinstance(exc, aiosmtplib.SMTPResponseException):
         code = exc.code
-    reason = f"{type(exc).__name__}: {exc}"[:500]
+    # Servers quote the recipient in their refusals ("<bob@example.com>: no such user"),
+    # and aiosmtplib names it too: the reason goes to logs and email_jobs.last_error,
+    # where no address may (docs/security.md), so every address in it is masked.
+    reason = _ADDRESS.sub("<address>", f"{type(exc).__name__}: {exc}")[:500]
     if code is not None and 500 <= code < 600:
         return Outcome("failed", reason)
     if isinstance(exc, aiosmtplib.SMTPException | OSError | TimeoutError | LookupError):
@@ -190,7 +201,15 @@ class MailSender:
                     ).where(Recipient.user_id.in_({j.user_id for j in jobs}))
                 )
             ).all()
-        who = {r.user_id: email_of(r, s.cipher) for r in found}
+        who: dict[Any, str] = {}
+        unreadable: dict[Any, BaseException] = {}
+        for r in found:
+            try:
+                who[r.user_id] = email_of(r, s.cipher)
+            except Exception as exc:  # a key gone, a row damaged: that job alone fails
+                unreadable[r.user_id] = UnreadableRecipient(
+                    f"the recipient's address cannot be decrypted ({type(exc).__name__})"
+                )
         results: dict[int, BaseException | None] = {}
         batch: list[tuple[Any, str, bytes]] = []  # for the pipelining connection
         pipelines = await self._pipelining()
@@ -198,6 +217,8 @@ class MailSender:
             bind_request(job.correlation_id)
             email = who.get(job.user_id)
             try:
+                if job.user_id in unreadable:
+                    raise unreadable[job.user_id]
                 if email is None:
                     raise LookupError("recipient not known yet (user.registered not seen)")
                 msg = self.message(job, email)
