@@ -40,6 +40,7 @@ def serve(service: str, standby: bool = False) -> None:
 
     import uvicorn
 
+    from paysys.kit.server import bounded_protocol
     from paysys.kit.settings import KitSettings
 
     if standby:
@@ -60,7 +61,7 @@ def serve(service: str, standby: bool = False) -> None:
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
         loop="uvloop",
-        http="httptools",
+        http=bounded_protocol(settings.http_max_head_bytes, settings.http_head_timeout_seconds),
         # The client address is the gateway's to derive (gateway.proxy.client_ip), from
         # the socket peer and the trusted hops only: uvicorn must not rewrite it from
         # X-Forwarded-For, which it would believe from any local peer.

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import jwt
@@ -304,6 +305,30 @@ async def test_client_cannot_forge_the_user_id_header(api: httpx.AsyncClient) ->
     assert resp.json()["id"] == attacker["id"]
     resp = await api.get("/users/me", headers={"X-User-Id": victim["id"]})
     assert resp.status_code == 401
+
+
+async def test_a_forged_user_id_never_reaches_the_gateways_log(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    # Finding 19.9: the log binding took X-User-Id before any credential check.
+    attacker = await register(api)
+    tokens = await login(api, attacker["email"])
+    forged = str(uuid.uuid4())
+    for headers in ({}, bearer(tokens["access_token"]), {"Authorization": "Bearer nonsense"}):
+        rid = f"forge-{uuid.uuid4().hex}"
+        resp = await api.get(
+            "/users/me", headers={**headers, "X-User-Id": forged, "X-Request-ID": rid}
+        )
+        assert resp.status_code in (200, 401)
+
+        async def logged(rid: str = rid) -> list[dict[str, Any]]:
+            text = (stack.log_dir / "gateway.log").read_text(errors="replace")
+            return [json.loads(line) for line in text.splitlines() if rid in line]
+
+        lines = await eventually(logged, timeout=10)
+        assert all(line.get("user_id") in (None, attacker["id"]) for line in lines), lines
+    assert forged not in (stack.log_dir / "gateway.log").read_text(errors="replace")
+    assert forged not in (stack.log_dir / "users.log").read_text(errors="replace")
 
 
 async def test_gateway_serves_one_openapi_document_for_the_public_api(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -93,6 +94,17 @@ def problem(
 ) -> JSONResponse:
     body = problem_body(status, code, detail, title=title, **extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_bytes(status: int, code: str, detail: str) -> bytes:
+    """A whole HTTP/1.1 answer with a problem+json body, closing the connection: for
+    the server protocol, which answers below the application (kit.server)."""
+    body = json.dumps(problem_body(status, code, detail)).encode()
+    reason = HTTPStatus(status).phrase
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: {PROBLEM_JSON}\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
 
 
 _STATUS_CODES = {

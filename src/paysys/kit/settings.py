@@ -111,6 +111,11 @@ class KitSettings(BaseSettings):
     # 100 ms: at 200 transfers/s, 4 % less CPU per transfer than 20 ms (make bench).
     outbox_linger_ms: float = Field(100.0, ge=0, le=1000)
 
+    # The request head (request line and headers): larger gets 431, slower is closed
+    # (kit.server). Request bodies have their own bound (1 MiB, kit.app).
+    http_max_head_bytes: int = Field(64 * 1024, ge=8 * 1024)
+    http_head_timeout_seconds: float = Field(10.0, gt=0)
+
     # Test-only fault injection (see transactions); refused outside local/test.
     enable_fault_hooks: bool = False
 
