@@ -155,7 +155,18 @@ def _with_errors(op: dict[str, Any], auth: bool, operation_id: str) -> dict[str,
 async def merged_openapi(rt: Runtime) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
-        "info": {"title": "paysys public API", "version": "1.0.0"},
+        "info": {
+            "title": "paysys public API",
+            "version": "1.0.0",
+            # No open-source licence has been chosen for paysys yet (the packages say
+            # UNLICENSED): the document says so rather than invent one.
+            "license": {
+                "name": "UNLICENSED (all rights reserved)",
+                "identifier": "LicenseRef-paysys",
+            },
+        },
+        # Relative: the gateway that served this document, wherever it is reached.
+        "servers": [{"url": "/", "description": "This gateway"}],
         "paths": {},
         "components": {
             "schemas": {"Problem": PROBLEM_SCHEMA},
@@ -182,7 +193,7 @@ async def merged_openapi(rt: Runtime) -> dict[str, Any]:
                 continue
             op = _with_errors(dict(op), route.auth, route.operation_id)
             op["operationId"] = route.operation_id
-            if route.auth:
-                op["security"] = [{"bearer": []}]
+            # Every operation says how it is authenticated: a public one with [].
+            op["security"] = [{"bearer": []}] if route.auth else []
             doc["paths"].setdefault(path, {})[route.method.lower()] = op
     return doc

@@ -1,0 +1,208 @@
+"""The invariants `make chaos` checks, as pure functions of what the run left behind.
+
+Each takes rows already read (PostgreSQL, the processor's own records, Kafka, the mail
+folder: `run_messages` is the one reader here) and returns (check, violations, notes).
+Nothing else here reads anything: the unit
+tests (tests/unit/test_chaos_invariants.py) feed each one a crafted broken state and
+see it count the break, so a check that cannot fail cannot hide here.
+"""
+
+from __future__ import annotations
+
+import collections
+import email
+import email.policy
+import email.utils
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+Result = tuple[str, int, str]
+
+WALLET_TOPICS = ("wallet.funds_added", "wallet.funds_deducted")
+
+
+@dataclass(frozen=True)
+class Tx:
+    id: str
+    type: str  # deposit | transfer | payment
+    status: str  # COMPLETED | FAILED (anything else is "in flight", checked elsewhere)
+    amount: int
+    currency: str
+    source: str | None  # wallet ids
+    destination: str
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One ledger row."""
+
+    id: int  # its position: the ledger's id, in commit order per wallet
+    tx_id: str
+    wallet_id: str
+    amount: int  # signed
+
+
+@dataclass(frozen=True)
+class Charge:
+    """The card processor's own record of a transaction's charge."""
+
+    tx_id: str
+    amount: int
+    currency: str
+    status: str  # succeeded | declined | failed | voided | refunded
+
+
+@dataclass(frozen=True)
+class WalletEvent:
+    """A wallet.funds_* event read back from Kafka (duplicates by event_id removed)."""
+
+    topic: str
+    wallet_id: str
+    tx_id: str
+    event_id: str
+
+
+def legs_match_outcomes(txs: Mapping[str, Tx], legs: Iterable[Leg]) -> Result:
+    """Per (transaction, wallet): a FAILED transaction nets 0 on every wallet; a
+    COMPLETED one nets -amount on its source and +amount on its destination, and
+    nothing anywhere else. A ledger row of no known transaction is a violation too."""
+    net: dict[str, dict[str, int]] = collections.defaultdict(lambda: collections.defaultdict(int))
+    orphans = 0
+    for leg in legs:
+        if leg.tx_id not in txs:
+            orphans += 1
+            continue
+        net[leg.tx_id][leg.wallet_id] += leg.amount
+    wrong = 0
+    for tx in txs.values():
+        want: dict[str, int] = collections.defaultdict(int)
+        if tx.status == "COMPLETED":
+            if tx.source is not None:
+                want[tx.source] -= tx.amount
+            want[tx.destination] += tx.amount
+        got = {w: n for w, n in net.get(tx.id, {}).items() if n}
+        if got != {w: n for w, n in want.items() if n}:
+            wrong += 1
+    return (
+        "each transaction's ledger matches its outcome, per wallet (FAILED nets 0 on each)",
+        wrong + orphans,
+        f"{len(txs)} transactions"
+        + (f"; {orphans} ledger rows of no transaction" if orphans else ""),
+    )
+
+
+def money_conserved(
+    txs: Mapping[str, Tx], charges: Iterable[Charge], balances: Mapping[str, int]
+) -> Result:
+    """Against the card processor's own records, per currency: what it charged and kept
+    (succeeded, not refunded) = the completed deposits = the sum of balances. Every
+    completed deposit has a kept charge of its amount; every failed one's charge, if
+    any, was declined, failed, voided or refunded; no kept charge is of anything else."""
+    kept: dict[str, int] = collections.Counter()
+    deposited: dict[str, int] = collections.Counter()
+    by_tx = {c.tx_id: c for c in charges}
+    wrong = 0
+    for c in by_tx.values():
+        if c.status == "succeeded":
+            kept[c.currency] += c.amount
+            tx = txs.get(c.tx_id)
+            if tx is None or tx.type != "deposit" or tx.status != "COMPLETED":
+                wrong += 1  # money taken from a card for nothing
+    for tx in txs.values():
+        if tx.type != "deposit":
+            continue
+        charge = by_tx.get(tx.id)
+        if tx.status == "COMPLETED":
+            deposited[tx.currency] += tx.amount
+            if charge is None or charge.status != "succeeded" or charge.amount != tx.amount:
+                wrong += 1  # money in a wallet that no card paid for
+    currencies = set(kept) | set(deposited) | {c for c, v in balances.items() if v}
+    unequal = [c for c in currencies if not (kept[c] == deposited[c] == balances.get(c, 0))]
+    notes = "; ".join(
+        f"{c}: charged {kept[c]}, deposited {deposited[c]}, balances {balances.get(c, 0)}"
+        for c in sorted(currencies)
+    )
+    return (
+        "money conserved: kept card charges = completed deposits = sum of balances",
+        wrong + len(unequal),
+        notes,
+    )
+
+
+def events_match_ledger(legs: Iterable[Leg], events: Iterable[WalletEvent]) -> Result:
+    """Every ledger row has exactly one wallet event (funds_added for a credit,
+    funds_deducted for a debit) and every money event has its ledger row: counted both
+    ways, per (wallet, transaction, direction)."""
+    want = collections.Counter(
+        (leg.wallet_id, leg.tx_id, leg.amount > 0) for leg in legs if leg.amount
+    )
+    got = collections.Counter(
+        (e.wallet_id, e.tx_id, e.topic == "wallet.funds_added")
+        for e in {e.event_id: e for e in events}.values()
+    )
+    missing = sum((want - got).values())
+    extra = sum((got - want).values())
+    return (
+        "every ledger row has its wallet event, every wallet event its ledger row",
+        missing + extra,
+        f"{sum(want.values())} ledger rows; {missing} without an event, "
+        f"{extra} events without a row",
+    )
+
+
+def events_in_commit_order(
+    legs: Iterable[Leg], sequences: Mapping[tuple[str, str], list[str]]
+) -> Result:
+    """Each wallet's events, per topic, in the order of its ledger (its commits). An
+    event with no ledger row counts as out of order here too (and above)."""
+    position = {(leg.wallet_id, leg.tx_id, leg.amount > 0): leg.id for leg in legs}
+    wrong = checked = 0
+    for (topic, wallet), tx_ids in sequences.items():
+        added = topic == "wallet.funds_added"
+        order = [position.get((wallet, t, added)) for t in tx_ids]
+        checked += len(order)
+        wrong += sum(1 for p in order if p is None)
+        known = [p for p in order if p is not None]
+        wrong += sum(1 for a, b in itertools.pairwise(known) if b < a)
+    return (
+        "each wallet's events in commit order on Kafka (per topic, by its ledger)",
+        wrong,
+        f"{checked} wallet events",
+    )
+
+
+def emails_sent_once(messages: Iterable[tuple[str, str]], resend_allowance: int) -> Result:
+    """(recipient, Message-ID) of every message the run's people received. One message
+    per notification: a second copy with the same Message-ID is the documented resend of
+    a sender killed between the server's acceptance and its record (at most one batch
+    per such fault: `resend_allowance`); beyond that, or with no such fault, each copy
+    is a violation."""
+    copies = collections.Counter(mid for _, mid in messages)
+    resent = sum(n - 1 for n in copies.values() if n > 1)
+    return (
+        "no email sent twice (beyond one batch resent per killed sender)",
+        max(0, resent - resend_allowance),
+        f"{len(copies)} notifications; {resent} resent with the same Message-ID "
+        f"(allowed after this run's faults: {resend_allowance})",
+    )
+
+
+def run_messages(mail_dir: Path, addresses: set[str], since: float) -> list[tuple[str, str]]:
+    """(recipient, Message-ID) of the messages this run's people received: only files
+    written since the run began, and whatever their headers hold (an internationalised
+    address comes back as a Header object; a message with no Message-ID counts by its
+    file), never a crash on a message the check did not expect."""
+    found = []
+    for path in mail_dir.glob("*.eml"):
+        try:
+            if path.stat().st_mtime < since:
+                continue
+            msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            to = [a.lower() for _, a in email.utils.getaddresses([str(msg.get("To", ""))])]
+        except (OSError, ValueError, TypeError, LookupError):
+            continue  # gone meanwhile, or not a message this run could have sent
+        if any(a in addresses for a in to):
+            found.append((to[0], str(msg.get("Message-ID") or path.name)))
+    return found

@@ -1,0 +1,135 @@
+"""The chaos checks (bench/invariants.py), each fed a crafted broken state: a check that
+cannot fail proves nothing. Each sound state passes; each break is counted."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench.invariants import (
+    Charge,
+    Leg,
+    Tx,
+    WalletEvent,
+    emails_sent_once,
+    events_in_commit_order,
+    events_match_ledger,
+    legs_match_outcomes,
+    money_conserved,
+    run_messages,
+)
+
+A, B, C = "wallet-a", "wallet-b", "wallet-c"
+DEP = Tx("t-dep", "deposit", "COMPLETED", 1000, "USD", None, A)
+MOVE = Tx("t-move", "transfer", "COMPLETED", 300, "USD", A, B)
+FAILED = Tx("t-failed", "transfer", "FAILED", 200, "USD", A, B)
+TXS = {t.id: t for t in (DEP, MOVE, FAILED)}
+LEGS = [
+    Leg(1, DEP.id, A, 1000),
+    Leg(2, MOVE.id, A, -300),
+    Leg(3, MOVE.id, B, 300),
+    # the legacy saga's failure: a debit given back
+    Leg(4, FAILED.id, A, -200),
+    Leg(5, FAILED.id, A, 200),
+]
+CHARGES = [Charge(DEP.id, 1000, "USD", "succeeded")]
+BALANCES = {"USD": 1000}
+
+
+def events_of(legs: list[Leg]) -> list[WalletEvent]:
+    return [
+        WalletEvent(
+            "wallet.funds_added" if leg.amount > 0 else "wallet.funds_deducted",
+            leg.wallet_id,
+            leg.tx_id,
+            f"e{leg.id}",
+        )
+        for leg in legs
+    ]
+
+
+def test_the_sound_state_passes_every_check() -> None:
+    assert legs_match_outcomes(TXS, LEGS)[1] == 0
+    assert money_conserved(TXS, CHARGES, BALANCES)[1] == 0
+    assert events_match_ledger(LEGS, events_of(LEGS))[1] == 0
+    seq = {("wallet.funds_deducted", A): [MOVE.id, FAILED.id]}
+    assert events_in_commit_order(LEGS, seq)[1] == 0
+    assert emails_sent_once([("a@x", "<1>"), ("b@x", "<2>")], 0)[1] == 0
+
+
+def test_a_failed_transfer_that_moved_both_legs_is_counted() -> None:
+    # Nets 0 over both wallets, so the old check (a sum per transaction) passed it.
+    half = [*LEGS[:3], Leg(4, FAILED.id, A, -200), Leg(5, FAILED.id, B, 200)]
+    assert legs_match_outcomes(TXS, half)[1] == 1
+
+
+def test_a_completed_transfer_with_one_leg_or_the_wrong_wallet_is_counted() -> None:
+    one_leg = [LEGS[0], LEGS[1], *LEGS[3:]]
+    assert legs_match_outcomes(TXS, one_leg)[1] == 1
+    elsewhere = [LEGS[0], LEGS[1], Leg(3, MOVE.id, C, 300), *LEGS[3:]]
+    assert legs_match_outcomes(TXS, elsewhere)[1] == 1
+    orphan = [*LEGS, Leg(9, "t-unknown", C, 5)]
+    assert legs_match_outcomes(TXS, orphan)[1] == 1
+
+
+def test_a_deposit_no_card_paid_for_is_counted_even_when_the_tables_agree() -> None:
+    # The ledger and the balances agree with the deposit; the processor never charged.
+    assert money_conserved(TXS, [], BALANCES)[1] >= 1
+    declined = [Charge(DEP.id, 1000, "USD", "declined")]
+    assert money_conserved(TXS, declined, BALANCES)[1] >= 1
+
+
+def test_a_failed_deposit_whose_charge_was_kept_is_counted() -> None:
+    lost = Tx("t-dep2", "deposit", "FAILED", 500, "USD", None, A)
+    txs = {**TXS, lost.id: lost}
+    kept = [*CHARGES, Charge(lost.id, 500, "USD", "succeeded")]
+    assert money_conserved(txs, kept, BALANCES)[1] >= 1
+    for status in ("declined", "failed", "voided", "refunded"):
+        ok = [*CHARGES, Charge(lost.id, 500, "USD", status)]
+        assert money_conserved(txs, ok, BALANCES)[1] == 0, status
+
+
+def test_balances_that_differ_from_the_deposits_are_counted_per_currency() -> None:
+    assert money_conserved(TXS, CHARGES, {"USD": 1001})[1] == 1
+    assert money_conserved(TXS, CHARGES, {"USD": 1000, "EUR": 5})[1] == 1
+
+
+def test_a_missing_or_an_extra_wallet_event_is_counted_both_ways() -> None:
+    events = events_of(LEGS)
+    assert events_match_ledger(LEGS, events[1:])[1] == 1
+    extra = WalletEvent("wallet.funds_added", C, MOVE.id, "e-extra")
+    assert events_match_ledger(LEGS, [*events, extra])[1] == 1
+    # a redelivered event (same event_id) is one event
+    assert events_match_ledger(LEGS, [*events, events[0]])[1] == 0
+
+
+def test_an_event_out_of_commit_order_or_with_no_ledger_row_is_counted() -> None:
+    out_of_order = {("wallet.funds_deducted", A): [FAILED.id, MOVE.id]}
+    assert events_in_commit_order(LEGS, out_of_order)[1] == 1
+    # The old check gave a missing position -1 and flagged it only after a later one.
+    missing_first = {("wallet.funds_deducted", A): ["t-unknown", MOVE.id]}
+    assert events_in_commit_order(LEGS, missing_first)[1] == 1
+
+
+def test_an_email_resent_is_counted_beyond_what_the_faults_allow() -> None:
+    twice = [("a@x", "<1>"), ("a@x", "<1>"), ("b@x", "<2>")]
+    assert emails_sent_once(twice, 0)[1] == 1
+    assert emails_sent_once(twice, 50)[1] == 0
+
+
+def test_the_mail_check_reads_only_its_runs_messages_and_never_crashes_on_one(
+    tmp_path: Path,
+) -> None:
+    # Finding 19.13: an internationalised To (a Header object) crashed the check, and it
+    # read every message the folder ever held.
+    old = tmp_path / "old.eml"
+    old.write_bytes(b"To: a@x.example\r\nMessage-ID: <old>\r\n\r\nhi\r\n")
+    os.utime(old, (1000, 1000))
+    (tmp_path / "idn.eml").write_bytes(
+        "To: =?utf-8?q?J=C3=B6rg?= <j\u00f6rg@b\u00fccher.example>\r\n".encode()
+        + b"Message-ID: <idn>\r\n\r\nhi\r\n"
+    )
+    (tmp_path / "mine.eml").write_bytes(b"To: A@X.example\r\nMessage-ID: <1>\r\n\r\nhi\r\n")
+    (tmp_path / "junk.eml").write_bytes(b"\xff\xfe not a message at all")
+    found = run_messages(tmp_path, {"a@x.example"}, since=2000)
+    assert found == [("a@x.example", "<1>")]
