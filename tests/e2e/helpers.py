@@ -115,3 +115,23 @@ def internal_client(stack: Stack, service: str = "wallets") -> httpx.AsyncClient
     return httpx.AsyncClient(
         base_url=stack.url(service), headers={"X-Internal-Token": DEV_INTERNAL_TOKEN}, timeout=60
     )
+
+
+async def move_out(
+    wallets: httpx.AsyncClient,
+    source: str,
+    destination: str,
+    amount_minor: int,
+    transaction_id: str | None = None,
+    currency: str = "USD",
+) -> httpx.Response:
+    """A transfer's whole move, straight to wallets (POST /internal/transfers): how money
+    leaves a wallet, the only way."""
+    body = {
+        "transaction_id": transaction_id or str(uuid.uuid4()),
+        "source_wallet_id": source,
+        "destination_wallet_id": destination,
+        "amount_minor": amount_minor,
+        "currency": currency,
+    }
+    return await wallets.post("/internal/transfers", json=body)

@@ -22,6 +22,7 @@ from tests.e2e.helpers import (
     assert_problem,
     internal_client,
     kafka_events,
+    move_out,
     user_with_token,
 )
 from tests.e2e.money import CARD, balance, db_fetch, deposit, funded_user, move, wallet_for
@@ -115,14 +116,17 @@ async def test_a_wallet_leg_in_another_currency_is_refused(
 ) -> None:
     _, auth = await user_with_token(api)
     jpy = await wallet_for(api, auth, "JPY")
+    usd = await wallet_for(api, auth, "USD")
     assert (await deposit(api, auth, jpy["id"], "5000")).status_code == 201
     async with internal_client(stack) as wallets:
-        for path in ("deduct-funds", "add-funds"):
-            resp = await wallets.post(
-                f"/wallets/{jpy['id']}/{path}",
-                json={"amount": "1000", "currency": "USD", "transaction_id": str(uuid.uuid4())},
-            )
-            assert_problem(resp, 400, "CURRENCY_MISMATCH")
+        resp = await wallets.post(
+            f"/wallets/{jpy['id']}/add-funds",
+            json={"amount": "1000", "currency": "USD", "transaction_id": str(uuid.uuid4())},
+        )
+        assert_problem(resp, 400, "CURRENCY_MISMATCH")
+        # ¥1000 out of the JPY wallet, named in USD: refused, not read as $10.00
+        resp = await move_out(wallets, jpy["id"], usd["id"], 1000, currency="USD")
+        assert_problem(resp, 400, "CURRENCY_MISMATCH")
     assert await balance(api, auth, jpy["id"]) == "5000"
 
 
@@ -131,13 +135,14 @@ async def test_a_refused_debit_stays_refused_for_its_transaction_even_after_fund
 ) -> None:
     _, auth = await user_with_token(api)
     wallet = await wallet_for(api, auth)
+    _, other = await user_with_token(api)
+    sink = await wallet_for(api, other)
     tx = str(uuid.uuid4())
     async with internal_client(stack) as wallets:
-        leg = {"amount": "30.00", "currency": "USD", "transaction_id": tx}
-        first = await wallets.post(f"/wallets/{wallet['id']}/deduct-funds", json=leg)
+        first = await move_out(wallets, wallet["id"], sink["id"], 3000, tx)
         assert_problem(first, 400, "INSUFFICIENT_FUNDS")
         assert (await deposit(api, auth, wallet["id"], "100.00")).status_code == 201
-        again = await wallets.post(f"/wallets/{wallet['id']}/deduct-funds", json=leg)
+        again = await move_out(wallets, wallet["id"], sink["id"], 3000, tx)
         assert_problem(again, 400, "INSUFFICIENT_FUNDS")
     assert await balance(api, auth, wallet["id"]) == "100.00"
 
@@ -302,10 +307,9 @@ async def test_a_transfer_replayed_concurrently_moves_the_money_once(
             *(wallets.post("/internal/transfers", json=move_body) for _ in range(10))
         )
         # later, with the source nearly empty: still the first outcome
-        await wallets.post(
-            f"/wallets/{src['id']}/deduct-funds",
-            json={"amount": "35.00", "currency": "USD", "transaction_id": str(uuid.uuid4())},
-        )
+        _, _, elsewhere = await funded_user(api, "0")
+        drained = await move_out(wallets, src["id"], elsewhere["id"], 3500)
+        assert drained.status_code == 200, drained.text
         late = await wallets.post("/internal/transfers", json=move_body)
     assert {a.status_code for a in answers} == {200}
     assert late.status_code == 200

@@ -14,6 +14,7 @@ from tests.e2e.helpers import (
     assert_problem,
     internal_client,
     kafka_events,
+    move_out,
     user_with_token,
 )
 
@@ -98,15 +99,18 @@ async def test_someone_elses_wallet_is_not_found(api: httpx.AsyncClient) -> None
 async def test_deactivate_and_activate(api: httpx.AsyncClient, stack: Stack) -> None:
     _, auth = await user_with_token(api)
     wallet = await new_wallet(api, auth)
+    _, other = await user_with_token(api)
+    sink = await new_wallet(api, other)
+    await fund(stack, wallet["id"], "5.00")
     off = await api.post(f"/wallets/{wallet['id']}/deactivate", headers=auth)
     assert off.json()["status"] == "INACTIVE"
     async with internal_client(stack) as c:
-        for op in ("add-funds", "deduct-funds"):
-            resp = await c.post(
-                f"/wallets/{wallet['id']}/{op}",
-                json={"amount": "1.00", "transaction_id": str(uuid.uuid4())},
-            )
-            assert_problem(resp, 400, "WALLET_INACTIVE")
+        resp = await c.post(
+            f"/wallets/{wallet['id']}/add-funds",
+            json={"amount": "1.00", "transaction_id": str(uuid.uuid4())},
+        )
+        assert_problem(resp, 400, "WALLET_INACTIVE")
+        assert_problem(await move_out(c, wallet["id"], sink["id"], 100), 400, "WALLET_INACTIVE")
         # the saga's compensation still gets money back into a deactivated wallet
         refund = await c.post(
             f"/wallets/{wallet['id']}/add-funds",
@@ -115,20 +119,19 @@ async def test_deactivate_and_activate(api: httpx.AsyncClient, stack: Stack) -> 
         assert refund.status_code == 200, refund.text
     on = await api.post(f"/wallets/{wallet['id']}/activate", headers=auth)
     assert on.json()["status"] == "ACTIVE"
-    assert on.json()["balance"] == "2.00"
+    assert on.json()["balance"] == "7.00"
 
 
-async def test_200_concurrent_deducts_never_overdraw(api: httpx.AsyncClient, stack: Stack) -> None:
+async def test_200_concurrent_debits_never_overdraw(api: httpx.AsyncClient, stack: Stack) -> None:
     _, auth = await user_with_token(api)
     wallet = await new_wallet(api, auth)
+    _, other = await user_with_token(api)
+    sink = await new_wallet(api, other)
     await fund(stack, wallet["id"], "50.00")
     async with internal_client(stack) as c:
 
         async def deduct() -> httpx.Response:
-            return await c.post(
-                f"/wallets/{wallet['id']}/deduct-funds",
-                json={"amount": "1.00", "transaction_id": str(uuid.uuid4())},
-            )
+            return await move_out(c, wallet["id"], sink["id"], 100)
 
         results = await asyncio.gather(*(deduct() for _ in range(200)))
     codes = [r.status_code for r in results]
@@ -213,6 +216,8 @@ async def test_wallets_keep_working_uncached_while_redis_is_down(stack: Stack) -
     # the gateway does (internal credential + user id).
     user_id = str(uuid.uuid4())
     async with internal_client(stack) as c:
+        c.headers["X-User-Id"] = str(uuid.uuid4())
+        sink = (await c.post("/wallets/create", json={"currency": "EUR"})).json()
         c.headers["X-User-Id"] = user_id
         wallet = (await c.post("/wallets/create", json={"currency": "EUR"})).json()
         # Cached at 0.00; Redis keeps it across its restart (AOF), so the changes made
@@ -224,11 +229,8 @@ async def test_wallets_keep_working_uncached_while_redis_is_down(stack: Stack) -
             got = await c.get(f"/wallets/{wallet['id']}")
             assert got.status_code == 200
             assert got.json()["balance"] == "3.00"
-            deducted = await c.post(
-                f"/wallets/{wallet['id']}/deduct-funds",
-                json={"amount": "1.00", "transaction_id": str(uuid.uuid4())},
-            )
-            assert deducted.status_code == 200
+            deducted = await move_out(c, wallet["id"], sink["id"], 100, currency="EUR")
+            assert deducted.status_code == 200, deducted.text
             assert (await c.get(f"/wallets/{wallet['id']}")).json()["balance"] == "2.00"
         finally:
             stack_cmd("up", "redis")
@@ -246,11 +248,13 @@ async def test_a_retry_racing_its_twin_gets_the_twins_result_not_a_refusal(
     # never left).
     _, auth = await user_with_token(api)
     wallet = await new_wallet(api, auth)
+    _, other = await user_with_token(api)
+    sink = await new_wallet(api, other)
     await fund(stack, wallet["id"], "1.00")
-    body = {"amount": "1.00", "transaction_id": str(uuid.uuid4())}
+    tx = str(uuid.uuid4())
     async with internal_client(stack) as c:
         results = await asyncio.gather(
-            *(c.post(f"/wallets/{wallet['id']}/deduct-funds", json=body) for _ in range(10))
+            *(move_out(c, wallet["id"], sink["id"], 100, tx) for _ in range(10))
         )
     assert [r.status_code for r in results] == [200] * 10
     assert len({r.text for r in results}) == 1

@@ -131,27 +131,10 @@ class Clients:
     # Every leg names its currency: a wallet in another one refuses it, so the same
     # digits can never be read as ¥ on one side and $ on the other.
 
-    async def debit(
-        self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
-    ) -> dict[str, Any]:
-        body = {"amount": amount, "currency": currency, "transaction_id": str(tx)}
-        return await self._funds(wallet_id, "deduct-funds", body)
-
     async def credit(
         self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
     ) -> dict[str, Any]:
         body = {"amount": amount, "currency": currency, "transaction_id": str(tx)}
-        return await self._funds(wallet_id, "add-funds", body)
-
-    async def refund(
-        self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
-    ) -> dict[str, Any]:
-        body = {
-            "amount": amount,
-            "currency": currency,
-            "transaction_id": str(tx),
-            "operation": "refund",
-        }
         return await self._funds(wallet_id, "add-funds", body)
 
     async def fence_credit(self, tx: uuid.UUID) -> bool:

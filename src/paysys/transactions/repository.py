@@ -71,33 +71,6 @@ async def advance(
     return row is not None
 
 
-async def finish(
-    session: AsyncSession,
-    tx_id: uuid.UUID,
-    status: str,
-    failure_code: str | None,
-    entry: dict[str, Any],
-) -> Transaction | None:
-    """Moves an in-flight transaction to its terminal state; None if it already was."""
-    row = (
-        await session.execute(
-            update(Transaction)
-            .where(Transaction.id == tx_id, Transaction.status.in_(IN_FLIGHT))
-            .values(
-                status=status,
-                phase="done",
-                failure_code=failure_code,
-                lease_until=None,
-                updated_at=func.now(),
-                finished_at=func.now(),
-                steps=Transaction.steps.op("||")(literal([entry], JSONB)),
-            )
-            .returning(Transaction.id)
-        )
-    ).first()
-    return await get(session, tx_id) if row else None
-
-
 async def stale_in_flight(session: AsyncSession, limit: int = 20) -> list[uuid.UUID]:
     rows = await session.execute(
         select(Transaction.id)

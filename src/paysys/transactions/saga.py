@@ -10,8 +10,9 @@ crash recovery does. Each step is an idempotent call keyed by the transaction id
 
 A transfer or payment costs two commits here: the row (born PROCESSING, with its
 Idempotency-Key) and its terminal state (with its event, MongoDB records and stored
-answer), each a single statement. Sagas from before transfers were one wallets
-operation (phases `debited` and `compensating` of a transfer) are still finished.
+answer), each a single statement. Transfers left by the legacy saga (which debited
+and credited in two steps) go through the same move: wallets counts one as moved only
+with both legs, and finishes or gives back a half-moved one.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ class Status(StrEnum):
 class Phase(StrEnum):
     STARTED = "started"
     CHARGED = "charged"
-    DEBITED = "debited"  # only sagas from before the one-operation transfer
     COMPENSATING = "compensating"
     DONE = "done"
 
@@ -268,17 +268,9 @@ class Saga:
             except StepFailed as exc:
                 return await self.finish(tx, Status.FAILED, exc.code, "move", exc.code)
             return await self.finish(tx, Status.COMPLETED, None, "move", "ok")
-        # A saga from before the one-operation transfer: the source was debited.
-        amount = format_amount(tx.amount, tx.currency)
-        assert tx.source_wallet_id is not None
-        source = tx.source_wallet_id
-        if tx.phase == Phase.DEBITED and (done := await self._credit_or_compensate(tx, amount)):
-            return done
-        if tx.phase == Phase.COMPENSATING:
-            return await self._compensate(
-                tx, "refund", lambda: self.clients.refund(source, tx.id, amount, tx.currency)
-            )
-        raise AssertionError(f"unknown phase {tx.phase}")
+        # Transfers from the legacy saga (debited, compensating) were put back to
+        # `started` by migration 0004; wallets finishes or gives back a half-moved one.
+        raise AssertionError(f"unknown phase {tx.phase} of a {tx.type}")
 
     async def _deposit(self, tx: Transaction, card: dict[str, Any] | None) -> Transaction:
         amount = format_amount(tx.amount, tx.currency)

@@ -37,11 +37,6 @@ from paysys.transactions.schemas import CreateIn, DepositIn
 
 log = structlog.get_logger()
 
-# A key row with no transaction is a reservation left by an older version of this
-# service (which reserved keys before validating); after this long, its request is
-# taken for dead and the key is freed. This version never writes one: it inserts the key
-# together with its transaction.
-ABANDONED_AFTER = timedelta(seconds=60)
 IN_PROGRESS = "A request with this Idempotency-Key is in progress."
 
 
@@ -91,10 +86,7 @@ async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
             row = await conn.fetchrow(repository.KEY_STATE, user_id, keyed.key)
             if row is None:
                 return
-            stale = row["expires_at"] < utcnow() or (
-                row["transaction_id"] is None and row["created_at"] < utcnow() - ABANDONED_AFTER
-            )
-            if stale:
+            if row["expires_at"] < utcnow():
                 await conn.execute(repository.DROP_KEY, user_id, keyed.key, row["created_at"])
                 continue
         if row["request_hash"] != keyed.digest:

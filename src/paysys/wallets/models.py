@@ -77,6 +77,24 @@ class Refusal(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class TransferOutcome(Base):
+    """The outcome of a transfer or payment's move, one row per transaction: the move
+    and a refusal both insert it, so exactly one of them is ever kept, whatever order
+    their statements' snapshots were taken in."""
+
+    __tablename__ = "transfer_outcomes"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('moved', 'refused')", name="outcome"),
+        CheckConstraint("(outcome = 'refused') = (code IS NOT NULL)", name="code"),
+    )
+
+    transaction_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(10))
+    wallet_id: Mapped[uuid.UUID | None]
+    code: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class LedgerEntry(Base):
     """One balance change. Never updated or deleted; (transaction_id, operation) is the
     idempotency key of the change, enforced here rather than trusted to the callers."""

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paysys.wallets.models import CreditFence, LedgerEntry, Refusal, Wallet
+from paysys.wallets.models import CreditFence, LedgerEntry, Refusal, TransferOutcome, Wallet
 
 
 async def get(session: AsyncSession, wallet_id: uuid.UUID) -> Wallet | None:
@@ -58,6 +58,24 @@ async def add_refusal(
         pg_insert(Refusal)
         .values(transaction_id=transaction_id, operation=operation, wallet_id=wallet_id, code=code)
         .on_conflict_do_nothing()
+    )
+
+
+async def outcome(session: AsyncSession, transaction_id: uuid.UUID) -> TransferOutcome | None:
+    return await session.get(TransferOutcome, transaction_id, populate_existing=True)
+
+
+async def add_outcome(
+    session: AsyncSession,
+    transaction_id: uuid.UUID,
+    outcome: str,
+    wallet_id: uuid.UUID | None,
+    code: str | None,
+) -> None:
+    await session.execute(
+        pg_insert(TransferOutcome).values(
+            transaction_id=transaction_id, outcome=outcome, wallet_id=wallet_id, code=code
+        )
     )
 
 
@@ -121,9 +139,13 @@ FROM wallets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 # The whole move in one statement (it commits alone: one round trip).
 # - `lk` locks both wallets in id order (no deadlock between opposite transfers) and,
 #   being a locking read, sees their latest committed state, which nobody can change
-#   until this commits: every check is made on it, so both updates happen or neither.
-# - A kept refusal for this transaction stops it (a replay stays refused); a money move
-#   already made fails it on the ledger's unique (transaction_id, operation).
+#   until this commits: every check is made on it, and the new balances are computed
+#   from it (not from the statement's snapshot, taken before it waited for the locks),
+#   so both updates happen or neither.
+# - `oc` inserts the transaction's outcome row: if a twin kept a refusal (or moved)
+#   meanwhile, its row is there, whatever this statement's snapshot says, and the
+#   primary key fails this whole statement. The NOT EXISTS check only spares the
+#   attempt when the outcome is already visible.
 # - Each side's `wallet.funds_*` event gets its data here, from the row as updated:
 #   $6-$8 and $9 are the envelopes (event id, topic, key, JSON with empty data) in
 #   (debit, credit) order; $10 the amount as text; $11 = 10^digits, $12 digits.
@@ -138,20 +160,23 @@ WITH lk AS MATERIALIZED (
   SELECT count(*) = 2
      AND bool_and(status = 'ACTIVE' AND currency = $5::text)
      AND bool_or(id = $2 AND balance >= $4::bigint)
-     AND NOT EXISTS (SELECT 1 FROM refusals WHERE transaction_id = $1::uuid) AS go
+     AND NOT EXISTS (SELECT 1 FROM transfer_outcomes WHERE transaction_id = $1::uuid) AS go
   FROM lk
 ), d AS (
-  UPDATE wallets SET balance = balance - $4, version = version + 1, updated_at = now()
-  WHERE id = $2 AND (SELECT go FROM ok)
-  RETURNING 'debit'::text AS side, id, user_id, currency, balance, status, version,
-            created_at, updated_at
+  UPDATE wallets w SET balance = lk.balance - $4, version = w.version + 1, updated_at = now()
+  FROM lk WHERE w.id = $2 AND lk.id = $2 AND (SELECT go FROM ok)
+  RETURNING 'debit'::text AS side, w.id, w.user_id, w.currency, w.balance, w.status,
+            w.version, w.created_at, w.updated_at
 ), c AS (
-  UPDATE wallets SET balance = balance + $4, version = version + 1, updated_at = now()
-  WHERE id = $3 AND EXISTS (SELECT 1 FROM d)
-  RETURNING 'credit'::text AS side, id, user_id, currency, balance, status, version,
-            created_at, updated_at
+  UPDATE wallets w SET balance = lk.balance + $4, version = w.version + 1, updated_at = now()
+  FROM lk WHERE w.id = $3 AND lk.id = $3 AND EXISTS (SELECT 1 FROM d)
+  RETURNING 'credit'::text AS side, w.id, w.user_id, w.currency, w.balance, w.status,
+            w.version, w.created_at, w.updated_at
 ), moved AS (
   SELECT * FROM d UNION ALL SELECT * FROM c
+), oc AS (
+  INSERT INTO transfer_outcomes (transaction_id, outcome)
+  SELECT $1::uuid, 'moved' WHERE EXISTS (SELECT 1 FROM d)
 ), l AS (
   INSERT INTO ledger_entries (wallet_id, transaction_id, operation, amount, balance_after)
   SELECT id, $1::uuid, side, CASE side WHEN 'debit' THEN -$4 ELSE $4 END, balance FROM moved
@@ -174,17 +199,13 @@ SELECT *, CASE WHEN n <> 2 THEN ('a transfer moved one side only: ' || n)::int E
 FROM moved, (SELECT count(*) AS n FROM moved) AS sides
 """
 
-# A refusal is kept unless the money already moved for this transaction.
+# A refusal is kept as the transaction's outcome, unless it has one (moved, or refused
+# by a twin) or the money moved under an earlier release (its ledger rows).
 REFUSE = """
-INSERT INTO refusals (transaction_id, operation, wallet_id, code)
-SELECT $1, 'debit', $2, $3
+INSERT INTO transfer_outcomes (transaction_id, outcome, wallet_id, code)
+SELECT $1, 'refused', $2, $3
 WHERE NOT EXISTS (SELECT 1 FROM ledger_entries WHERE transaction_id = $1)
 ON CONFLICT DO NOTHING RETURNING code
 """
 
-OUTCOME = """
-SELECT 'entry' AS kind, operation, wallet_id, balance_after, NULL AS code
-FROM ledger_entries WHERE transaction_id = $1
-UNION ALL
-SELECT 'refusal', operation, wallet_id, NULL, code FROM refusals WHERE transaction_id = $1
-"""
+OUTCOME = "SELECT outcome, wallet_id, code FROM transfer_outcomes WHERE transaction_id = $1"

@@ -186,10 +186,10 @@ async def transfer(request: Request) -> Response:
         body.amount_minor,
         body.currency,
     )
-    if isinstance(outcome, service.Refused):
-        raise outcome.error()
     if outcome.states:
         await cache.put_many(outcome.states)
+    if isinstance(outcome, service.Refused):
+        raise outcome.error()
     return Response(
         TransferOut(transaction_id=body.transaction_id).model_dump_json(),
         media_type="application/json",
@@ -206,11 +206,6 @@ async def credit_fence(body: FenceIn, rt: RuntimeDep) -> dict[str, bool]:
 @internal.post("/{wallet_id}/add-funds", response_model=FundsOut)
 async def add_funds(wallet_id: str, body: RefundIn, rt: RuntimeDep, cache: Cache) -> FundsOut:
     return await _change(rt, cache, wallet_id, body, body.operation)
-
-
-@internal.post("/{wallet_id}/deduct-funds", response_model=FundsOut)
-async def deduct_funds(wallet_id: str, body: FundsIn, rt: RuntimeDep, cache: Cache) -> FundsOut:
-    return await _change(rt, cache, wallet_id, body, "debit")
 
 
 @internal_misc.get("/{wallet_id}", response_model=None)

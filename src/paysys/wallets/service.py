@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -137,6 +138,9 @@ class Refused:
 
     code: str
     wallet_id: uuid.UUID
+    # Wallets whose balance changed all the same (a legacy transfer given back to its
+    # source), for the cache.
+    states: list[dict[str, Any]] | None = None
 
     def error(self) -> AppError:
         return REFUSALS[self.code](REFUSAL_TEXT[self.code], wallet_id=str(self.wallet_id))
@@ -307,21 +311,95 @@ async def transfer(
         if changed:
             outcome = Moved([to_state(SimpleNamespace(**row)) for row in changed])
     except UniqueViolationError:
-        outcome = None  # it had moved already: the ledger's unique key said so
+        outcome = None  # it had an outcome already: the outcome row's key said so
     if isinstance(outcome, Moved):
         db.written(outbox.table.name)
         return outcome
     if outcome is not None:
         return outcome
-    return await _first_outcome(db, tx)
+    return await _first_outcome(db, outbox, tx, source, destination, currency)
 
 
-async def _first_outcome(db: Database, tx: uuid.UUID) -> Moved | Refused:
+async def _first_outcome(
+    db: Database,
+    outbox: Outbox,
+    tx: uuid.UUID,
+    source: uuid.UUID,
+    destination: uuid.UUID,
+    currency: str,
+) -> Moved | Refused:
     async with db.raw() as conn:
-        rows = await conn.fetch(repository.OUTCOME, tx)
-    for row in rows:
-        if row["kind"] == "refusal":
+        row = await conn.fetchrow(repository.OUTCOME, tx)
+    if row is not None:
+        if row["outcome"] == "refused":
             return Refused(row["code"], row["wallet_id"])
-    if rows:
         return Moved(None)
-    raise AssertionError(f"transaction {tx} has no outcome to replay")
+    # No outcome row: money moved for it under an earlier release, which debited and
+    # credited in separate steps (the ledger's unique key stopped this move).
+    return await _settle_legacy(db, outbox, tx, source, destination, currency)
+
+
+async def _settle_legacy(
+    db: Database,
+    outbox: Outbox,
+    tx: uuid.UUID,
+    source: uuid.UUID,
+    destination: uuid.UUID,
+    currency: str,
+) -> Moved | Refused:
+    """A transfer the legacy saga debited: it counts as moved only with both legs. One
+    debited and neither credited nor given back is finished now (the credit), or, when
+    the credit is refused or fenced, given back to its source; either way its outcome
+    row is kept with it, in one database transaction."""
+    states: list[dict[str, Any]] = []
+    async with db.uow() as session:
+        await repository.lock_transaction(session, tx)
+        if (kept := await repository.outcome(session, tx)) is not None:
+            if kept.outcome == "refused":
+                assert kept.code is not None
+                return Refused(kept.code, kept.wallet_id or source)
+            return Moved(None)
+        debit = await repository.entry(session, tx, "debit")
+        if debit is None:
+            raise AssertionError(f"transaction {tx} has no outcome to replay")
+        refused: Refused | None = None
+        if await repository.entry(session, tx, "credit") is not None:
+            pass  # both legs: it moved
+        elif await repository.entry(session, tx, "refund") is not None:
+            refused = await _legacy_refusal(session, tx, destination)  # already given back
+        else:
+            amount = format_amount(-debit.amount, currency)
+            try:
+                credited, wallet = await change_balance(
+                    session, outbox, destination, tx, "credit", amount, currency
+                )
+            except (CreditFenced, WalletNotFound):
+                credited, wallet = await _legacy_refusal(session, tx, destination), None
+            if wallet is not None:
+                states.append(to_state(wallet))
+            if isinstance(credited, Refused):
+                refused = credited
+                _, back = await change_balance(
+                    session, outbox, source, tx, "refund", amount, currency
+                )
+                if back is not None:
+                    states.append(to_state(back))
+        if refused is not None:
+            await repository.add_outcome(session, tx, "refused", refused.wallet_id, refused.code)
+        else:
+            await repository.add_outcome(session, tx, "moved", None, None)
+    db.written(outbox.table.name)
+    if refused is not None:
+        return dataclasses.replace(refused, states=states or None)
+    return Moved(states or None)
+
+
+async def _legacy_refusal(session: AsyncSession, tx: uuid.UUID, destination: uuid.UUID) -> Refused:
+    """Why a legacy transfer's credit did not happen: its kept refusal, else (fenced by
+    a compensating saga, or the wallet gone) the destination counts as inactive."""
+    earlier = await repository.refusal(session, tx, "credit")
+    return (
+        Refused(earlier.code, earlier.wallet_id)
+        if earlier
+        else Refused("WALLET_INACTIVE", destination)
+    )
