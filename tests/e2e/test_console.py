@@ -245,6 +245,67 @@ async def test_a_double_click_or_a_retry_after_a_lost_answer_moves_money_once(
     assert all("Failed to load resource" in p for p in problems), problems  # the lost one
 
 
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(503, "SERVICE_UNAVAILABLE"), (504, "SERVICE_UNAVAILABLE"), (409, "REQUEST_IN_PROGRESS")],
+)
+async def test_an_answer_that_leaves_the_outcome_unknown_keeps_the_key(
+    browser: Browser, stack: Stack, api: httpx.AsyncClient, status: int, code: str
+) -> None:
+    # Finding 19.4: a 503 (OutcomePending, a balancer or the gateway's upstream timeout),
+    # a 504 or a 409 (the first request still running) says nothing of what happened.
+    # The console once dropped its key and asked the user to start again: a second
+    # transfer. The same confirm must resend the same key, and say it is checking.
+    user, auth, wallet = await funded_user(api, "20.00")
+    _, _, other = await funded_user(api, "0")
+    _, page, problems = await open_console(browser, stack)
+    await login_ui(page, user["email"])
+    answered = {"n": 0}
+
+    async def unknown_once(route: Route) -> None:
+        if route.request.method == "POST" and answered["n"] == 0:
+            answered["n"] += 1
+            await route.fetch()  # the server moves the money; its answer is replaced
+            await route.fulfill(
+                status=status,
+                content_type="application/problem+json",
+                headers={"Retry-After": "1"},
+                body=(
+                    f'{{"type": "about:blank", "title": "t", "status": {status},'
+                    f' "detail": "d", "code": "{code}"}}'
+                ),
+            )
+        else:
+            await route.continue_()
+
+    await page.route("**/transactions/create", unknown_once)
+    await send(page, "transfer", other["id"], "3.00")
+    keys: list[str | None] = []
+    page.on(
+        "request",
+        lambda r: (
+            keys.append(r.headers.get("idempotency-key"))
+            if r.url.endswith("/transactions/create")
+            else None
+        ),
+    )
+    await page.click("#confirm-yes")
+    # It checks by itself (the same key again), or asks to confirm again: either way the
+    # confirmation stays, and the money moves once.
+    await page.wait_for_selector(
+        "#notice:has-text('Sent: 3.00 USD'), #alert:has-text('checking')", timeout=20_000
+    )
+    if not await page.is_visible("#notice:has-text('Sent: 3.00 USD')"):
+        assert await page.is_visible("#confirm-yes")
+        await page.click("#confirm-yes")
+        await page.wait_for_selector("#notice:has-text('Sent: 3.00 USD')", timeout=20_000)
+    assert await balance(api, auth, wallet["id"]) == "17.00"
+    assert len(keys) >= 2 and len(set(keys)) == 1, keys
+    listed = (await api.get("/transactions", headers=auth)).json()["items"]
+    assert [t["amount"] for t in listed if t["type"] == "transfer"] == ["3.00"]
+    assert all(f"status of {status}" in p or "Failed to load" in p for p in problems), problems
+
+
 async def test_names_and_descriptions_holding_markup_render_as_text(
     browser: Browser, stack: Stack, api: httpx.AsyncClient
 ) -> None:

@@ -8,6 +8,7 @@ import {
   amountHint,
   explain,
   failureInWords,
+  outcomeUnknown,
   parseAmount,
   when,
 } from "./words.js";
@@ -92,13 +93,33 @@ async function submit(button, submission, body, run) {
     submission.settle();
     return result;
   } catch (err) {
-    // Only an answer settles a submit; after no answer, the same key goes out again.
-    if (!(err instanceof api.NetworkError)) submission.settle();
+    // Only an answer that says what happened settles a submit; after one that does not
+    // (no answer, 409, 502-504), the same key goes out again.
+    if (!outcomeUnknown(err)) submission.settle();
     throw err;
   } finally {
     submission.busy = false;
     button.disabled = false;
     button.removeAttribute("aria-busy");
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const LOOKUPS = 3;
+
+// A submit whose answer the server gave but that says nothing of the outcome (503, 504,
+// 409...) is looked up: the same key again, a few times, as the server asks (Retry-After).
+// No answer at all is left to the person, who confirms again.
+async function submitAndCheck(button, submission, body, run) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await submit(button, submission, body, run);
+    } catch (err) {
+      const checkable = err instanceof api.ApiError && outcomeUnknown(err);
+      if (!checkable || attempt >= LOOKUPS) throw err;
+      say("We could not confirm the outcome yet: checking…");
+      await sleep(Math.min(Number(err.retryAfter) || 1, 5) * 1000);
+    }
   }
 }
 
@@ -300,7 +321,7 @@ onSubmit("topup-form", async (form) => {
     amount,
     card: { number: form.number.value.replace(/\s+/g, ""), exp_month: month, exp_year: year, cvc: form.cvc.value },
   };
-  const tx = await submit(form.querySelector("button"), topupSubmission, body, (key) =>
+  const tx = await submitAndCheck(form.querySelector("button"), topupSubmission, body, (key) =>
     api.call("POST", "/transactions/create", { body, idempotencyKey: key }),
   );
   if (!tx) return undefined;
@@ -355,7 +376,7 @@ $("confirm-yes").addEventListener("click", async () => {
   clearMessages();
   const body = pending;
   try {
-    const tx = await submit($("confirm-yes"), sendSubmission, body, (key) =>
+    const tx = await submitAndCheck($("confirm-yes"), sendSubmission, body, (key) =>
       api.call("POST", "/transactions/create", { body, idempotencyKey: key }),
     );
     if (!tx) return;
@@ -368,7 +389,7 @@ $("confirm-yes").addEventListener("click", async () => {
     await loadWallets();
   } catch (err) {
     say(explain(err));
-    if (!(err instanceof api.NetworkError) && !(err instanceof api.SessionExpired)) {
+    if (!outcomeUnknown(err) && !(err instanceof api.SessionExpired)) {
       $("confirm").hidden = true;
       $("send-form").hidden = false;
       pending = null;

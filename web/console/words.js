@@ -51,7 +51,19 @@ const FIELDS = {
   currency: "the currency",
 };
 
+// An answer that says nothing of what happened to a money request: none at all, "not
+// available" or "timed out" (the service, a balancer, the gateway's upstream timeout),
+// or "a request with this key is still running". The same submit then sends the same
+// Idempotency-Key again: the server answers a repeat with the first outcome.
+export function outcomeUnknown(err) {
+  if (err instanceof NetworkError) return true;
+  return err instanceof ApiError && [409, 502, 503, 504].includes(err.status);
+}
+
 export function explain(err) {
+  if (err instanceof ApiError && outcomeUnknown(err)) {
+    return "We are still checking what happened to this request. Confirm again in a moment: it will not be applied twice.";
+  }
   if (err instanceof NetworkError) {
     return "No answer from the server. Your request may not have arrived: submit again, it will not be applied twice.";
   }
