@@ -5,6 +5,7 @@ test by the threat it answers.)"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -210,3 +211,81 @@ async def test_password_hashes_are_argon2id_and_never_leave_users(
                 stack, f'SELECT t::text AS row FROM "{schema}"."{t["table_name"]}" t'
             ):
                 assert salt_and_hash[1] not in r["row"], (schema, t["table_name"])
+
+
+async def test_tokens_naming_their_own_key_or_another_issuer_are_refused(
+    api: httpx.AsyncClient,
+) -> None:
+    # Issue 20.15: a server that fetched or trusted a key the token names (jwk, jku,
+    # kid) would verify a token with the attacker's key; another issuer is not ours.
+    user = await register(api)
+    claims = jwt.decode(
+        (await login(api, user["email"]))["access_token"], options={"verify_signature": False}
+    )
+    private, public = _rsa_pem()
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(serialization.load_pem_public_key(public)))
+    forged = {
+        "RS256 carrying its own jwk": jwt.encode(
+            claims, private, algorithm="RS256", headers={"jwk": jwk}
+        ),
+        "RS256 naming a jku": jwt.encode(
+            claims, private, algorithm="RS256", headers={"jku": "https://attacker.example/k"}
+        ),
+        "HS256 naming a kid": jwt.encode(
+            claims, "attacker-secret-attacker-secret-32b", headers={"kid": "../../dev/null"}
+        ),
+        "another issuer, right secret": jwt.encode(
+            {**claims, "iss": "someone-else"}, DEV_JWT_SECRET
+        ),
+        "another audience, right secret": jwt.encode(
+            {**claims, "aud": "another-api"}, DEV_JWT_SECRET
+        ),
+    }
+    for name, token in forged.items():
+        resp = await api.get("/users/me", headers=bearer(token))
+        assert resp.status_code == 401, name
+        assert_problem(resp, 401, "UNAUTHORIZED")
+
+
+async def test_a_token_accepted_once_is_refused_once_it_expires(api: httpx.AsyncClient) -> None:
+    # The gateway caches tokens it verified: the cache must not outlive `exp`.
+    user = await register(api)
+    claims = jwt.decode(
+        (await login(api, user["email"]))["access_token"], options={"verify_signature": False}
+    )
+    exp = int(time.time()) + 2
+    short = jwt.encode({**claims, "exp": exp, "jti": str(uuid.uuid4())}, DEV_JWT_SECRET)
+    assert (await api.get("/users/me", headers=bearer(short))).status_code == 200
+    while time.time() <= exp + 1:  # PyJWT has no leeway here: one second past is expired
+        await asyncio.sleep(0.2)
+    assert_problem(await api.get("/users/me", headers=bearer(short)), 401, "UNAUTHORIZED")
+
+
+async def test_a_forged_user_id_header_is_ignored_on_wallet_and_transaction_routes(
+    api: httpx.AsyncClient,
+) -> None:
+    victim, victim_auth, victim_wallet = await funded_user(api, "5.00")
+    _, auth = await user_with_token(api)
+    forge = {"X-User-Id": victim["id"], "X-Internal-Token": "guess"}
+    wallets = await api.get("/wallets", headers={**auth, **forge})
+    assert wallets.status_code == 200 and wallets.json()["items"] == []
+    txs = await api.get("/transactions", headers={**auth, **forge})
+    assert txs.status_code == 200 and txs.json()["items"] == []
+    theirs = await api.get(f"/wallets/{victim_wallet['id']}", headers={**auth, **forge})
+    assert_problem(theirs, 404, "WALLET_NOT_FOUND")
+    mine = await api.post("/wallets/create", json={"currency": "EUR"}, headers={**auth, **forge})
+    assert mine.status_code == 201 and mine.json()["user_id"] != victim["id"]
+    steal = await api.post(
+        "/transactions/create",
+        json={
+            "type": "transfer",
+            "source_wallet_id": victim_wallet["id"],
+            "destination_wallet_id": mine.json()["id"],
+            "amount": "1.00",
+        },
+        headers={**auth, **forge},
+    )
+    assert steal.status_code in (400, 403, 404), steal.text
+    assert (await api.get(f"/wallets/{victim_wallet['id']}", headers=victim_auth)).json()[
+        "balance"
+    ] == "5.00"
