@@ -142,3 +142,22 @@ async def test_a_burst_of_200_concurrent_connections_gets_exactly_the_limit_thro
     codes = [a.status_code for a in answers]
     assert codes.count(401) == 5  # the limit, not one more, however they race
     assert codes.count(429) == 195
+
+
+async def test_registrations_and_refreshes_over_the_per_ip_limit_are_429(
+    strict_gateway: str,
+) -> None:
+    # Issue 20.13: the register and refresh limits, not only login's. Refresh shares
+    # login's budget (one bucket for every way to a session).
+    async with client_from(strict_gateway, fresh_ip()) as c:
+        statuses = []
+        for _ in range(7):
+            body = {"email": unique_email("rl-reg"), "password": "x", "full_name": "R"}
+            statuses.append((await c.post("/users/register", json=body)).status_code)
+        assert statuses[:5] == [422] * 5 and statuses[5:] == [429, 429]
+    async with client_from(strict_gateway, fresh_ip()) as c:
+        statuses = [
+            (await c.post("/users/refresh", json={"refresh_token": "nonsense"})).status_code
+            for _ in range(7)
+        ]
+        assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]

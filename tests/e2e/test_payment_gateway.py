@@ -8,7 +8,7 @@ import uuid
 
 from tests.conftest import Stack
 from tests.e2e.helpers import internal_client, kafka_events
-from tests.e2e.money import CARD
+from tests.e2e.money import CARD, db_fetch
 
 
 async def test_concurrent_refunds_of_one_charge_refund_it_once_with_one_event(
@@ -41,3 +41,29 @@ async def test_concurrent_refunds_of_one_charge_refund_it_once_with_one_event(
     )
     statuses = sorted(e["data"]["status"] for e in events)
     assert statuses == ["refunded", "succeeded"]
+
+
+async def test_a_charge_is_made_once_per_transaction_id_however_often_asked(
+    stack: Stack,
+) -> None:
+    # Issue 20.13: a retried charge (the saga's retry after a lost answer) is the same
+    # charge, even asked concurrently and even with another card.
+    tx = str(uuid.uuid4())
+    body = {"transaction_id": tx, "amount": "4.20", "currency": "USD", "card": CARD}
+    clients = [internal_client(stack, "payment_gateway") for _ in range(10)]
+    try:
+        answers = await asyncio.gather(*(c.post("/payments/charge", json=body) for c in clients))
+        other_card = {**body, "card": {**CARD, "number": "4000000000000002"}}
+        again = await clients[0].post("/payments/charge", json=other_card)
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.json()["payment_id"] for a in answers}) == 1
+    assert again.json()["payment_id"] == answers[0].json()["payment_id"]
+    assert again.json()["status"] == "succeeded"
+    [count] = await db_fetch(
+        stack,
+        "SELECT count(*) FROM payment_gateway.payments WHERE transaction_id = $1",
+        uuid.UUID(tx),
+    )
+    assert count[0] == 1

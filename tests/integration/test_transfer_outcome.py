@@ -117,3 +117,36 @@ async def test_a_refusal_committed_while_the_move_waits_for_its_locks_wins(
     finally:
         await conn.close()
         await holder.close()
+
+
+async def test_the_database_refuses_to_change_the_ledger_or_overdraw_a_wallet(
+    stack: Stack,
+) -> None:
+    # Issue 20.13: the append-only trigger and CHECK (balance >= 0) are the last line,
+    # below every service: shown here against the real schema.
+    conn = await asyncpg.connect(stack.infra.dsn)
+    try:
+        source, _ = await two_wallets(conn, source_balance=10)
+        for statement in (
+            "UPDATE wallets.ledger_entries SET amount = amount * 2 WHERE wallet_id = $1",
+            "DELETE FROM wallets.ledger_entries WHERE wallet_id = $1",
+        ):
+            with pytest.raises(asyncpg.RaiseError, match="append-only"):
+                await conn.execute(statement, source)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE wallets.wallets SET balance = -1 WHERE id = $1", source)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO wallets.ledger_entries (wallet_id, transaction_id, operation,"
+                " amount, balance_after) VALUES ($1, $2, 'debit', -20, -10)",
+                source,
+                uuid.uuid4(),
+            )
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM wallets.ledger_entries WHERE wallet_id = $1", source
+            )
+            == 1
+        )
+    finally:
+        await conn.close()

@@ -127,3 +127,30 @@ def test_mail_failure_reasons_never_carry_an_address() -> None:
     assert reason and "550" in reason and "bob@example.com" not in reason
     reason = classify(aiosmtplib.SMTPResponseException(450, "jörg@bücher.example busy")).error
     assert reason and "jörg" not in reason and "bücher" not in reason
+
+
+def test_every_development_secret_is_refused_outside_local_and_fault_hooks_too() -> None:
+    # Issue 20.13: not only the JWT secret. Each service's settings with every secret
+    # set but one: that one is named.
+    from paysys.kit.settings import DataKeySettings
+
+    good = {
+        "jwt_secret": "a" * 40,
+        "internal_token": "b" * 40,
+        "idempotency_hash_key": "c" * 40,
+        "data_keys": "k9:" + "A" * 43 + "=",
+        "blind_index_key": "B" * 43 + "=",
+    }
+    for cls, names in (
+        (KitSettings, ("jwt_secret", "internal_token")),
+        (TransactionsSettings, ("jwt_secret", "internal_token", "idempotency_hash_key")),
+        (DataKeySettings, ("jwt_secret", "internal_token", "data_keys", "blind_index_key")),
+    ):
+        values = {k: good[k] for k in names}
+        assert cls(env="production", **values).env == "production"  # type: ignore[arg-type]
+        for name in names:
+            dev = cls.DEV_SECRETS[name]
+            with pytest.raises(ValueError, match=f"PAYSYS_{name.upper()}"):
+                cls(env="production", **{**values, name: dev})  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="PAYSYS_ENABLE_FAULT_HOOKS"):
+            cls(env="production", enable_fault_hooks=True, **values)  # type: ignore[arg-type]
