@@ -266,9 +266,19 @@ async def test_two_runners_on_one_saga_move_the_money_once(
         return tx if tx["status"] in ("COMPLETED", "FAILED") else None
 
     tx = await eventually(terminal, timeout=40, interval=0.5)  # the worker, not the runner
+    # The takeover happened: the recovery worker claimed the saga (a second claim of its
+    # lease) while the first runner was still asleep with it.
+    [claimed] = await db_fetch(
+        stack, "SELECT attempts FROM transactions.transactions WHERE id = $1", uid(tx_id)
+    )
+    assert claimed["attempts"] >= 2, "no second runner ever took the saga"
+    log = (stack.log_dir / "transactions.log").read_text(errors="replace")
+    assert any("saga_recovering" in line and tx_id in line for line in log.splitlines())
+    assert not request.done(), "the first runner finished before the takeover"
     response = await request  # the first runner wakes up and finds the saga finished
-    assert response.status_code in (201, 400)
-    await asyncio.sleep(1)
+    # Its answer is the saga's final state, as the worker left it.
+    assert response.status_code == (201 if tx["status"] == "COMPLETED" else 400), response.text
+    assert response.json().get("id", response.json().get("transaction_id")) == tx_id
     a = Decimal(await balance(api, a_auth, a_wallet["id"]))
     if destination != "active":
         await api.post(f"/wallets/{b_wallet['id']}/activate", headers=b_auth)
