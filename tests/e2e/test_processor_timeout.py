@@ -1,24 +1,29 @@
-"""A card charge that times out is neither lost nor taken twice: the saga cannot tell
-whether the processor charged, so it answers 503, and recovery (fencing the charge with
-a void at the processor) finishes the deposit exactly once."""
+"""A card charge whose outcome the saga cannot know is neither lost nor taken twice: it
+answers 503, and recovery fences the charge with a void at the processor, which
+finishes the deposit exactly once. Both paths, each deterministic: the processor
+charged (slowly, after the saga gave up), so the void finds the charge and the deposit
+completes; the processor was never reached, so the void wins and the deposit fails."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp import web
 
 from paysys.cli import wait_ready
 from paysys.fleet import spawn_service, stop_processes
 from paysys.kit.settings import DEV_INTERNAL_TOKEN
-from tests.conftest import Stack, eventually
+from tests.conftest import Stack, eventually, free_port
 from tests.e2e.helpers import user_with_token
 from tests.e2e.money import CARD, balance, db_fetch, wallet_for
 
-SLOW_PG_PORT, IMPATIENT_TX_PORT = 18096, 18097
+SLOW_PG_PORT, IMPATIENT_TX_PORT = free_port(), free_port()
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +61,62 @@ def impatient_transactions(stack: Stack) -> Iterator[str]:
         stop_processes(procs)
 
 
-async def test_timed_out_charge_is_completed_once_by_recovery(
-    api: httpx.AsyncClient, stack: Stack, impatient_transactions: str
-) -> None:
+@pytest.fixture
+async def cut_off_transactions(stack: Stack) -> AsyncIterator[str]:
+    """A transactions instance whose processor link drops every charge on the floor (the
+    connection closes before the request goes on) and passes everything else (card
+    validation, voids) through to the suite's processor."""
+    target = stack.url("payment_gateway")
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        if request.path == "/payments/charge":
+            assert request.transport is not None
+            request.transport.close()  # never reaches the processor; no answer
+            raise ConnectionResetError
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                target + request.path_qs,
+                data=await request.read(),
+                headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+            ) as upstream,
+        ):
+            return web.Response(
+                body=await upstream.read(),
+                status=upstream.status,
+                content_type=upstream.content_type,
+            )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", relay)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    link = free_port()
+    await web.TCPSite(runner, "127.0.0.1", link).start()
+    port = free_port()
+    env = {
+        **stack.infra.env,
+        "PAYSYS_TRANSACTIONS_PORT": str(port),
+        "PAYSYS_PAYMENT_GATEWAY_PORT": str(link),
+        "PAYSYS_CALL_TIMEOUT_SECONDS": "1",
+        "PAYSYS_STEP_ATTEMPTS": "1",
+    }
+    proc = spawn_service("transactions", env, stack.log_dir / "cut-off")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(wait_ready, {"transactions": url}, 90, {"transactions": proc})
+        yield url
+    finally:
+        stop_processes({"transactions": proc})
+        await runner.cleanup()
+
+
+async def _unknown_deposit(api: httpx.AsyncClient, base_url: str) -> tuple[str, dict, str]:  # type: ignore[type-arg]
     user, auth = await user_with_token(api)
     wallet = await wallet_for(api, auth)
     headers = {"X-Internal-Token": DEV_INTERNAL_TOKEN, "X-User-Id": user["id"]}
-    async with httpx.AsyncClient(
-        base_url=impatient_transactions, headers=headers, timeout=30
-    ) as tx_api:
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as tx_api:
         resp = await tx_api.post(
             "/transactions/create",
             json={
@@ -74,26 +126,47 @@ async def test_timed_out_charge_is_completed_once_by_recovery(
                 "card": CARD,
             },
         )
-    assert resp.status_code == 503
+    assert resp.status_code == 503, resp.text
     body = resp.json()
     assert body["code"] == "SERVICE_UNAVAILABLE"
-    tx_id = body["transaction_id"]
+    return body["transaction_id"], auth, wallet["id"]
 
+
+async def _settled(api: httpx.AsyncClient, auth: dict, tx_id: str) -> dict:  # type: ignore[type-arg]
     async def settled() -> dict | None:  # type: ignore[type-arg]
         tx = (await api.get(f"/transactions/{tx_id}", headers=auth)).json()
         return tx if tx["status"] in ("COMPLETED", "FAILED") else None
 
-    tx = await eventually(settled, timeout=60, interval=1)
+    return await eventually(settled, timeout=60, interval=1)  # type: ignore[no-any-return]
+
+
+async def test_a_charge_made_after_the_saga_gave_up_completes_the_deposit_once(
+    api: httpx.AsyncClient, stack: Stack, impatient_transactions: str
+) -> None:
+    tx_id, auth, wallet_id = await _unknown_deposit(api, impatient_transactions)
+    tx = await _settled(api, auth, tx_id)
     payments = await db_fetch(
         stack,
         "SELECT status FROM payment_gateway.payments WHERE transaction_id = $1",
         uuid.UUID(tx_id),
     )
-    assert len(payments) == 1  # one charge, however many attempts and runners
-    if payments[0]["status"] == "succeeded":
-        assert tx["status"] == "COMPLETED"
-        assert await balance(api, auth, wallet["id"]) == "8.00"
-    else:
-        assert payments[0]["status"] == "voided"
-        assert tx["status"] == "FAILED"
-        assert await balance(api, auth, wallet["id"]) == "0.00"
+    # The processor charged 3 s in; recovery's void (after the lease) found the charge.
+    assert [p["status"] for p in payments] == ["succeeded"]
+    assert tx["status"] == "COMPLETED"
+    assert await balance(api, auth, wallet_id) == "8.00"
+
+
+async def test_a_charge_that_never_reached_the_processor_is_voided_and_fails(
+    api: httpx.AsyncClient, stack: Stack, cut_off_transactions: str
+) -> None:
+    tx_id, auth, wallet_id = await _unknown_deposit(api, cut_off_transactions)
+    tx = await _settled(api, auth, tx_id)  # recovered by the suite's own instance
+    payments = await db_fetch(
+        stack,
+        "SELECT status FROM payment_gateway.payments WHERE transaction_id = $1",
+        uuid.UUID(tx_id),
+    )
+    # The void fenced the charge: a late charge for it can never go through.
+    assert [p["status"] for p in payments] == ["voided"]
+    assert tx["status"] == "FAILED"
+    assert await balance(api, auth, wallet_id) == "0.00"

@@ -13,8 +13,17 @@ import pytest
 
 from paysys.kit.mongo import make_mongo
 from tests.conftest import Stack, eventually
-from tests.e2e.helpers import kafka_events
-from tests.e2e.money import arm_fault, balance, db_fetch, funded_user, move, uid
+from tests.e2e.helpers import kafka_events, user_with_token
+from tests.e2e.money import (
+    arm_fault,
+    balance,
+    db_fetch,
+    deposit,
+    funded_user,
+    move,
+    uid,
+    wallet_for,
+)
 
 
 @pytest.mark.parametrize("destination", ["active", "deactivated while down"])
@@ -64,6 +73,55 @@ async def test_transactions_killed_after_the_money_moved_completes_by_recovery_o
     assert len({e["event_id"] for e in completed}) == len(completed) == 1
     failed = await kafka_events(stack, "transaction.failed", tx_id, 0, linger=2)
     assert failed == []
+
+
+async def test_a_deposit_killed_between_its_charge_and_its_credit_completes_once(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    # Issue 20.8: the crash window of a deposit: the card is charged, the wallet not
+    # yet credited, and the saga's process dies (SIGKILL). Recovery credits it once;
+    # the card is charged once.
+    _, auth = await user_with_token(api)
+    wallet = await wallet_for(api, auth)
+    await arm_fault(stack, wallet["id"], "pause_mid_saga", seconds=60)
+    request = asyncio.create_task(deposit(api, auth, wallet["id"], "7.25"))
+
+    async def charged() -> list:  # type: ignore[type-arg]
+        return await db_fetch(
+            stack,
+            "SELECT p.transaction_id FROM payment_gateway.payments p"
+            " JOIN transactions.transactions t ON t.id = p.transaction_id"
+            " WHERE t.destination_wallet_id = $1 AND p.status = 'succeeded'",
+            uid(wallet["id"]),
+        )
+
+    [row] = await eventually(charged, timeout=30)
+    tx_id = str(row["transaction_id"])
+    assert await balance(api, auth, wallet["id"]) == "0.00"  # charged, not credited
+    stack.kill("transactions")
+    response = await request
+    assert response.status_code == 503
+    stack.start("transactions")
+
+    async def terminal() -> dict | None:  # type: ignore[type-arg]
+        tx = (await api.get(f"/transactions/{tx_id}", headers=auth)).json()
+        return tx if tx["status"] in ("COMPLETED", "FAILED") else None
+
+    tx = await eventually(terminal, timeout=90)
+    assert tx["status"] == "COMPLETED"
+    assert await balance(api, auth, wallet["id"]) == "7.25"
+    payments = await db_fetch(
+        stack,
+        "SELECT status FROM payment_gateway.payments WHERE transaction_id = $1",
+        uid(tx_id),
+    )
+    assert [p["status"] for p in payments] == ["succeeded"]
+    legs = await db_fetch(
+        stack,
+        "SELECT operation, amount FROM wallets.ledger_entries WHERE transaction_id = $1",
+        uid(tx_id),
+    )
+    assert [(r["operation"], r["amount"]) for r in legs] == [("credit", 725)]
 
 
 async def test_random_concurrent_transfers_and_payments_conserve_money(
