@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -10,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.conftest import Stack, unique_email
 
@@ -79,20 +81,27 @@ async def kafka_events(
     linger: float = 2.0,
     where: Any = None,
 ) -> list[dict]:  # type: ignore[type-arg]
-    """Every event on `topic` with `key` (and matching `where`), waiting for at least
-    `want`, then lingering so that an extra (duplicate) one would be seen too."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=stack.infra.kafka,
-        group_id=f"test-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
+    """Every event on `topic` with `key` (and matching `where`). It takes the topic's end
+    offsets first and reads every partition until it has passed them, so "no such
+    event" means none was there, never a quiet spell taken for the end; then it waits
+    for at least `want`, and lingers so that a late extra (duplicate) one is seen too."""
+    partitions = await _partitions(stack, topic, timeout if want else 0)
     found: list[dict] = []  # type: ignore[type-arg]
+    if not partitions:
+        return found  # the topic does not exist: nothing was ever published to it
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.infra.kafka, enable_auto_commit=False)
+    await consumer.start()
     try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
         deadline = time.monotonic() + timeout
         quiet_until = None
-        while time.monotonic() < deadline:
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+        while True:
             for records in (await consumer.getmany(timeout_ms=300)).values():
                 for r in records:
                     if key is not None and r.key != key.encode():
@@ -100,13 +109,35 @@ async def kafka_events(
                     value = json.loads(r.value)
                     if where is None or where(value):
                         found.append(value)
+            if await behind():
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{topic} could not be read to its end in {timeout} s")
+                continue
             if len(found) >= want:
                 quiet_until = quiet_until or time.monotonic() + linger
                 if time.monotonic() > quiet_until:
                     break
+            elif time.monotonic() > deadline:
+                break
     finally:
         await consumer.stop()
     return found
+
+
+async def _partitions(stack: Stack, topic: str, wait: float) -> list[TopicPartition]:
+    """The topic's partitions; waits up to `wait` seconds for it to exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.infra.kafka)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            [described] = await admin.describe_topics([topic])
+            parts = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+            if parts or time.monotonic() > deadline:
+                return parts
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
 
 
 def internal_client(stack: Stack, service: str = "wallets") -> httpx.AsyncClient:
