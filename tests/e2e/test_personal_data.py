@@ -70,6 +70,14 @@ async def test_rotation_reseals_everything_under_the_new_key_while_the_system_ru
         )
 
     await eventually(recipient_known, timeout=60)
+    # The rows that exist when the rotation starts must all end under the new key; rows
+    # the running services write meanwhile (other tests' users) are theirs to seal.
+    existing = await db_fetch(
+        stack,
+        "SELECT 'users' AS t, id AS row_id FROM users.users"
+        " UNION ALL SELECT 'recipients', user_id FROM notifications.recipients",
+    )
+    assert ("users", uuid.UUID(before["id"])) in {(r["t"], r["row_id"]) for r in existing}
     env = {**stack.infra.env, "PAYSYS_DATA_KEY_ID": "test2"}
     for service in ("users", "notifications"):
         done = subprocess.run(
@@ -82,11 +90,15 @@ async def test_rotation_reseals_everything_under_the_new_key_while_the_system_ru
             check=False,
         )
         assert done.returncode == 0, done.stderr[-2000:]
-    keys = await db_fetch(
-        stack,
-        "SELECT key_id FROM users.users UNION ALL SELECT key_id FROM notifications.recipients",
-    )
-    assert {k["key_id"] for k in keys} == {"test2"}
+    keys = {
+        (r["t"], r["row_id"]): r["key_id"]
+        for r in await db_fetch(
+            stack,
+            "SELECT 'users' AS t, id AS row_id, key_id FROM users.users UNION ALL"
+            " SELECT 'recipients', user_id, key_id FROM notifications.recipients",
+        )
+    }
+    assert {keys[(r["t"], r["row_id"])] for r in existing} == {"test2"}
     # the running services (which know both keys) read and use what was re-sealed
     me = (await api.get("/users/me", headers=auth)).json()
     assert me["email"] == before["email"]

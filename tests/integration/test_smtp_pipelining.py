@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import email
+import socket
+import subprocess
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
 import pytest
 import uvloop
 
+from paysys.cli import ROOT
 from paysys.notifications.smtp import PipelinedSMTP
-from tests.conftest import Infra
+from tests.conftest import Infra, free_port
 
 SENDER = "no-reply@paysys.local"
 
@@ -31,9 +36,45 @@ def delivered(mail_dir: Path, to: str) -> list[bytes]:
     ]
 
 
+@dataclass(frozen=True)
+class Sink:
+    """A sink of this module's own (the same binary the stack runs): its switch files
+    (.fail, .fail-rcpt, .bounce-rcpt) then touch no mail the running services send."""
+
+    host: str
+    port: int
+    mail_dir: Path
+
+
+@pytest.fixture(scope="module")
+def sink(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sink]:
+    binary = ROOT / ".run" / "bin" / "smtp-sink"
+    assert binary.exists(), "infra/stack.sh builds the sink"
+    folder = tmp_path_factory.mktemp("sink")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(binary), "-port", str(port), "-maildir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the sink did not start"
+                time.sleep(0.1)
+        yield Sink("127.0.0.1", port, folder)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.fixture
-async def smtp(infra: Infra) -> AsyncIterator[PipelinedSMTP]:
-    client = PipelinedSMTP(infra.env["SMTP_HOST"], int(infra.env["SMTP_PORT"]))
+async def smtp(sink: Sink) -> AsyncIterator[PipelinedSMTP]:
+    client = PipelinedSMTP(sink.host, sink.port)
     assert await client.connect() is True  # the sink pipelines
     try:
         yield client
@@ -46,10 +87,10 @@ def addresses(n: int) -> list[str]:
     return [f"p{i}-{tag}@example.com" for i in range(n)]
 
 
-async def test_a_batch_gives_each_email_its_own_outcome(smtp: PipelinedSMTP, infra: Infra) -> None:
+async def test_a_batch_gives_each_email_its_own_outcome(smtp: PipelinedSMTP, sink: Sink) -> None:
     ok1, bounced, later, ok2 = addresses(4)
-    (infra.mail_dir / ".bounce-rcpt").write_text(bounced + "\n")
-    (infra.mail_dir / ".fail-rcpt").write_text(later + "\n")
+    (sink.mail_dir / ".bounce-rcpt").write_text(bounced + "\n")
+    (sink.mail_dir / ".fail-rcpt").write_text(later + "\n")
     try:
         results = await smtp.send_many(
             SENDER,
@@ -61,52 +102,50 @@ async def test_a_batch_gives_each_email_its_own_outcome(smtp: PipelinedSMTP, inf
             ],
         )
     finally:
-        (infra.mail_dir / ".bounce-rcpt").unlink()
-        (infra.mail_dir / ".fail-rcpt").unlink()
+        (sink.mail_dir / ".bounce-rcpt").unlink()
+        (sink.mail_dir / ".fail-rcpt").unlink()
     assert results[0] is None and results[3] is None
     assert isinstance(results[1], aiosmtplib.SMTPRecipientsRefused)
     assert results[1].recipients[0].code == 550
     assert isinstance(results[2], aiosmtplib.SMTPRecipientsRefused)
     assert results[2].recipients[0].code == 451
-    assert delivered(infra.mail_dir, bounced) == delivered(infra.mail_dir, later) == []
-    (first,) = delivered(infra.mail_dir, ok1)
+    assert delivered(sink.mail_dir, bounced) == delivered(sink.mail_dir, later) == []
+    (first,) = delivered(sink.mail_dir, ok1)
     # the text arrives as written: CRLF line ends, leading periods un-doubled
     assert first.endswith(b"\r\n\r\none\r\n.leading period\r\n..two\r\n")
-    assert len(delivered(infra.mail_dir, ok2)) == 1
+    assert len(delivered(sink.mail_dir, ok2)) == 1
 
 
-async def test_a_refused_text_is_that_emails_failure_only(
-    smtp: PipelinedSMTP, infra: Infra
-) -> None:
+async def test_a_refused_text_is_that_emails_failure_only(smtp: PipelinedSMTP, sink: Sink) -> None:
     a, b = addresses(2)
-    (infra.mail_dir / ".fail").write_text("")
+    (sink.mail_dir / ".fail").write_text("")
     try:
         results = await smtp.send_many(SENDER, [(a, message(a, "x")), (b, message(b, "y"))])
     finally:
-        (infra.mail_dir / ".fail").unlink()
+        (sink.mail_dir / ".fail").unlink()
     assert [type(r) for r in results] == [aiosmtplib.SMTPDataError] * 2
     assert [r.code for r in results if isinstance(r, aiosmtplib.SMTPDataError)] == [451, 451]
     # the connection is still good for the next batch
     assert await smtp.send_many(SENDER, [(a, message(a, "z"))]) == [None]
-    assert len(delivered(infra.mail_dir, a)) == 1
+    assert len(delivered(sink.mail_dir, a)) == 1
 
 
 async def test_a_closed_connection_raises_and_sends_nothing(
-    smtp: PipelinedSMTP, infra: Infra
+    smtp: PipelinedSMTP, sink: Sink
 ) -> None:
     (a,) = addresses(1)
     smtp.close()
     with pytest.raises(aiosmtplib.SMTPServerDisconnected):
         await smtp.send_many(SENDER, [(a, message(a, "x"))])
     assert smtp.done == [] and not smtp.wrote_text
-    assert delivered(infra.mail_dir, a) == []
+    assert delivered(sink.mail_dir, a) == []
 
 
-async def test_on_uvloop_as_the_services_run_it(infra: Infra) -> None:
+async def test_on_uvloop_as_the_services_run_it(sink: Sink) -> None:
     (a,) = addresses(1)
 
     async def send() -> list[BaseException | None]:
-        client = PipelinedSMTP(infra.env["SMTP_HOST"], int(infra.env["SMTP_PORT"]))
+        client = PipelinedSMTP(sink.host, sink.port)
         try:
             assert await client.connect() is True
             return await client.send_many(SENDER, [(a, message(a, "on uvloop"))])
@@ -114,4 +153,4 @@ async def test_on_uvloop_as_the_services_run_it(infra: Infra) -> None:
             client.close()
 
     assert await asyncio.to_thread(uvloop.run, send()) == [None]
-    assert len(delivered(infra.mail_dir, a)) == 1
+    assert len(delivered(sink.mail_dir, a)) == 1
