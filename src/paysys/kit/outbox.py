@@ -244,11 +244,20 @@ class OutboxRelay:
         self._last_gauge = 0.0
         self._space = lock_space(db.schema, table.name)
         # Only rows of shards whose advisory lock this relay holds (see SHARDS), in id
-        # order, skipping rows another relay has claimed.
+        # order. The locks are taken first, once, for the shards of the oldest pending
+        # rows, and the rows are read after: taken row by row inside the scan (as they
+        # once were), a lock another relay released mid-scan let this one claim a later
+        # row of a shard whose earlier rows it had already passed over, and publish a
+        # key's events out of order (tests/integration/test_outbox.py).
+        shard = f"(hashtext(key) & {SHARDS - 1})"
         self.claim_sql = (
-            f"SELECT id, topic, key, payload::text, payload->>'correlation_id' "  # noqa: S608 - names from the schema
-            f"FROM {table.name} WHERE published_at IS NULL "
-            f"AND pg_try_advisory_xact_lock($1::int4, hashtext(key) & {SHARDS - 1}) "
+            f"WITH oldest AS MATERIALIZED ("  # noqa: S608 - names from the schema
+            f"  SELECT DISTINCT {shard} AS s FROM (SELECT key FROM {table.name}"
+            f"  WHERE published_at IS NULL ORDER BY id LIMIT {int(batch_size)}) k"
+            f"), mine AS MATERIALIZED ("
+            f"  SELECT s FROM oldest WHERE pg_try_advisory_xact_lock($1::int4, s)"
+            f") SELECT id, topic, key, payload::text, payload->>'correlation_id' "
+            f"FROM {table.name} WHERE published_at IS NULL AND {shard} IN (SELECT s FROM mine) "
             f"ORDER BY id LIMIT {int(batch_size)} FOR UPDATE SKIP LOCKED"
         )
         self._delete_sql = f"DELETE FROM {table.name} WHERE id = ANY($1::bigint[])"  # noqa: S608
