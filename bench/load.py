@@ -277,9 +277,12 @@ async def tail_caught_up(
     dsn: str, mongo_url: str, db_name: str, transfers: list[str], timeout: float
 ) -> tuple[float | None, dict[str, int]]:
     """Seconds until every transfer's events, log and emails are through (None if not
-    within `timeout`), and the counts last seen. Every wait is bounded."""
+    within `timeout`), and the counts last seen. Checked per transfer, not on totals:
+    every transfer answered 201 is COMPLETED; each COMPLETED transfer has exactly one
+    MongoDB log and its completed event exactly its two emails (sent, received), none
+    more, and no log is of anything else. Every wait is bounded."""
     started = time.monotonic()
-    want = len(transfers)
+    want = set(transfers)
     counts: dict[str, int] = {}
     client: AsyncMongoClient[Any] = AsyncMongoClient(
         mongo_url, tz_aware=True, serverSelectionTimeoutMS=5000, socketTimeoutMS=10000
@@ -293,16 +296,49 @@ async def tail_caught_up(
                 for schema in ("wallets", "transactions"):
                     outbox += await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox")
                 counts["outbox rows left"] = outbox
-                counts["emails sent"] = await conn.fetchval(
-                    "SELECT count(*) FROM notifications.email_jobs WHERE kind IN "
-                    "('transfer_sent', 'transfer_received') AND status = 'sent'"
+                per_event = await conn.fetch(
+                    "SELECT count(*) FILTER (WHERE status = 'sent') AS sent, count(*) AS jobs"
+                    " FROM notifications.email_jobs WHERE kind IN"
+                    " ('transfer_sent', 'transfer_received') GROUP BY event_id"
                 )
-                counts["logs"] = await client[db_name].transaction_logs.count_documents(
-                    {"type": "transfer", "status": "COMPLETED"}
+                counts["transfers with both emails sent"] = sum(
+                    1 for r in per_event if r["sent"] == r["jobs"] == 2
                 )
-                if outbox == 0 and counts["emails sent"] >= 2 * want and counts["logs"] >= want:
+                counts["events with more than two emails"] = sum(
+                    1 for r in per_event if r["jobs"] > 2
+                )
+                completed = {
+                    str(r["id"])
+                    for r in await conn.fetch(
+                        "SELECT id FROM transactions.transactions"
+                        " WHERE type = 'transfer' AND status = 'COMPLETED'"
+                    )
+                }
+                counts["answered 201 but not COMPLETED"] = len(want - completed)
+                logged = collections.Counter(
+                    [
+                        d["transaction_id"]
+                        async for d in client[db_name].transaction_logs.find(
+                            {"type": "transfer"}, {"transaction_id": 1}
+                        )
+                    ]
+                )
+                counts["transfers with their log"] = sum(1 for t in completed if logged[t] == 1)
+                counts["transfers logged twice"] = sum(1 for t in completed if logged[t] > 1)
+                counts["logs of no completed transfer"] = sum(
+                    n for t, n in logged.items() if t not in completed
+                )
+                if (
+                    outbox == 0
+                    and not counts["answered 201 but not COMPLETED"]
+                    and not counts["logs of no completed transfer"]
+                    and counts["transfers with their log"] == len(completed)
+                    and counts["transfers with both emails sent"] == len(completed)
+                    and not counts["events with more than two emails"]
+                    and not counts["transfers logged twice"]
+                ):
                     return time.monotonic() - started
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(1)
         finally:
             await conn.close()
 
@@ -400,6 +436,9 @@ def main() -> None:
         run_stack.drop()
     text = report.render(args)
     print(text)
+    if args.smoke and report.tail_seconds is None:
+        # Every answered transfer's log and emails, exactly: the smoke run fails if not.
+        raise SystemExit(f"the event tail did not match the transfers: {report.tail_counts}")
     if not args.smoke:
         # One section per instance count, so that N=1 and N=2 stand side by side.
         title = "One instance of each process"

@@ -181,6 +181,10 @@ async def test_a_recipient_that_cannot_be_decrypted_fails_its_job_alone(
     await eventually(lambda: _mail(stack, damaged["email"]), timeout=60)
     await eventually(lambda: _mail(stack, donor["email"]), timeout=60)
     conn = await asyncpg.connect(stack.infra.dsn)
+    original = await conn.fetchval(
+        "SELECT email_sealed FROM notifications.recipients WHERE user_id = $1",
+        uuid.UUID(damaged["id"]),
+    )
     try:
         await conn.execute(
             "UPDATE notifications.recipients SET email_sealed ="
@@ -211,6 +215,12 @@ async def test_a_recipient_that_cannot_be_decrypted_fails_its_job_alone(
         assert "cannot be decrypted" in row["last_error"]
         assert donor["email"] not in row["last_error"]
     finally:
+        # The damage is this test's alone: key rotation, later, reads every row.
+        await conn.execute(
+            "UPDATE notifications.recipients SET email_sealed = $2 WHERE user_id = $1",
+            uuid.UUID(damaged["id"]),
+            original,
+        )
         await conn.close()
 
 
