@@ -23,7 +23,24 @@ from paysys.cli import ROOT, SERVICES, STACK, infra_env, wait_ready
 from paysys.fleet import spawn_service, stop_processes
 from paysys.kit.crypto import DEV_DATA_KEYS
 
-TEST_PORTS = {s: 18000 + i for i, s in enumerate(SERVICES)}
+_GIVEN: set[int] = set()
+
+
+def free_port() -> int:
+    """A port nobody listens on now, from the OS (fixed numbers collide between runs),
+    never one this run already handed out."""
+    import socket
+
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+
+
+TEST_PORTS = {s: free_port() for s in SERVICES}
 ROTATION_KEY = "test2:" + base64.b64encode(b"test-only-rotation-data-key-32by").decode()
 
 
@@ -156,12 +173,3 @@ async def eventually(fn: Any, timeout: float = 20.0, interval: float = 0.2) -> A
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
-
-
-def free_port() -> int:
-    """A port nobody listens on now, from the OS (fixed numbers collide between runs)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

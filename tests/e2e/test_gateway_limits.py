@@ -13,9 +13,10 @@ import pytest
 
 from paysys.cli import wait_ready
 from paysys.fleet import spawn_service, stop_processes
-from tests.conftest import Stack, unique_email
+from tests.conftest import TEST_PORTS, Stack, free_port, unique_email
 
-PORT = 18090
+PORT = free_port()
+NOBODY = free_port()  # nothing listens there: wallets is "down"
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def strict_gateway(stack: Stack) -> Iterator[str]:
         PAYSYS_RATE_LIMIT_USER="5",
         # one proxy in front: X-Forwarded-For's last hop is the client (when sent)
         PAYSYS_TRUSTED_PROXY_HOPS="1",
-        PAYSYS_USERS_PORT="18001",
-        PAYSYS_WALLETS_PORT="18999",  # nothing listens there: wallets is "down"
+        PAYSYS_USERS_PORT=str(TEST_PORTS["users"]),
+        PAYSYS_WALLETS_PORT=str(NOBODY),
     )
     proc: subprocess.Popen[bytes] = spawn_service("gateway", env, stack.log_dir / "strict")
     url = f"http://127.0.0.1:{PORT}"
@@ -87,7 +88,7 @@ async def test_a_service_that_is_down_gives_503_service_unavailable(
         )
         assert resp.status_code == 503
         assert resp.json()["code"] == "SERVICE_UNAVAILABLE"
-        assert "18999" not in resp.text
+        assert str(NOBODY) not in resp.text
 
 
 async def test_authenticated_requests_are_limited_per_user(strict_gateway: str) -> None:

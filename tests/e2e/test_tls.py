@@ -14,10 +14,10 @@ import pytest
 from paysys.cli import wait_ready
 from paysys.fleet import spawn_service, stop_processes
 from paysys.kit.tls import LocalTls, local_tls
-from tests.conftest import Stack, unique_email
+from tests.conftest import TEST_PORTS, Stack, free_port, unique_email
 from tests.e2e.helpers import PASSWORD
 
-PORT = 18092
+PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,9 @@ def tls_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env = {
         **stack.infra.env,
         "PAYSYS_GATEWAY_PORT": str(PORT),
-        "PAYSYS_USERS_PORT": "18001",
-        "PAYSYS_WALLETS_PORT": "18002",
-        "PAYSYS_TRANSACTIONS_PORT": "18003",
+        "PAYSYS_USERS_PORT": str(TEST_PORTS["users"]),
+        "PAYSYS_WALLETS_PORT": str(TEST_PORTS["wallets"]),
+        "PAYSYS_TRANSACTIONS_PORT": str(TEST_PORTS["transactions"]),
         "PAYSYS_TLS_CERTFILE": str(made.cert_file),
         "PAYSYS_TLS_KEYFILE": str(made.key_file),
     }

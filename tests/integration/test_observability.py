@@ -21,7 +21,7 @@ import pytest
 
 from paysys.cli import ROOT, wait_ready
 from paysys.fleet import spawn_service, stop_processes
-from tests.conftest import Stack, eventually
+from tests.conftest import Stack, eventually, free_port
 from tests.e2e.helpers import user_with_token
 from tests.e2e.money import CARD, deposit, funded_user, move, wallet_for
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "infra"))
 import observability
 
 # Its own Prometheus and Alertmanager, apart from the ones `make run` uses (19090, 19094).
-PROM_PORT, AM_PORT, STRICT_GATEWAY_PORT = 18190, 18194, 18091
+PROM_PORT, AM_PORT, STRICT_GATEWAY_PORT = free_port(), free_port(), free_port()
 PROM = f"http://127.0.0.1:{PROM_PORT}"
 
 
