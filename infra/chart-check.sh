@@ -27,7 +27,7 @@ echo "[chart] helm template (default values, production example)" >&2
 "$HELM" template paysys "$CHART" --kube-version "$KUBE_VERSION" \
   -f "$CHART/values-production.yaml" >"$OUT/production.yaml"
 
-# The README's install command, as written there (helm install -> helm template).
+# docs/kubernetes.md's install command, as written there (helm install -> helm template).
 "$HELM" template paysys "$CHART" --kube-version "$KUBE_VERSION" \
   --set postgres.url=postgresql+asyncpg://paysys@pg.internal:5432/paysys \
   --set redis.url=redis://redis.internal:6379/0 \

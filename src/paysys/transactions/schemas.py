@@ -24,7 +24,7 @@ class CardIn(Strict):
         Field(
             min_length=1,
             max_length=30,
-            description="A test card: 4242424242424242 succeeds; see the README for the others.",
+            description="A test card: 4242424242424242 succeeds; see docs/api.md for the others.",
             examples=["4242424242424242", "4000000000000002", "4000000000000069"],
         ),
     ]
