@@ -119,3 +119,53 @@ async def test_the_first_requests_after_a_redis_restart_are_answered(
 
 async def _me_many(api: httpx.AsyncClient, headers: dict[str, str]) -> list[httpx.Response]:
     return list(await asyncio.gather(*(api.get("/users/me", headers=headers) for _ in range(8))))
+
+
+@pytest.mark.disruptive
+async def test_with_redis_down_every_route_fails_closed(api: httpx.AsyncClient) -> None:
+    # Issue 20.13: not only login. Without Redis the gateway can check neither a
+    # session nor a limit: every route answers 503, none lets a request through.
+    user = await register(api)
+    tokens = await login(api, user["email"])
+    auth = bearer(tokens["access_token"])
+    wallet = (await api.post("/wallets/create", json={"currency": "USD"}, headers=auth)).json()
+    calls = [
+        (
+            "POST",
+            "/users/register",
+            {"email": "x@example.com", "password": PASSWORD, "full_name": "X"},
+            {},
+        ),
+        ("POST", "/users/login", {"email": user["email"], "password": PASSWORD}, {}),
+        ("POST", "/users/refresh", {"refresh_token": tokens["refresh_token"]}, {}),
+        ("POST", "/users/logout", None, auth),
+        ("GET", "/users/me", None, auth),
+        ("GET", "/wallets", None, auth),
+        ("GET", f"/wallets/{wallet['id']}", None, auth),
+        ("POST", "/wallets/create", {"currency": "EUR"}, auth),
+        ("GET", "/transactions", None, auth),
+        (
+            "POST",
+            "/transactions/create",
+            {
+                "type": "transfer",
+                "source_wallet_id": wallet["id"],
+                "destination_wallet_id": wallet["id"],
+                "amount": "1.00",
+            },
+            auth,
+        ),
+    ]
+    stack_cmd("down", "redis")
+    try:
+        for method, path, body, headers in calls:
+            resp = await api.request(method, path, json=body, headers=headers)
+            assert resp.status_code == 503, (method, path, resp.text)
+            assert resp.json()["code"] == "SERVICE_UNAVAILABLE"
+    finally:
+        stack_cmd("up", "redis")
+
+    async def back() -> bool:
+        return (await api.get("/users/me", headers=auth)).status_code == 200
+
+    await eventually(back, timeout=60, interval=1)
