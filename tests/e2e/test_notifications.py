@@ -120,14 +120,7 @@ async def test_a_job_that_cannot_be_sent_is_parked_failed_and_blocks_nothing(
         later = await register(api, unique_email("after-poisoned-job"))
         await eventually(lambda: _mail(stack, later["email"]), timeout=60)
 
-        async def parked() -> Any:
-            row = await conn.fetchrow(
-                "SELECT status, attempts, last_error FROM notifications.email_jobs WHERE id = $1",
-                job_id,
-            )
-            return row if row["status"] == "failed" else None
-
-        row = await eventually(parked, timeout=30)
+        row = await failed_job(conn, job_id)
         assert row["attempts"] == 1  # no retries: it would fail the same way again
         assert row["last_error"]
     finally:
@@ -203,14 +196,7 @@ async def test_a_recipient_that_cannot_be_decrypted_fails_its_job_alone(
         later = await register(api, unique_email("after-undecryptable"))
         await eventually(lambda: _mail(stack, later["email"]), timeout=60)
 
-        async def parked() -> Any:
-            row = await conn.fetchrow(
-                "SELECT status, attempts, last_error FROM notifications.email_jobs WHERE id = $1",
-                job_id,
-            )
-            return row if row["status"] == "failed" else None
-
-        row = await eventually(parked, timeout=30)
+        row = await failed_job(conn, job_id)
         assert row["attempts"] == 1
         assert "cannot be decrypted" in row["last_error"]
         assert donor["email"] not in row["last_error"]
@@ -260,3 +246,16 @@ async def test_an_email_sent_while_mongodb_is_down_is_sent_once_and_recorded_lat
 
 async def _mail(stack: Stack, address: str) -> list[object]:
     return mails_to(stack.infra.mail_dir, address)
+
+
+async def failed_job(conn: asyncpg.Connection, job_id: int) -> Any:
+    """The email job once it is parked as failed (waits for it)."""
+
+    async def parked() -> Any:
+        row = await conn.fetchrow(
+            "SELECT status, attempts, last_error FROM notifications.email_jobs WHERE id = $1",
+            job_id,
+        )
+        return row if row["status"] == "failed" else None
+
+    return await eventually(parked, timeout=30)
