@@ -77,6 +77,8 @@ def test_one_deployment_and_service_per_process_with_probes(
             assert annotations["prometheus.io/scrape"] == "true"
         assert set(by_kind(docs, "HorizontalPodAutoscaler")) == {f"paysys-{s}" for s in SCALED}
         assert set(by_kind(docs, "PodDisruptionBudget")) == {f"paysys-{s}" for s in SCALED}
+        for pdb in by_kind(docs, "PodDisruptionBudget").values():
+            assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"  # drains go on
 
 
 def test_every_container_runs_unprivileged_with_limits(

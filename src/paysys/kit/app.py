@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paysys.kit.auth import internal_token_ok
 from paysys.kit.context import bind_request, client_ip_var
-from paysys.kit.errors import install_error_handlers, problem
+from paysys.kit.errors import NotReady, install_error_handlers, problem
 from paysys.kit.http import INTERNAL_TOKEN_HEADER
 from paysys.kit.metrics import MetricsMiddleware, metrics_response
 from paysys.kit.settings import KitSettings
@@ -143,6 +143,7 @@ def build_app(
     app.state.settings = settings
     app.state.service = service
     app.state.checks = {}
+    app.state.background = {}
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, service=service)
     app.add_middleware(RequestContextMiddleware, internal_token=settings.internal_token)
@@ -153,9 +154,15 @@ def build_app(
 
     @app.get("/ready", include_in_schema=False)
     async def ready(request: Request) -> Response:
+        # Ready means able to serve a request: what one needs is required; what only
+        # background work needs (relays to Kafka and MongoDB) is reported beside it.
         checks: dict[str, Check] = request.app.state.checks
-        results = await asyncio.gather(*(_run_check(fn) for fn in checks.values()))
-        status = dict(zip(checks, results, strict=True))
+        background: dict[str, Check] = request.app.state.background
+        results = await asyncio.gather(
+            *(_run_check(fn) for fn in (*checks.values(), *background.values()))
+        )
+        status = dict(zip(checks, results[: len(checks)], strict=True))
+        reported = dict(zip(background, results[len(checks) :], strict=True))
         failing = sorted(name for name, ok in status.items() if ok != "ok")
         if failing:
             return problem(
@@ -164,8 +171,9 @@ def build_app(
                 f"Dependencies not answering: {', '.join(failing)}.",
                 checks=status,
                 failing=failing,
+                background=reported,
             )
-        return JSONResponse({"status": "ready", "checks": status})
+        return JSONResponse({"status": "ready", "checks": status, "background": reported})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -178,6 +186,8 @@ async def _run_check(fn: Check) -> str:
     try:
         await asyncio.wait_for(fn(), 2.0)
         return "ok"
+    except NotReady as exc:
+        return f"failing: {exc}"
     except Exception as exc:
         return f"failing: {type(exc).__name__}"
 

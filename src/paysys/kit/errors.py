@@ -96,6 +96,11 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+class NotReady(Exception):
+    """A readiness check's own finding, said as it is (other failures show their type
+    only: a driver's message may name hosts)."""
+
+
 def problem_bytes(status: int, code: str, detail: str) -> bytes:
     """A whole HTTP/1.1 answer with a problem+json body, closing the connection: for
     the server protocol, which answers below the application (kit.server)."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -27,6 +28,13 @@ def alembic_config(service: str, database_url: str, settings: Any = None) -> Con
     # personal data): context.config.attributes["settings"] in a migration.
     cfg.attributes["settings"] = settings
     return cfg
+
+
+def head(service: str) -> str:
+    """The revision this code's migrations end at."""
+    found = ScriptDirectory.from_config(alembic_config(service, "")).get_current_head()
+    assert found is not None, f"no migrations for {service}"
+    return found
 
 
 async def upgrade(service: str, database_url: str, settings: Any = None) -> None:

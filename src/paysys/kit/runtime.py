@@ -20,6 +20,7 @@ from paysys.kit import migrate
 from paysys.kit.app import TaskGroup
 from paysys.kit.consumer import ensure_topics
 from paysys.kit.db import Database
+from paysys.kit.errors import NotReady
 from paysys.kit.events import TOPICS
 from paysys.kit.http import ServiceClient, make_session
 from paysys.kit.logging import configure_logging
@@ -59,9 +60,13 @@ class Runtime(Generic[S]):
         self._want_redis = redis
         self._want_mongo = mongo
         self._want_kafka = kafka or outbox is not None
+        self._consumes_kafka = kafka
         self._want_http = http
         self.tasks = TaskGroup()
+        # What /ready requires (what a request of this process needs), and what it only
+        # reports (dependencies of background work: relays, which wait out an outage).
         self.checks: dict[str, Callable[[], Awaitable[Any]]] = {}
+        self.background: dict[str, Callable[[], Awaitable[Any]]] = {}
         self._db: Database | None = None
         self._redis: Redis | None = None
         self._mongo_client: AsyncMongoClient[Any] | None = None
@@ -115,10 +120,17 @@ class Runtime(Generic[S]):
                 )
             self._db = Database(s.database_url, self.schema, s.db_pool_size)
             db = self._db
+            wanted = migrate.head(self.schema)
 
             async def check_postgres() -> None:
+                # Answering is not enough: the schema must be the one this code needs
+                # (a pod whose migration has not run would answer 500 to everything).
                 async with db.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
+                    at = (
+                        await conn.execute(text("SELECT version_num FROM alembic_version"))
+                    ).scalar()
+                if at != wanted:
+                    raise NotReady(f"schema at {at}, this code needs {wanted}")
 
             self.checks["postgres"] = check_postgres
         if self._want_redis:
@@ -137,7 +149,9 @@ class Runtime(Generic[S]):
             async def check_mongodb() -> None:
                 await mdb.command("ping")
 
-            self.checks["mongodb"] = check_mongodb
+            # Only the records relay writes to MongoDB, after the commit: no request
+            # waits for it, so an outage is an alert (outbox lag), not unreadiness.
+            self.background["mongodb"] = check_mongodb
         if self._want_kafka:
             topics = [s.kafka_topic_prefix + t for t in TOPICS]
             await _retry("kafka", lambda: ensure_topics(s.kafka_bootstrap_servers, topics))
@@ -147,7 +161,9 @@ class Runtime(Generic[S]):
                 _, writer = await asyncio.open_connection(host, int(port))
                 writer.close()
 
-            self.checks["kafka"] = check_kafka
+            # A consumer needs the broker to do its work; an outbox relay does not need it
+            # for any request (events wait in PostgreSQL): there it is only reported.
+            (self.checks if self._consumes_kafka else self.background)["kafka"] = check_kafka
         if self._outbox_table is not None:
             self.outbox = Outbox(self._outbox_table, self.service)
             self.relay = OutboxRelay(
@@ -191,6 +207,7 @@ class Runtime(Generic[S]):
             app.state.rt = self
             await self.start()
             app.state.checks.update(self.checks)
+            app.state.background.update(self.background)
             if on_start is not None:
                 await on_start(app)
             log.info("service_started", port=self.settings.port_of(self.service))
