@@ -68,7 +68,7 @@ def serve(service: str, standby: bool = False) -> None:
         proxy_headers=False,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
     )
 
 

@@ -73,6 +73,15 @@ def test_one_deployment_and_service_per_process_with_probes(
             assert c["args"][0] == "serve"
             assert c["livenessProbe"]["httpGet"]["path"] == "/health", name
             assert c["readinessProbe"]["httpGet"]["path"] == "/ready", name
+            # A rollout drops no request and cuts no saga step short: a preStop pause
+            # while endpoints drop the pod, then a drain longer than the longest step
+            # (15.8 s), inside the grace period.
+            pause = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+            grace = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            env = {e["name"]: e.get("value") for e in c["env"]}
+            drain = float(env["PAYSYS_GRACEFUL_SHUTDOWN_SECONDS"])
+            assert pause >= 5 and grace >= 60, name
+            assert drain > 15.8 and pause + drain < grace, name
             annotations = d["spec"]["template"]["metadata"]["annotations"]
             assert annotations["prometheus.io/scrape"] == "true"
         assert set(by_kind(docs, "HorizontalPodAutoscaler")) == {f"paysys-{s}" for s in SCALED}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -148,22 +149,43 @@ class Proxy:
         url = self.settings.url_of(route.service) + route.path.format(**params)
         if request.url.query:
             url += "?" + request.url.query
-        try:
-            async with self.rt.http.request(
-                request.method,
-                url,
-                data=body or None,
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,  # never carry the internal credential elsewhere
-            ) as upstream:
-                content = await upstream.read()
-                out_headers = {
-                    k: v for k in FORWARD_RESPONSE_HEADERS if (v := upstream.headers.get(k))
-                }
-                return Response(content, status_code=upstream.status, headers=out_headers)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            log.warning("upstream_unavailable", service=route.service, error=type(exc).__name__)
-            raise ServiceUnavailable(
-                f"The {route.service} service is not available; retry later."
-            ) from None
+        # A pod going away (a rollout, a drain) must cost no request. A connection that
+        # was never made carried nothing: it is tried again, whatever the request. One
+        # that broke after the request went out is tried again only when a repeat is
+        # harmless: a read, or a write to transactions with an Idempotency-Key (answered
+        # with the first outcome). A timeout is not retried: the upstream may still act.
+        repeatable = request.method in ("GET", "HEAD") or (
+            route.service == "transactions" and "idempotency-key" in request.headers
+        )
+        for attempt in range(self.settings.upstream_attempts):
+            try:
+                return await self._send(request.method, url, body, headers)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                unsent = isinstance(exc, aiohttp.ClientConnectorError)
+                retry = isinstance(exc, aiohttp.ClientError) and (unsent or repeatable)
+                log.warning(
+                    "upstream_unavailable",
+                    service=route.service,
+                    error=type(exc).__name__,
+                    attempt=attempt + 1,
+                    retry=retry,
+                )
+                if not retry or attempt + 1 == self.settings.upstream_attempts:
+                    raise ServiceUnavailable(
+                        f"The {route.service} service is not available; retry later."
+                    ) from None
+                await asyncio.sleep(0.05 * 4**attempt)  # 50 ms, then 200 ms
+        raise AssertionError("unreachable")
+
+    async def _send(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> Response:
+        async with self.rt.http.request(
+            method,
+            url,
+            data=body or None,
+            headers=headers,
+            timeout=self.timeout,
+            allow_redirects=False,  # never carry the internal credential elsewhere
+        ) as upstream:
+            content = await upstream.read()
+            out_headers = {k: v for k in FORWARD_RESPONSE_HEADERS if (v := upstream.headers.get(k))}
+            return Response(content, status_code=upstream.status, headers=out_headers)

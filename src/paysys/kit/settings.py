@@ -111,6 +111,11 @@ class KitSettings(BaseSettings):
     # 100 ms: at 200 transfers/s, 4 % less CPU per transfer than 20 ms (make bench).
     outbox_linger_ms: float = Field(100.0, ge=0, le=1000)
 
+    # On SIGTERM, how long a process drains requests in flight before it stops: longer
+    # than the longest saga step (PAYSYS_STEP_ATTEMPTS x PAYSYS_CALL_TIMEOUT_SECONDS plus
+    # backoff: 15.8 s by default), within the pod's grace period (the chart sets it).
+    graceful_shutdown_seconds: float = Field(40.0, gt=0)
+
     # The request head (request line and headers): larger gets 431, slower is closed
     # (kit.server). Request bodies have their own bound (1 MiB, kit.app).
     http_max_head_bytes: int = Field(64 * 1024, ge=8 * 1024)
