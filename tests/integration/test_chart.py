@@ -95,7 +95,7 @@ def test_every_container_runs_unprivileged_with_limits(
 ) -> None:
     for docs in rendered.values():
         specs = pod_specs(docs)
-        assert len(specs) == 7  # six processes and the migration Job
+        assert len(specs) == 11  # six processes and five services' migration Jobs
         for name, spec in specs:
             assert spec["securityContext"]["runAsNonRoot"] is True, name
             assert spec["securityContext"]["runAsUser"] != 0, name
@@ -122,8 +122,6 @@ def test_secrets_come_from_the_existing_secret_and_each_process_gets_only_its_ow
             has = {k for k in SECRET_ENV if k in env}
             if name.endswith(("-wallets", "-gateway", "-payment-gateway")):
                 assert has == {"PAYSYS_JWT_SECRET", "PAYSYS_INTERNAL_TOKEN", "PGPASSWORD"}, name
-            if name.endswith("-migrations"):
-                assert has == SECRET_ENV
             assert env["PAYSYS_MIGRATE_ON_START"]["value"] == "false"
     # the production example takes its URLs from the Secret too
     prod = by_kind(rendered["production"], "Deployment")["paysys-wallets"]
@@ -170,9 +168,38 @@ def test_only_the_gateway_takes_traffic_from_outside(
 def test_migrations_run_once_before_install_and_upgrade(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
-    [job] = by_kind(rendered["default"], "Job").values()
-    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    migrated = ("users", "wallets", "transactions", "payment_gateway", "notifications")
+    for docs in rendered.values():
+        jobs = by_kind(docs, "Job")
+        assert set(jobs) == {f"paysys-paysys-migrate-{s.replace('_', '-')}" for s in migrated}
+        deployments = by_kind(docs, "Deployment")
+        for service in migrated:
+            job = jobs[f"paysys-paysys-migrate-{service.replace('_', '-')}"]
+            assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+            [c] = job["spec"]["template"]["spec"]["containers"]
+            assert c["args"] == ["migrate", service]
+            # Issue 25.1: each migration runs with its service's own environment, so a
+            # service with a database of its own is migrated there, not in the shared one.
+            [served] = deployments[f"paysys-{service.replace('_', '-')}"]["spec"]["template"][
+                "spec"
+            ]["containers"]
+            own = {e["name"]: e for e in served["env"]}
+            for var in c["env"]:
+                if var["name"] in ("DATABASE_URL", "PAYSYS_JWT_SECRET", "PAYSYS_DATA_KEYS"):
+                    assert var == own[var["name"]], (service, var["name"])
+            assert {e["name"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})} == {
+                e["name"] for e in served["env"] if "secretKeyRef" in e.get("valueFrom", {})
+            }, service
+    prod = by_kind(rendered["production"], "Job")
+
+    def db_key(service: str) -> str:
+        [c] = prod[f"paysys-paysys-migrate-{service}"]["spec"]["template"]["spec"]["containers"]
+        [url] = [e for e in c["env"] if e["name"] == "DATABASE_URL"]
+        return str(url["valueFrom"]["secretKeyRef"]["key"])
+
+    assert db_key("wallets") == "WALLETS_DATABASE_URL"
+    assert db_key("transactions") == "TRANSACTIONS_DATABASE_URL"
+    assert db_key("users") == "DATABASE_URL"
 
 
 def test_dashboards_and_alert_rules_ship_with_the_chart(

@@ -23,10 +23,10 @@ app.kubernetes.io/component: {{ .service | replace "_" "-" }}
 {{/* The secrets each process needs, and nothing more. */}}
 {{- define "paysys.secretKeys" -}}
 {{- $keys := list "PAYSYS_JWT_SECRET" "PAYSYS_INTERNAL_TOKEN" -}}
-{{- if or (eq . "users") (eq . "notifications") (eq . "migrations") -}}
+{{- if or (eq . "users") (eq . "notifications") -}}
 {{- $keys = concat $keys (list "PAYSYS_DATA_KEYS" "PAYSYS_BLIND_INDEX_KEY") -}}
 {{- end -}}
-{{- if or (eq . "transactions") (eq . "migrations") -}}
+{{- if eq . "transactions" -}}
 {{- $keys = append $keys "PAYSYS_IDEMPOTENCY_HASH_KEY" -}}
 {{- end -}}
 {{- join "," $keys -}}
@@ -45,7 +45,7 @@ app.kubernetes.io/component: {{ .service | replace "_" "-" }}
 {{- end }}
 {{- end -}}
 
-{{/* The environment of one process ("migrations": the migration Job's). */}}
+{{/* The environment of one process (and of its service's migration Job). */}}
 {{- define "paysys.env" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
