@@ -20,6 +20,7 @@ from paysys.kit.settings import DEV_INTERNAL_TOKEN, DEV_JWT_SECRET
 CHART = ROOT / "deploy" / "helm" / "paysys"
 SERVICES = ("gateway", "users", "wallets", "transactions", "payment-gateway", "notifications")
 SCALED = ("gateway", "wallets", "transactions")
+BUDGETED = (*SCALED, "users", "payment-gateway")
 SECRET_ENV = {
     "PAYSYS_JWT_SECRET",
     "PAYSYS_INTERNAL_TOKEN",
@@ -85,7 +86,7 @@ def test_one_deployment_and_service_per_process_with_probes(
             annotations = d["spec"]["template"]["metadata"]["annotations"]
             assert annotations["prometheus.io/scrape"] == "true"
         assert set(by_kind(docs, "HorizontalPodAutoscaler")) == {f"paysys-{s}" for s in SCALED}
-        assert set(by_kind(docs, "PodDisruptionBudget")) == {f"paysys-{s}" for s in SCALED}
+        assert set(by_kind(docs, "PodDisruptionBudget")) == {f"paysys-{s}" for s in BUDGETED}
         for pdb in by_kind(docs, "PodDisruptionBudget").values():
             assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"  # drains go on
 
@@ -231,3 +232,58 @@ def test_the_image_installs_the_locked_dependencies_and_runs_unprivileged() -> N
     )
     assert check.returncode == 0, check.stderr
     assert Path(ROOT / ".containerignore").read_text().count(".venv") == 1
+
+
+def test_guardrails_spread_budgets_checksum_and_digest(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    # Issue 25.8: every Deployment spreads over zones and nodes; users and
+    # payment-gateway have budgets too; a change of configuration rolls the pods.
+    for docs in rendered.values():
+        for name, d in by_kind(docs, "Deployment").items():
+            spec = d["spec"]["template"]["spec"]
+            keys = {c["topologyKey"] for c in spec["topologySpreadConstraints"]}
+            assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}, name
+            assert d["spec"]["template"]["metadata"]["annotations"]["checksum/config"], name
+        budgets = by_kind(docs, "PodDisruptionBudget")
+        assert {"paysys-users", "paysys-payment-gateway"} <= set(budgets)
+    digest = "sha256:" + "a" * 64
+    out = helm_template("--set", f"image.digest={digest}")
+    images = {c["image"] for _, spec in pod_specs(out) for c in spec["containers"]}
+    assert images == {f"registry.example.com/paysys@{digest}"}
+
+
+def helm_template(*args: str) -> list[dict[str, Any]]:
+    helm = ROOT / ".run" / "bin" / "helm"
+    proc = subprocess.run(
+        [
+            str(helm),
+            *("template", "paysys", str(ROOT / "deploy" / "helm" / "paysys")),
+            *("--kube-version", "1.34.0", *args),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode:
+        raise ValueError(proc.stderr)
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ("--set", "environment=local"),
+        ("--set", "environment=test"),
+        ("--set", "extraEnv.PAYSYS_ENABLE_FAULT_HOOKS=true"),
+        ("--set", "extraEnv.PAYSYS_JWT_SECRET=in-values"),
+        ("--set", "existingSecret="),
+        ("--set", "image.digest=latest"),
+        ("--set", "image.tag=", "--set", "image.digest="),
+    ],
+)
+def test_values_that_must_never_reach_a_cluster_are_refused(
+    rendered: dict[str, list[dict[str, Any]]], values: tuple[str, ...]
+) -> None:
+    with pytest.raises(ValueError, match=r"values don't meet the specifications"):
+        helm_template(*values)

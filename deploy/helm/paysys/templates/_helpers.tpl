@@ -20,6 +20,15 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .service | replace "_" "-" }}
 {{- end -}}
 
+{{/* The image, by digest when one is given. */}}
+{{- define "paysys.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- end -}}
+{{- end -}}
+
 {{/* The secrets each process needs, and nothing more. */}}
 {{- define "paysys.secretKeys" -}}
 {{- $keys := list "PAYSYS_JWT_SECRET" "PAYSYS_INTERNAL_TOKEN" -}}
