@@ -73,3 +73,69 @@ def test_the_local_ca_is_made_once_and_reused(tmp_path: Path) -> None:
     ca = first.ca_file.read_bytes()
     assert local_tls(tmp_path).ca_file.read_bytes() == ca
     assert oct(first.key_file.stat().st_mode)[-3:] == "600"
+
+
+@pytest.fixture(scope="module")
+def internal_tls(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """Issue 20.13: users serving HTTPS only, and two gateways calling it over TLS: one
+    trusting the local CA (PAYSYS_TLS_CA_FILE), one trusting only the system's store."""
+    made = local_tls(tmp_path_factory.mktemp("internal-tls"))
+    users_port, trusting, untrusting = free_port(), free_port(), free_port()
+    users_env = {
+        **stack.infra.env,
+        "PAYSYS_USERS_PORT": str(users_port),
+        "PAYSYS_TLS_CERTFILE": str(made.cert_file),
+        "PAYSYS_TLS_KEYFILE": str(made.key_file),
+    }
+    gateway_env = {
+        **stack.infra.env,
+        "PAYSYS_USERS_PORT": str(users_port),
+        "PAYSYS_INTERNAL_SCHEME": "https",
+    }
+    procs = {
+        "users": spawn_service("users", users_env, stack.log_dir / "internal-tls"),
+        "trusting": spawn_service(
+            "gateway",
+            {
+                **gateway_env,
+                "PAYSYS_GATEWAY_PORT": str(trusting),
+                "PAYSYS_TLS_CA_FILE": str(made.ca_file),
+            },
+            stack.log_dir / "internal-tls-trusting",
+        ),
+        "untrusting": spawn_service(
+            "gateway",
+            {**gateway_env, "PAYSYS_GATEWAY_PORT": str(untrusting)},
+            stack.log_dir / "internal-tls-untrusting",
+        ),
+    }
+    try:
+        wait_ready({"users": f"https://127.0.0.1:{users_port}"}, 90, procs, str(made.ca_file))
+        wait_ready(
+            {
+                "trusting": f"http://127.0.0.1:{trusting}",
+                "untrusting": f"http://127.0.0.1:{untrusting}",
+            },
+            90,
+            procs,
+        )
+        yield f"http://127.0.0.1:{trusting}", f"http://127.0.0.1:{untrusting}"
+    finally:
+        stop_processes(procs)
+
+
+async def test_services_call_each_other_over_tls_and_check_the_certificate(
+    internal_tls: tuple[str, str],
+) -> None:
+    trusting, untrusting = internal_tls
+    body = {"email": unique_email("itls"), "password": PASSWORD, "full_name": "Inside TLS"}
+    async with httpx.AsyncClient(base_url=trusting, timeout=30) as api:
+        assert (await api.post("/users/register", json=body)).status_code == 201
+    async with httpx.AsyncClient(base_url=untrusting, timeout=30) as api:
+        refused = await api.post(
+            "/users/login", json={"email": body["email"], "password": PASSWORD}
+        )
+    assert refused.status_code == 503  # an unknown certificate: no call, no credential
+    assert refused.json()["code"] == "SERVICE_UNAVAILABLE"

@@ -4,12 +4,20 @@ Every refusal is a problem+json with the contract's code, and moves no money."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from tests.conftest import Stack, eventually
-from tests.e2e.helpers import assert_problem, kafka_events, mails_to, user_with_token
+from tests.e2e.helpers import (
+    assert_problem,
+    internal_client,
+    kafka_events,
+    mails_to,
+    user_with_token,
+)
 from tests.e2e.money import (
     CARD,
     arm_fault,
@@ -204,3 +212,54 @@ async def test_deposit_refused_by_the_wallet_after_the_charge_refunds_the_card(
         where=lambda e: e["data"]["transaction_id"] == body["transaction_id"],
     )
     assert [e["data"]["status"] for e in statuses] == ["succeeded", "refunded"]
+
+
+async def test_once_a_refund_is_decided_the_saga_never_goes_forward(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    # Issue 20.13: a deposit whose saga recorded `compensating` (its credit was refused)
+    # and then crashed before the card refund. By the time recovery resumes it, the
+    # wallet could take the credit again: the saga still goes back (fence, card refund),
+    # never forward.
+    user, auth = await user_with_token(api)
+    wallet = await wallet_for(api, auth)
+    tx = uuid.uuid4()
+    async with internal_client(stack, "payment_gateway") as pg:
+        charged = await pg.post(
+            "/payments/charge",
+            json={"transaction_id": str(tx), "amount": "6.00", "currency": "USD", "card": CARD},
+        )
+        assert charged.json()["status"] == "succeeded"
+    conn = await asyncpg.connect(stack.infra.dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO transactions.transactions (id, type, status, phase, amount, currency,"
+            " initiator_user_id, destination_wallet_id, destination_user_id, failure_code,"
+            " steps, attempts, lease_until, created_at, updated_at)"
+            " VALUES ($1, 'deposit', 'PROCESSING', 'compensating', 600, 'USD', $2, $3, $2,"
+            " 'WALLET_INACTIVE', '[]'::jsonb, 1, now() - interval '1 minute',"
+            " now() - interval '2 minutes', now() - interval '2 minutes')",
+            tx,
+            uuid.UUID(user["id"]),
+            uuid.UUID(wallet["id"]),
+        )
+    finally:
+        await conn.close()
+
+    async def finished() -> Any:
+        [row] = await db_fetch(
+            stack, "SELECT status, failure_code FROM transactions.transactions WHERE id = $1", tx
+        )
+        return row if row["status"] in ("COMPLETED", "FAILED") else None
+
+    row = await eventually(finished, timeout=60)
+    assert (row["status"], row["failure_code"]) == ("FAILED", "WALLET_INACTIVE")
+    payments = await db_fetch(
+        stack, "SELECT status FROM payment_gateway.payments WHERE transaction_id = $1", tx
+    )
+    assert [p["status"] for p in payments] == ["refunded"]
+    assert await balance(api, auth, wallet["id"]) == "0.00"
+    assert (
+        await db_fetch(stack, "SELECT 1 FROM wallets.ledger_entries WHERE transaction_id = $1", tx)
+        == []
+    )
