@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import subprocess
 import time
@@ -141,6 +142,20 @@ class Stack:
         proc = self.procs.pop(service)
         proc.kill()
         proc.wait()
+
+
+@contextlib.contextmanager
+def gateway_of(stack: Stack, name: str, **env: str) -> Iterator[str]:
+    """A gateway of a test's own: the suite's environment with these settings on top
+    (PAYSYS_GATEWAY_PORT among them), its log under `name`; its URL while it runs."""
+    port = env["PAYSYS_GATEWAY_PORT"]
+    proc = spawn_service("gateway", {**stack.infra.env, **env}, stack.log_dir / name)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready({"gateway": url}, 60, {"gateway": proc})
+        yield url
+    finally:
+        stop_processes({"gateway": proc})
 
 
 @pytest.fixture(scope="session")

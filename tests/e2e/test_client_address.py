@@ -5,7 +5,6 @@ one gateway and with two behind HAProxy (as `PAYSYS_INSTANCES=2` runs them)."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -14,8 +13,8 @@ import pytest
 import redis
 
 from paysys.cli import wait_ready
-from paysys.fleet import Fleet, spawn_service, stop_processes
-from tests.conftest import TEST_PORTS, Stack, free_port, unique_email
+from paysys.fleet import Fleet
+from tests.conftest import TEST_PORTS, Stack, free_port, gateway_of, unique_email
 
 LIMIT = 5
 LONE_REDIS_DB = 7
@@ -41,14 +40,8 @@ def lone_gateway(stack: Stack) -> Iterator[str]:
     # database of its own, emptied first, so no other test's logins count here.
     env = strict_env(stack, free_port(), LONE_REDIS_DB)
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-    proc: subprocess.Popen[bytes] = spawn_service("gateway", env, stack.log_dir / "lone-gateway")
-    port = env["PAYSYS_GATEWAY_PORT"]
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready({"gateway": url}, 60, {"gateway": proc})
+    with gateway_of(stack, "lone-gateway", **env) as url:
         yield url
-    finally:
-        stop_processes({"gateway": proc})
 
 
 @pytest.fixture(scope="module")

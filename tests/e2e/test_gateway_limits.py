@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from paysys.cli import wait_ready
-from paysys.fleet import spawn_service, stop_processes
-from tests.conftest import TEST_PORTS, Stack, free_port, unique_email
+from tests.conftest import TEST_PORTS, Stack, free_port, gateway_of, unique_email
 
 PORT = free_port()
 NOBODY = free_port()  # nothing listens there: wallets is "down"
@@ -21,8 +18,9 @@ NOBODY = free_port()  # nothing listens there: wallets is "down"
 
 @pytest.fixture(scope="module")
 def strict_gateway(stack: Stack) -> Iterator[str]:
-    env = dict(stack.infra.env)
-    env.update(
+    with gateway_of(
+        stack,
+        "strict",
         PAYSYS_GATEWAY_PORT=str(PORT),
         PAYSYS_RATE_LIMIT_LOGIN="5",
         PAYSYS_RATE_LIMIT_REGISTER="5",
@@ -31,14 +29,8 @@ def strict_gateway(stack: Stack) -> Iterator[str]:
         PAYSYS_TRUSTED_PROXY_HOPS="1",
         PAYSYS_USERS_PORT=str(TEST_PORTS["users"]),
         PAYSYS_WALLETS_PORT=str(NOBODY),
-    )
-    proc: subprocess.Popen[bytes] = spawn_service("gateway", env, stack.log_dir / "strict")
-    url = f"http://127.0.0.1:{PORT}"
-    try:
-        wait_ready({"gateway": url}, 60, {"gateway": proc})
+    ) as url:
         yield url
-    finally:
-        stop_processes({"gateway": proc})
 
 
 def fresh_ip() -> str:

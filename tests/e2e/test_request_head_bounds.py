@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from paysys.cli import wait_ready
-from paysys.fleet import spawn_service, stop_processes
-from tests.conftest import Stack, free_port
+from tests.conftest import Stack, free_port, gateway_of
 
 HEAD_TIMEOUT = 2.0
 
@@ -23,17 +20,13 @@ HEAD_TIMEOUT = 2.0
 @pytest.fixture(scope="module")
 def gateway_port(stack: Stack) -> Iterator[int]:
     port = free_port()
-    env = {
-        **stack.infra.env,
-        "PAYSYS_GATEWAY_PORT": str(port),
-        "PAYSYS_HTTP_HEAD_TIMEOUT_SECONDS": str(HEAD_TIMEOUT),
-    }
-    proc: subprocess.Popen[bytes] = spawn_service("gateway", env, stack.log_dir / "bounded")
-    try:
-        wait_ready({"gateway": f"http://127.0.0.1:{port}"}, 60, {"gateway": proc})
+    with gateway_of(
+        stack,
+        "bounded",
+        PAYSYS_GATEWAY_PORT=str(port),
+        PAYSYS_HTTP_HEAD_TIMEOUT_SECONDS=str(HEAD_TIMEOUT),
+    ):
         yield port
-    finally:
-        stop_processes({"gateway": proc})
 
 
 async def _answer(reader: asyncio.StreamReader) -> bytes:

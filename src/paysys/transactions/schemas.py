@@ -14,11 +14,7 @@ from paysys.kit.text import Input, SafeText
 Description = Annotated[SafeText, StringConstraints(max_length=500)]
 
 
-class Strict(Input):
-    pass
-
-
-class CardIn(Strict):
+class CardIn(Input):
     number: Annotated[
         str,
         Field(
@@ -38,7 +34,7 @@ class CardIn(Strict):
     __str__ = __repr__
 
 
-class DepositIn(Strict):
+class DepositIn(Input):
     type: Literal["deposit"]
     destination_wallet_id: uuid.UUID
     amount: AmountStr
@@ -47,7 +43,7 @@ class DepositIn(Strict):
     description: Description | None = None
 
 
-class TransferIn(Strict):
+class TransferIn(Input):
     type: Literal["transfer"]
     source_wallet_id: uuid.UUID
     destination_wallet_id: uuid.UUID
@@ -56,7 +52,7 @@ class TransferIn(Strict):
     description: Description | None = None
 
 
-class PaymentIn(Strict):
+class PaymentIn(Input):
     type: Literal["payment"]
     source_wallet_id: uuid.UUID
     destination_wallet_id: uuid.UUID

@@ -18,11 +18,7 @@ FullName = Annotated[
 ]
 
 
-class Strict(Input):
-    pass
-
-
-class RegisterIn(Strict):
+class RegisterIn(Input):
     email: EmailStr = Field(max_length=320)
     password: Password
     full_name: FullName
@@ -39,12 +35,12 @@ def login_email(value: str) -> str:
         return value
 
 
-class LoginIn(Strict):
+class LoginIn(Input):
     email: Annotated[SafeText, Field(min_length=1, max_length=320), AfterValidator(login_email)]
     password: Annotated[str, Field(min_length=1, max_length=128)]
 
 
-class RefreshIn(Strict):
+class RefreshIn(Input):
     refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
 
 

@@ -207,5 +207,3 @@ SELECT $1, 'refused', $2, $3
 WHERE NOT EXISTS (SELECT 1 FROM ledger_entries WHERE transaction_id = $1)
 ON CONFLICT DO NOTHING RETURNING code
 """
-
-OUTCOME = "SELECT outcome, wallet_id, code FROM transfer_outcomes WHERE transaction_id = $1"

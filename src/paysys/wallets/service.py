@@ -328,29 +328,12 @@ async def _first_outcome(
     destination: uuid.UUID,
     currency: str,
 ) -> Moved | Refused:
-    async with db.raw() as conn:
-        row = await conn.fetchrow(repository.OUTCOME, tx)
-    if row is not None:
-        if row["outcome"] == "refused":
-            return Refused(row["code"], row["wallet_id"])
-        return Moved(None)
-    # No outcome row: money moved for it under an earlier release, which debited and
-    # credited in separate steps (the ledger's unique key stopped this move).
-    return await _settle_legacy(db, outbox, tx, source, destination, currency)
-
-
-async def _settle_legacy(
-    db: Database,
-    outbox: Outbox,
-    tx: uuid.UUID,
-    source: uuid.UUID,
-    destination: uuid.UUID,
-    currency: str,
-) -> Moved | Refused:
-    """A transfer the legacy saga debited: it counts as moved only with both legs. One
-    debited and neither credited nor given back is finished now (the credit), or, when
-    the credit is refused or fenced, given back to its source; either way its outcome
-    row is kept with it, in one database transaction."""
+    """The outcome kept for a transaction that already had one: read under the
+    transaction's lock. Without an outcome row, money moved for it under an earlier
+    release, whose saga debited and credited in separate steps: it counts as moved only
+    with both legs. One debited and neither credited nor given back is finished now (the
+    credit), or, when the credit is refused or fenced, given back to its source; either
+    way its outcome row is kept with it, in one database transaction."""
     states: list[dict[str, Any]] = []
     async with db.uow() as session:
         await repository.lock_transaction(session, tx)
