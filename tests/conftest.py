@@ -28,17 +28,25 @@ _GIVEN: set[int] = set()
 
 
 def free_port() -> int:
-    """A port nobody listens on now, from the OS (fixed numbers collide between runs),
-    never one this run already handed out."""
+    """A port nobody listens on now, never one this run already handed out. Drawn at
+    random from 20000-27999: below the kernel's ephemeral range (32768-60999), where
+    the OS would pick it again as the source port of some outgoing connection before a
+    test's process binds it (a gateway then exits with 3, address in use), and below
+    the bench's 28000s and chaos's 29000s; no infrastructure port is in it."""
+    import random
     import socket
 
     while True:
+        port = random.randint(20000, 27999)  # noqa: S311 - a port, not a secret
+        if port in _GIVEN:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _GIVEN:
-            _GIVEN.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
 
 
 TEST_PORTS = {s: free_port() for s in SERVICES}
