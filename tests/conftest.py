@@ -37,7 +37,7 @@ def free_port() -> int:
     import socket
 
     while True:
-        port = random.randint(20000, 27999)  # noqa: S311 - a port, not a secret
+        port = random.randint(20000, 27999)
         if port in _GIVEN:
             continue
         with socket.socket() as s:

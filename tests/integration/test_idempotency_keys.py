@@ -49,11 +49,10 @@ async def test_of_ten_racing_inserts_with_one_key_one_creates_a_transaction(
 
     async def insert() -> uuid.UUID | None:
         tx = _transfer(user, key)
+        new_key = repository.NewKey(user, key, "h", expires, transaction_id=tx.id)
         async with db.raw() as conn:
-            created: uuid.UUID | None = await conn.fetchval(
-                repository.INSERT_KEYED, *repository.insert_args(tx), user, "h", expires
-            )
-            return created
+            created = await repository.insert_many(conn, [tx], [True], [new_key])
+        return tx.id if created else None
 
     try:
         created = [c for c in await asyncio.gather(*(insert() for _ in range(10))) if c]

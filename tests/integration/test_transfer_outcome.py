@@ -1,4 +1,4 @@
-"""The one-statement move against the real wallets schema, with its race made
+"""The batch move (a batch of one here) against the real wallets schema, with its race made
 deterministic: a second connection holds the row locks the move waits for.
 
 Finding 19.3: the move's "no refusal kept" check read the statement's snapshot, taken
@@ -18,9 +18,24 @@ import pytest
 
 from paysys.kit.db import Database
 from paysys.kit.outbox import Outbox
-from paysys.wallets import repository, service
+from paysys.wallets import service
 from paysys.wallets.models import outbox as wallets_outbox
 from tests.conftest import Stack
+
+
+async def transfer(
+    db: Database,
+    outbox: Outbox,
+    tx: uuid.UUID,
+    source: uuid.UUID,
+    destination: uuid.UUID,
+    amount: int,
+    currency: str,
+) -> object:
+    applied = await service.move_batch(
+        db, outbox, [service.Move(tx, source, destination, amount, currency)]
+    )
+    return applied.outcomes[0]
 
 
 @pytest.fixture
@@ -75,22 +90,26 @@ async def test_a_refusal_committed_while_the_move_waits_for_its_locks_wins(
             [source, destination],
         )
         move = asyncio.create_task(
-            service.transfer(wallets_db, outbox, tx, source, destination, 100, "USD")
+            transfer(wallets_db, outbox, tx, source, destination, 100, "USD")
         )
         # The move is now waiting for the rows (its snapshot already taken).
         for _ in range(100):
             waiting = await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%FOR UPDATE%' AND pid <> $1",
+                " AND query LIKE '%move_batch%' AND pid <> $1",
                 holder.get_server_pid(),
             )
             if waiting:
                 break
             await asyncio.sleep(0.05)
         assert waiting, "the move never waited for the locks"
-        # The twin keeps its refusal as the wallets service does (its own statement).
-        kept = await holder.fetchval(repository.REFUSE, tx, source, "INSUFFICIENT_FUNDS")
-        assert kept == "INSUFFICIENT_FUNDS"
+        # The twin keeps its refusal as the wallets service does (its outcome row).
+        await holder.execute(
+            "INSERT INTO transfer_outcomes (transaction_id, outcome, wallet_id, code)"
+            " VALUES ($1, 'refused', $2, 'INSUFFICIENT_FUNDS')",
+            tx,
+            source,
+        )
         await holder.execute(
             "UPDATE wallets.wallets SET balance = balance + 100 WHERE id = $1", source
         )
@@ -112,7 +131,7 @@ async def test_a_refusal_committed_while_the_move_waits_for_its_locks_wins(
             await conn.fetchval("SELECT balance FROM wallets.wallets WHERE id = $1", source) == 150
         )
         # Asked again, the same refusal.
-        again = await service.transfer(wallets_db, outbox, tx, source, destination, 100, "USD")
+        again = await transfer(wallets_db, outbox, tx, source, destination, 100, "USD")
         assert isinstance(again, service.Refused)
     finally:
         await conn.close()

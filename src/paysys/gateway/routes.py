@@ -35,6 +35,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/wallets/{id}/deactivate", "wallets", True, "user", "deactivateWallet"),
     Route("POST", "/wallets/{id}/activate", "wallets", True, "user", "activateWallet"),
     Route("POST", "/transactions/create", "transactions", True, "user", "createTransaction"),
+    Route("POST", "/transactions/batch", "transactions", True, "user", "createTransactionBatch"),
     Route("GET", "/transactions", "transactions", True, "user", "listTransactions"),
     Route("GET", "/transactions/{id}", "transactions", True, "user", "getTransaction"),
 )

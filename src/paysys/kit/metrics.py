@@ -19,6 +19,12 @@ HTTP_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 TRANSACTIONS = Counter("paysys_transactions_total", "Transactions finished", ["type", "status"])
+# How many moves each call of wallets' move_batch carried (issue 21: group commit).
+WALLET_BATCH_SIZE = Histogram(
+    "paysys_wallet_batch_size",
+    "Moves per wallets batch (one database transaction)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+)
 TRANSACTION_DURATION = Histogram(
     "paysys_transaction_duration_seconds",
     "Saga duration from creation to a terminal state",

@@ -10,6 +10,7 @@ from paysys.kit.runtime import Runtime
 from paysys.transactions import models
 from paysys.transactions.clients import Clients
 from paysys.transactions.faults import FaultyClients
+from paysys.transactions.group import GroupCommit
 from paysys.transactions.router import internal, router
 from paysys.transactions.saga import Saga
 from paysys.transactions.settings import TransactionsSettings
@@ -41,10 +42,13 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         app.state.faults = clients.faults if isinstance(clients, FaultyClients) else None
         saga = Saga(rt.db, rt.outbox_or_fail, rt.records_or_fail, settings, clients)
         app.state.saga = saga
+        group = GroupCommit(saga, settings.group_commit_max_items)
+        app.state.group = group
         kinds = ("deposit", "transfer", "payment")
         prime(TRANSACTIONS, *[(k, s) for k in kinds for s in ("COMPLETED", "FAILED")])
         prime(TRANSACTION_DURATION, *[(k,) for k in kinds])
         rt.tasks.start("recovery", lambda: recovery_loop(saga))
+        rt.tasks.start("group-commit", group.run)
 
     app = build_app("transactions", settings, rt.lifespan(on_start))
     app.include_router(router)

@@ -128,6 +128,35 @@ class Clients:
             raise StepFailed("WALLET_INACTIVE")  # a wallet gone since validation
         raise OutcomeUnknown(f"transfer answered {resp.status} {code}")
 
+    async def transfer_batch(self, txs: list[Any]) -> list[str | None]:
+        """The moves of many transfers and payments, one wallets call (one database
+        transaction there), applied in order: per transaction, None when the money
+        moved (now or on an earlier call), else the code of its refusal."""
+        body = {
+            "items": [
+                {
+                    "transaction_id": str(tx.id),
+                    "source_wallet_id": str(tx.source_wallet_id),
+                    "destination_wallet_id": str(tx.destination_wallet_id),
+                    "amount_minor": tx.amount,
+                    "currency": tx.currency,
+                    "kind": tx.type,
+                }
+                for tx in txs
+            ]
+        }
+        resp = await self._call(self.wallets, "POST", "/internal/transfers/batch", body)
+        if resp.status != 200 or not isinstance(resp.body, dict):
+            raise OutcomeUnknown(f"transfer batch answered {resp.status}")
+        return [
+            None
+            if item["status"] == "moved"
+            else item["code"]
+            if item["code"] in REFUSALS
+            else "WALLET_INACTIVE"  # a wallet gone since validation
+            for item in resp.body["items"]
+        ]
+
     # Every leg names its currency: a wallet in another one refuses it, so the same
     # digits can never be read as ¥ on one side and $ on the other.
 

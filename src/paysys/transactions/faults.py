@@ -66,6 +66,16 @@ class FaultyClients(Clients):
         if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
             await asyncio.sleep(fault.seconds)
 
+    async def transfer_batch(self, txs: list[Any]) -> list[str | None]:
+        for tx in txs:
+            if self.faults.take(tx.destination_wallet_id, "deactivate_destination"):
+                await self._deactivate(tx.destination_wallet_id)
+        codes = await super().transfer_batch(txs)
+        for tx in txs:
+            if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
+                await asyncio.sleep(fault.seconds)
+        return codes
+
     async def credit(
         self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
     ) -> dict[str, Any]:

@@ -49,6 +49,13 @@ class Transaction(Base):
             "lease_until",
             postgresql_where=text("status IN ('PENDING', 'PROCESSING')"),
         ),
+        Index(
+            "ix_transactions_batch",
+            "batch_id",
+            "batch_index",
+            unique=True,
+            postgresql_where=text("batch_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -78,6 +85,9 @@ class Transaction(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # An item of POST /transactions/batch: the batch, and its 0-based place in it.
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    batch_index: Mapped[int | None] = mapped_column(default=None)
 
 
 class IdempotencyKey(Base):
@@ -91,6 +101,8 @@ class IdempotencyKey(Base):
     # abandoned key changes it, and the first request then cannot link any more.
     owner: Mapped[uuid.UUID | None]
     transaction_id: Mapped[uuid.UUID | None]
+    # The key of a POST /transactions/batch: its items carry this batch_id.
+    batch_id: Mapped[uuid.UUID | None]
     response_status: Mapped[int | None]
     response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.events import utcnow
+from paysys.kit.outbox import columns
 from paysys.transactions.models import IdempotencyKey, Transaction
 
 IN_FLIGHT = ("PENDING", "PROCESSING")
@@ -189,8 +191,8 @@ async def take_key(
 
 
 KEY_STATE = """
-SELECT request_hash, transaction_id, response_status, response_body::text AS response_body,
-       created_at, expires_at
+SELECT request_hash, transaction_id, batch_id, response_status,
+       response_body::text AS response_body, created_at, expires_at
 FROM idempotency_keys WHERE user_id = $1 AND key = $2
 """
 # Frees a key that has run out (or an abandoned reservation), only as it was read.
@@ -201,74 +203,178 @@ async def purge_expired_keys(session: AsyncSession) -> None:
     await session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at < func.now()))
 
 
-# -- the hot path, on the raw (asyncpg) connection: one statement per commit
+# -- the hot path, on the raw (asyncpg) connection: one statement per commit, for a
+# whole group of transactions (group commit) as for one
 
-_INSERT_COLUMNS = (
-    "id, type, status, phase, amount, currency, initiator_user_id, source_wallet_id, "
-    "destination_wallet_id, source_user_id, destination_user_id, description, steps, "
-    "correlation_id, idempotency_key, lease_until, attempts, created_at, updated_at"
+_COLUMNS = (
+    ("id", "uuid"),
+    ("type", "text"),
+    ("status", "text"),
+    ("phase", "text"),
+    ("amount", "bigint"),
+    ("currency", "text"),
+    ("initiator_user_id", "uuid"),
+    ("source_wallet_id", "uuid"),
+    ("destination_wallet_id", "uuid"),
+    ("source_user_id", "uuid"),
+    ("destination_user_id", "uuid"),
+    ("description", "text"),
+    ("steps", "jsonb"),
+    ("correlation_id", "text"),
+    ("idempotency_key", "text"),
+    ("lease_until", "timestamptz"),
+    ("attempts", "int"),
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+    ("batch_id", "uuid"),
+    ("batch_index", "int"),
+    ("failure_code", "text"),
 )
-_INSERT_VALUES = (
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17, $18, $18"
-)
-# A transaction in flight, born with its lease.
-INSERT = f"INSERT INTO transactions ({_INSERT_COLUMNS}) VALUES ({_INSERT_VALUES}) RETURNING id"  # noqa: S608 - built from constants
-# The same with its Idempotency-Key ($19 user, $15 key, $20 body fingerprint, $21
-# expiry), taken in the same statement: both, or (another request has the key) neither.
-INSERT_KEYED = f"""
+_N = len(_COLUMNS)
+_NAMES = ", ".join(name for name, _ in _COLUMNS)
+_ARRAYS = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_COLUMNS, 1))
+# Transactions in flight, born with their lease, and the Idempotency-Keys they come
+# with, in one statement. $keyed (one per transaction): it may exist only with a key of
+# its own (a keyed create: the key names it) or of its batch (the key names the batch).
+# A key another request holds already is not inserted, and neither is what needs it.
+INSERT_MANY = f"""
 WITH k AS (
-  INSERT INTO idempotency_keys (user_id, key, request_hash, transaction_id, expires_at)
-  VALUES ($19, $15, $20, $1, $21) ON CONFLICT DO NOTHING RETURNING key
+  INSERT INTO idempotency_keys (user_id, key, request_hash, transaction_id, batch_id, expires_at)
+  SELECT * FROM unnest(${_N + 2}::uuid[], ${_N + 3}::text[], ${_N + 4}::text[],
+                       ${_N + 5}::uuid[], ${_N + 6}::uuid[], ${_N + 7}::timestamptz[])
+  ON CONFLICT DO NOTHING RETURNING transaction_id, batch_id
 )
-INSERT INTO transactions ({_INSERT_COLUMNS})
-SELECT {_INSERT_VALUES} WHERE EXISTS (SELECT 1 FROM k)
+INSERT INTO transactions ({_NAMES})
+SELECT {_NAMES} FROM unnest({_ARRAYS}, ${_N + 1}::bool[]) AS t({_NAMES}, keyed)
+WHERE NOT t.keyed OR t.id IN (SELECT transaction_id FROM k)
+   OR t.batch_id IN (SELECT batch_id FROM k)
 RETURNING id
 """  # noqa: S608 - built from constants
 
 
-def insert_args(tx: Transaction) -> list[Any]:
-    return [
-        tx.id,
-        tx.type,
-        tx.status,
-        tx.phase,
-        tx.amount,
-        tx.currency,
-        tx.initiator_user_id,
-        tx.source_wallet_id,
-        tx.destination_wallet_id,
-        tx.source_user_id,
-        tx.destination_user_id,
-        tx.description,
-        json.dumps(tx.steps),
-        tx.correlation_id,
-        tx.idempotency_key,
-        tx.lease_until,
-        tx.attempts,
-        tx.created_at,
+@dataclass(frozen=True)
+class NewKey:
+    """An Idempotency-Key to take with the transactions: for one transaction, or for a
+    batch (its items carry the batch_id)."""
+
+    user_id: uuid.UUID
+    key: str
+    request_hash: str
+    expires_at: datetime
+    transaction_id: uuid.UUID | None = None
+    batch_id: uuid.UUID | None = None
+
+
+async def insert_many(
+    conn: Any, txs: list[Transaction], keyed: list[bool], keys: list[NewKey]
+) -> set[uuid.UUID]:
+    """Inserts the transactions with their keys (one statement, one commit); the ids of
+    those inserted (a transaction whose key another request holds is not)."""
+    values = [
+        [json.dumps(getattr(tx, name)) if name == "steps" else getattr(tx, name) for tx in txs]
+        for name, _ in _COLUMNS
     ]
+    rows = await conn.fetch(
+        INSERT_MANY,
+        *values,
+        keyed,
+        [k.user_id for k in keys],
+        [k.key for k in keys],
+        [k.request_hash for k in keys],
+        [k.transaction_id for k in keys],
+        [k.batch_id for k in keys],
+        [k.expires_at for k in keys],
+    )
+    return {row["id"] for row in rows}
 
 
-# The terminal state with everything it leaves behind, in one statement: the event, the
-# MongoDB records, the stored idempotent answer. Only if the transaction is still in
-# flight: another runner that finished first makes this a no-op (no row returned).
-FINISH = """
-WITH t AS (
-  UPDATE transactions SET status = $2, phase = 'done', failure_code = $3, lease_until = NULL,
-         updated_at = $4, finished_at = $4, steps = steps || $5::jsonb
-  WHERE id = $1 AND status IN ('PENDING', 'PROCESSING')
-  RETURNING id
+# Terminal states with everything they leave behind, in one statement: the events, the
+# MongoDB records, the stored idempotent answers. Only for transactions still in flight:
+# one another runner finished first is left as it is, with nothing of this statement
+# (its events, records and answer are joined to the rows actually updated).
+FINISH_MANY = """
+WITH f AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
+    AS f(id, status, failure_code, step)
+), t AS (
+  UPDATE transactions x SET status = f.status, phase = 'done', failure_code = f.failure_code,
+         lease_until = NULL, updated_at = $5, finished_at = $5, steps = x.steps || f.step
+  FROM f WHERE x.id = f.id AND x.status IN ('PENDING', 'PROCESSING')
+  RETURNING x.id
 ), o AS (
   INSERT INTO outbox (event_id, topic, key, payload)
-  SELECT * FROM unnest($6::uuid[], $7::text[], $8::text[], $9::jsonb[])
-  WHERE EXISTS (SELECT 1 FROM t)
+  SELECT e.event_id, e.topic, e.key, e.payload
+  FROM unnest($6::uuid[], $7::text[], $8::text[], $9::jsonb[], $10::uuid[])
+    AS e(event_id, topic, key, payload, tx)
+  WHERE e.tx IN (SELECT id FROM t)
 ), r AS (
   INSERT INTO records_outbox (event_id, topic, key, payload)
-  SELECT * FROM unnest($10::uuid[], $11::text[], $12::text[], $13::jsonb[])
-  WHERE EXISTS (SELECT 1 FROM t)
+  SELECT e.event_id, e.topic, e.key, e.payload
+  FROM unnest($11::uuid[], $12::text[], $13::text[], $14::jsonb[], $15::uuid[])
+    AS e(event_id, topic, key, payload, tx)
+  WHERE e.tx IN (SELECT id FROM t)
 ), k AS (
-  UPDATE idempotency_keys SET response_status = $14, response_body = $15::jsonb
-  WHERE user_id = $16 AND key = $17 AND response_status IS NULL AND EXISTS (SELECT 1 FROM t)
+  UPDATE idempotency_keys k SET response_status = a.status, response_body = a.body
+  FROM unnest($16::uuid[], $17::text[], $18::int[], $19::jsonb[], $20::uuid[])
+    AS a(user_id, key, status, body, tx)
+  WHERE k.user_id = a.user_id AND k.key = a.key AND k.response_status IS NULL
+    AND a.tx IN (SELECT id FROM t)
 )
 SELECT id FROM t
+"""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The stored answer of an Idempotency-Key, kept when transaction `tx` ends."""
+
+    user_id: uuid.UUID
+    key: str
+    status: int
+    body: dict[str, Any]
+    tx: uuid.UUID
+
+
+async def finish_many(
+    conn: Any,
+    ends: list[tuple[uuid.UUID, str, str | None, dict[str, Any]]],
+    at: datetime,
+    events: list[tuple[Any, ...]],
+    records: list[tuple[Any, ...]],
+    answers: list[Answer],
+) -> set[uuid.UUID]:
+    """Ends transactions (id, status, failure code, step entry) with their events and
+    records (raw rows, each followed by the id of its transaction) and answers; the ids
+    of those this call ended."""
+    rows = await conn.fetch(
+        FINISH_MANY,
+        [e[0] for e in ends],
+        [e[1] for e in ends],
+        [e[2] for e in ends],
+        [json.dumps([e[3]]) for e in ends],
+        at,
+        *columns(events, 5),
+        *columns(records, 5),
+        [a.user_id for a in answers],
+        [a.key for a in answers],
+        [a.status for a in answers],
+        [json.dumps(a.body) for a in answers],
+        [a.tx for a in answers],
+    )
+    return {row["id"] for row in rows}
+
+
+async def batch_items(conn: Any, batch_id: uuid.UUID) -> list[Transaction]:
+    """A batch's transactions, in their order."""
+    rows = await conn.fetch(
+        f"SELECT {_NAMES}, finished_at FROM transactions"  # noqa: S608
+        " WHERE batch_id = $1 ORDER BY batch_index",
+        batch_id,
+    )
+    return [Transaction(**dict(row)) for row in rows]
+
+
+SET_ANSWER = """
+UPDATE idempotency_keys SET response_status = $3, response_body = $4::jsonb
+WHERE user_id = $1 AND key = $2 AND response_status IS NULL
 """

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from paysys.kit.auth import CurrentUserId, require_internal
 from paysys.kit.deps import PROBLEM
@@ -20,8 +21,16 @@ from paysys.transactions import service
 from paysys.transactions.clients import OutcomeUnknown
 from paysys.transactions.exceptions import TransactionNotFound
 from paysys.transactions.faults import FAULT_NAMES, Fault, Faults
+from paysys.transactions.group import GroupCommit
 from paysys.transactions.saga import Saga, final_response, to_out
-from paysys.transactions.schemas import CreateIn, TransactionList, TransactionOut, dump
+from paysys.transactions.schemas import (
+    BatchIn,
+    BatchOut,
+    CreateIn,
+    TransactionList,
+    TransactionOut,
+    dump,
+)
 
 router = APIRouter(prefix="/transactions", tags=["transactions"])
 
@@ -32,6 +41,14 @@ async def get_saga(request: Request) -> Saga:
 
 
 SagaDep = Annotated[Saga, Depends(get_saga)]
+
+
+async def get_group(request: Request) -> GroupCommit:
+    group: GroupCommit = request.app.state.group
+    return group
+
+
+GroupDep = Annotated[GroupCommit, Depends(get_group)]
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
 ]
@@ -53,15 +70,13 @@ def _json(status: int, body: dict[str, object], replayed: bool = False) -> JSONR
 async def create_transaction(
     user_id: CurrentUserId,
     saga: SagaDep,
+    group: GroupDep,
     body: Annotated[CreateIn, Body()],
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    keyed = None
-    if idempotency_key is not None:
-        digest = service.request_hash(dump(body), saga.settings.idempotency_hash_key)
-        keyed = service.Keyed(idempotency_key, digest)
+    keyed = _keyed(saga, body, idempotency_key)
     try:
-        tx = await service.create(saga, user_id, body, keyed)
+        tx = await service.create(saga, group, user_id, body, keyed)
     except service.Replay as replay:
         return _json(replay.status, replay.body, replayed=True)
     except OutcomeUnknown:
@@ -69,6 +84,37 @@ async def create_transaction(
         # key was not taken, a retry may use it.
         raise ServiceUnavailable("A service is not available; retry later.") from None
     return _json(*final_response(tx))
+
+
+@router.post(
+    "/batch",
+    status_code=200,
+    response_model=BatchOut,
+    responses={**PROBLEM, 503: {"content": {PROBLEM_JSON: {}}}},
+    summary="Many transfers or payments at once (payouts, payroll)",
+)
+async def create_batch(
+    user_id: CurrentUserId,
+    saga: SagaDep,
+    group: GroupDep,
+    body: BatchIn,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    keyed = _keyed(saga, body, idempotency_key)
+    try:
+        txs = await service.create_batch(saga, group, user_id, body.items, keyed)
+    except service.Replay as replay:
+        return _json(replay.status, replay.body, replayed=True)
+    except OutcomeUnknown:
+        raise ServiceUnavailable("A service is not available; retry later.") from None
+    return _json(*service.batch_answer(txs))
+
+
+def _keyed(saga: Saga, body: BaseModel, idempotency_key: str | None) -> service.Keyed | None:
+    if idempotency_key is None:
+        return None
+    digest = service.request_hash(dump(body), saga.settings.idempotency_hash_key)
+    return service.Keyed(idempotency_key, digest)
 
 
 def _encode_cursor(created_at: datetime, tx_id: uuid.UUID) -> str:

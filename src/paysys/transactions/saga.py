@@ -17,11 +17,10 @@ with both legs, and finishes or gives back a half-moved one.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -33,7 +32,7 @@ from paysys.kit.errors import problem_body
 from paysys.kit.events import utcnow
 from paysys.kit.metrics import TRANSACTION_DURATION, TRANSACTION_FAILURES, TRANSACTIONS
 from paysys.kit.money import format_amount
-from paysys.kit.outbox import Outbox, columns
+from paysys.kit.outbox import Outbox
 from paysys.kit.records import Records
 from paysys.transactions import repository
 from paysys.transactions.clients import Clients, OutcomeUnknown, StepFailed
@@ -191,37 +190,61 @@ class Saga:
         )
         return Terminal([event], [log_doc, audit], final_response(tx))
 
+    def end(
+        self,
+        tx: Transaction,
+        status: Status,
+        failure_code: str | None,
+        name: str,
+        outcome: str,
+        now: datetime,
+    ) -> None:
+        """Sets the terminal state on `tx` (to be committed by `commit_ends`)."""
+        tx.status, tx.phase, tx.failure_code = status, Phase.DONE, failure_code
+        tx.updated_at = tx.finished_at = now
+        tx.steps = [*tx.steps, repository.step(name, outcome)]
+
+    async def commit_ends(
+        self, txs: list[Transaction], now: datetime, answers: list[repository.Answer]
+    ) -> dict[uuid.UUID, Transaction]:
+        """Terminal states (set by `end`) and all they leave behind, for any number of
+        transactions: one statement, one commit. A keyed create's stored answer goes
+        with its transaction; `answers` adds others (a bulk request's). Returns each
+        transaction as it stands: one another runner ended first keeps its outcome."""
+        events: list[tuple[Any, ...]] = []
+        records: list[tuple[Any, ...]] = []
+        answers = list(answers)
+        for tx in txs:
+            done = self.terminal(tx)
+            events += [(*row, tx.id) for row in done.events]
+            records += [(*row, tx.id) for row in done.records]
+            if tx.idempotency_key is not None and tx.batch_id is None:
+                answers.append(
+                    repository.Answer(
+                        tx.initiator_user_id, tx.idempotency_key, *done.response, tx.id
+                    )
+                )
+        ends = [(tx.id, tx.status, tx.failure_code, tx.steps[-1]) for tx in txs]
+        async with self.db.raw() as conn:
+            ended = await repository.finish_many(conn, ends, now, events, records, answers)
+        if ended:
+            self.db.written(self.outbox.table.name, self.records.table.name)
+        result = {}
+        for tx in txs:
+            if tx.id in ended:
+                self.observe(tx)
+                result[tx.id] = tx
+            else:  # another runner ended it first: its outcome stands
+                result[tx.id] = await self.read(tx.id)
+        return result
+
     async def finish(
         self, tx: Transaction, status: Status, failure_code: str | None, name: str, outcome: str
     ) -> Transaction:
-        """The terminal state and all it leaves behind: one statement, one commit."""
+        """The terminal state of one transaction and all it leaves behind."""
         now = utcnow()
-        entry = repository.step(name, outcome)
-        tx.status, tx.phase, tx.failure_code = status, Phase.DONE, failure_code
-        tx.updated_at = tx.finished_at = now
-        tx.steps = [*tx.steps, entry]
-        done = self.terminal(tx)
-        code, body = done.response
-        async with self.db.raw() as conn:
-            finished = await conn.fetchval(
-                repository.FINISH,
-                tx.id,
-                status.value,
-                failure_code,
-                now,
-                json.dumps([entry]),
-                *columns(done.events),
-                *columns(done.records),
-                code,
-                json.dumps(body),
-                tx.initiator_user_id,
-                tx.idempotency_key,
-            )
-        if finished is None:  # another runner finished it first: its outcome stands
-            return await self.read(tx.id)
-        self.db.written(self.outbox.table.name, self.records.table.name)
-        self.observe(tx)
-        return tx
+        self.end(tx, status, failure_code, name, outcome, now)
+        return (await self.commit_ends([tx], now, []))[tx.id]
 
     async def read(self, tx_id: uuid.UUID) -> Transaction:
         async with self.db.uow() as session:
@@ -262,6 +285,11 @@ class Saga:
             raise OutcomeUnknown("another runner is finishing this transaction") from None
 
     async def _move(self, tx: Transaction) -> Transaction:
+        if tx.phase == Phase.STARTED and tx.failure_code is not None:
+            # An item of a bulk request refused by validation, stored with its failure
+            # code and not ended (a crash came first): it never moves.
+            code = tx.failure_code
+            return await self.finish(tx, Status.FAILED, code, "validate", code)
         if tx.phase == Phase.STARTED:
             try:
                 await self.clients.transfer(tx)

@@ -64,6 +64,15 @@ class PaymentIn(Input):
 CreateIn = Annotated[DepositIn | TransferIn | PaymentIn, Field(discriminator="type")]
 
 
+BatchItemIn = Annotated[TransferIn | PaymentIn, Field(discriminator="type")]
+
+
+class BatchIn(Input):
+    """POST /transactions/batch: up to 1,000 transfers or payments, applied in order."""
+
+    items: list[BatchItemIn] = Field(min_length=1, max_length=1000)
+
+
 class TransactionOut(BaseModel):
     id: uuid.UUID
     type: str
@@ -76,6 +85,10 @@ class TransactionOut(BaseModel):
     failure_code: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class BatchOut(BaseModel):
+    items: list[TransactionOut]
 
 
 class TransactionList(BaseModel):

@@ -31,9 +31,10 @@ from paysys.transactions.exceptions import (
     TransactionNotFound,
     WalletNotFound,
 )
+from paysys.transactions.group import GroupCommit, KeyTaken
 from paysys.transactions.models import Transaction
-from paysys.transactions.saga import Phase, Saga, Status
-from paysys.transactions.schemas import CreateIn, DepositIn
+from paysys.transactions.saga import Phase, Saga, Status, to_out
+from paysys.transactions.schemas import BatchItemIn, CreateIn, DepositIn, dump
 
 log = structlog.get_logger()
 
@@ -73,10 +74,6 @@ class Replay(Exception):
         self.body = body
 
 
-class _KeyTaken(Exception):
-    """Another request inserted this key first; nothing of this one was kept."""
-
-
 async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
     """Returns when the key is free. Otherwise: Replay (the stored answer of the first
     request), IdempotencyKeyReused (another body) or RequestInProgress. A read, no
@@ -95,12 +92,34 @@ async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
             )
         if row["response_status"] is not None:
             raise Replay(row["response_status"], json.loads(row["response_body"]))
+        if row["batch_id"] is not None:
+            await _answer_ended_batch(saga, user_id, keyed.key, row["batch_id"])
         raise RequestInProgress(IN_PROGRESS)
     raise RequestInProgress(IN_PROGRESS)
 
 
+def batch_answer(txs: list[Transaction]) -> tuple[int, dict[str, Any]]:
+    """The answer of a bulk request, once its transactions ended."""
+    return 200, {"items": [dump(to_out(tx)) for tx in txs]}
+
+
+async def _answer_ended_batch(
+    saga: Saga, user_id: uuid.UUID, key: str, batch_id: uuid.UUID
+) -> None:
+    """A bulk request whose answer was never stored (it died, or wallets did not answer
+    it): once the recovery worker has ended all its transactions, the answer is made
+    from them, stored, and replayed (raises Replay); until then, nothing."""
+    async with saga.db.raw() as conn:
+        txs = await repository.batch_items(conn, batch_id)
+        if not txs or any(tx.status not in (Status.COMPLETED, Status.FAILED) for tx in txs):
+            return
+        status, body = batch_answer(txs)
+        await conn.execute(repository.SET_ANSWER, user_id, key, status, json.dumps(body))
+    raise Replay(status, body)
+
+
 async def create(
-    saga: Saga, user_id: uuid.UUID, body: CreateIn, keyed: Keyed | None
+    saga: Saga, group: GroupCommit, user_id: uuid.UUID, body: CreateIn, keyed: Keyed | None
 ) -> Transaction:
     """The transaction in its definite state (COMPLETED or FAILED). Raises AppError for
     errors that create no transaction, Replay for a key already answered, and
@@ -124,8 +143,8 @@ async def create(
         try:
             if failure is not None:
                 return await _born_failed(saga, tx, failure, user_id, keyed)
-            return await _start(saga, tx, card, user_id, keyed)
-        except _KeyTaken:
+            return await _start(saga, group, tx, card, user_id, keyed)
+        except KeyTaken:
             assert keyed is not None
             await check_key(saga, user_id, keyed)  # returns only if the key ran out
     raise RequestInProgress(IN_PROGRESS)
@@ -201,12 +220,14 @@ async def _validate(
 
 async def _start(
     saga: Saga,
+    group: GroupCommit,
     tx: Transaction,
     card: dict[str, Any] | None,
     user_id: uuid.UUID,
     keyed: Keyed | None,
 ) -> Transaction:
-    """Stores a validated transaction (with its key) and drives it to its end."""
+    """Stores a validated transaction (with its key) and drives it to its end: a
+    transfer or payment through the group commit, a deposit through its saga."""
     now = tx.created_at
     # Validated: a deposit waits (PENDING) for its card charge; a transfer or payment
     # is born PROCESSING, its money about to move.
@@ -214,19 +235,20 @@ async def _start(
     tx.phase = Phase.STARTED
     tx.steps = [repository.step("created", "ok")]
     tx.lease_until = now + saga.lease
+    key = (
+        repository.NewKey(
+            user_id, keyed.key, keyed.digest, Keyed.expiry(saga, tx), transaction_id=tx.id
+        )
+        if keyed
+        else None
+    )
+    if tx.type != "deposit":
+        (done,) = await group.submit([tx], [None], key)
+        return done
     async with saga.db.raw() as conn:
-        if keyed:
-            created = await conn.fetchval(
-                repository.INSERT_KEYED,
-                *repository.insert_args(tx),
-                user_id,
-                keyed.digest,
-                Keyed.expiry(saga, tx),
-            )
-        else:
-            created = await conn.fetchval(repository.INSERT, *repository.insert_args(tx))
-    if created is None:
-        raise _KeyTaken  # the key came first: this request created nothing
+        created = await repository.insert_many(conn, [tx], [key is not None], [key] if key else [])
+    if not created:
+        raise KeyTaken  # the key came first: this request created nothing
     try:
         return await saga.drive(tx.id, card, fresh=tx)
     except OutcomeUnknown as exc:
@@ -236,6 +258,67 @@ async def _start(
             "automatically within a minute.",
             transaction_id=str(tx.id),
         ) from None
+
+
+async def create_batch(
+    saga: Saga,
+    group: GroupCommit,
+    user_id: uuid.UUID,
+    items: list[BatchItemIn],
+    keyed: Keyed | None,
+) -> list[Transaction]:
+    """POST /transactions/batch: checked as a whole first (an item create would answer
+    422 makes the batch 422, naming the item; a source not the caller's or a missing
+    destination, 404), nothing stored before; then every item is a transaction of its
+    own, applied in order in one unit of the group commit: each ends COMPLETED or
+    FAILED with its code (as create's 400s), seeing the balances the items before it
+    left. Raises Replay for a key already answered, OutcomePending when wallets did not
+    answer (the recovery worker ends them; a replay of the key then answers)."""
+    try:
+        # Each wallet and merchant read once, whatever the number of items naming it.
+        wallets = {i.source_wallet_id for i in items} | {i.destination_wallet_id for i in items}
+        await asyncio.gather(*(saga.clients.wallet_facts(w) for w in wallets))
+        checked = []
+        for index, item in enumerate(items):
+            try:
+                checked.append(await _validate(saga, user_id, item, None))
+            except ValidationFailed as exc:
+                errors = [
+                    {**e, "loc": ["body", "items", index, *e.get("loc", [])]}
+                    for e in exc.extra.get("errors", [])
+                ]
+                raise ValidationFailed(
+                    f"Item {index}: {exc.detail}", code=exc.code, errors=errors
+                ) from None
+    except Exception:
+        if keyed is not None:
+            await check_key(saga, user_id, keyed)  # the key's own answer comes first
+        raise
+    batch_id = uuid.uuid4()
+    txs, failures = [], []
+    for index, (tx, _, failure) in enumerate(checked):
+        tx.status, tx.phase = Status.PROCESSING, Phase.STARTED
+        tx.steps = [repository.step("created", "ok")]
+        tx.lease_until = tx.created_at + saga.lease
+        tx.batch_id, tx.batch_index = batch_id, index
+        # Stored with it: the recovery worker ends such an item FAILED, never moves it.
+        tx.failure_code = failure
+        txs.append(tx)
+        failures.append(failure)
+    key = (
+        repository.NewKey(
+            user_id, keyed.key, keyed.digest, Keyed.expiry(saga, txs[0]), batch_id=batch_id
+        )
+        if keyed
+        else None
+    )
+    for _ in range(2):
+        try:
+            return await group.submit(txs, failures, key, batch_answer)
+        except KeyTaken:
+            assert keyed is not None
+            await check_key(saga, user_id, keyed)  # returns only if the key ran out
+    raise RequestInProgress(IN_PROGRESS)
 
 
 async def _born_failed(
@@ -259,7 +342,7 @@ async def _born_failed(
                 *done.response,
             )
             if not taken:
-                raise _KeyTaken  # the unit of work rolls back: nothing of this request
+                raise KeyTaken  # the unit of work rolls back: nothing of this request
         session.add(tx)
         await insert_rows(session, saga.outbox.table, done.events)
         await saga.records.add_rows(session, done.records)

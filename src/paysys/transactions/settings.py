@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from paysys.kit.money import DEFAULT_MAX_AMOUNT
 from paysys.kit.settings import KitSettings
@@ -26,6 +26,9 @@ class TransactionsSettings(KitSettings):
     recovery_interval_seconds: float = 2.0
     recovery_window_seconds: float = 60.0  # the contract's bound on in-flight time
     idempotency_ttl_hours: int = 48
+    # Group commit: at most this many transactions per group (one wallets call); a
+    # bulk request larger than it still goes whole, alone.
+    group_commit_max_items: int = Field(default=1000, ge=1, le=10_000)
     # Key of the HMAC that fingerprints a request body for Idempotency-Key reuse checks.
     idempotency_hash_key: str = DEV_IDEMPOTENCY_HASH_KEY
 

@@ -9,7 +9,7 @@ from paysys.kit.runtime import Runtime
 from paysys.kit.settings import KitSettings
 from paysys.wallets import models
 from paysys.wallets.cache import WalletCache
-from paysys.wallets.router import internal, internal_misc, router, transfer
+from paysys.wallets.router import internal, internal_misc, router, transfer, transfer_batch
 
 
 def create_app(settings: KitSettings | None = None) -> FastAPI:
@@ -32,5 +32,8 @@ def create_app(settings: KitSettings | None = None) -> FastAPI:
     app.include_router(internal)
     app.include_router(internal_misc)
     app.add_route("/internal/transfers", transfer, methods=["POST"], include_in_schema=False)
+    app.add_route(
+        "/internal/transfers/batch", transfer_batch, methods=["POST"], include_in_schema=False
+    )
     app.include_router(router)
     return app

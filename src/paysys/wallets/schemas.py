@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from paysys.kit.money import AmountStr, CurrencyCode
 from paysys.kit.text import Input
@@ -70,3 +70,28 @@ class TransferIn(Input):
 class TransferOut(BaseModel):
     transaction_id: uuid.UUID
     status: Literal["moved"] = "moved"
+
+
+class TransferBatchIn(Input):
+    """Moves to apply in one database transaction, in order (internal)."""
+
+    items: list[TransferIn] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TransferBatchIn:
+        if len({i.transaction_id for i in self.items}) != len(self.items):
+            raise ValueError("a transaction_id appears twice")
+        if any(i.source_wallet_id == i.destination_wallet_id for i in self.items):
+            raise ValueError("a move's source and destination are the same wallet")
+        return self
+
+
+class TransferResult(BaseModel):
+    transaction_id: uuid.UUID
+    status: Literal["moved", "refused"]
+    # A refusal's code; WALLET_NOT_FOUND when a wallet does not exist (not kept).
+    code: str | None = None
+
+
+class TransferBatchOut(BaseModel):
+    items: list[TransferResult]

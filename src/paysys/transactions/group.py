@@ -1,0 +1,174 @@
+"""Group commit (issue 21): transfers and payments that are ready to move at the same
+moment go together. One task per process takes everything queued while the previous
+group was in flight (a lone request at low load goes at once: no timer adds latency),
+up to a cap, and pays per group, not per transfer:
+
+- one statement that inserts the group's transactions, with their Idempotency-Keys;
+- one call to wallets, which applies the moves in one database transaction, in order,
+  each with its own outcome;
+- one statement that ends them: terminal states, events, records, stored answers.
+
+A bulk request (POST /transactions/batch) is one unit of a group, never split: its
+items go in order, each seeing the balances the items before it left. A crash anywhere
+leaves transactions in flight with their lease, which the recovery worker finishes (a
+transaction born with a failure code ends FAILED without moving)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from paysys.kit.events import utcnow
+from paysys.transactions import repository
+from paysys.transactions.clients import OutcomeUnknown
+from paysys.transactions.exceptions import OutcomePending
+from paysys.transactions.models import Transaction
+from paysys.transactions.saga import Saga, Status
+
+log = structlog.get_logger()
+
+
+class KeyTaken(Exception):
+    """Another request holds the unit's Idempotency-Key: nothing of this unit was kept."""
+
+
+@dataclass
+class Unit:
+    """What one request hands to the group: its transactions, validated and not yet
+    stored; per transaction, the failure code validation found (it ends FAILED, nothing
+    moves); the request's key; for a bulk request, how its stored answer is made."""
+
+    txs: list[Transaction]
+    failures: list[str | None]
+    key: repository.NewKey | None
+    answer: Callable[[list[Transaction]], tuple[int, dict[str, Any]]] | None
+    future: asyncio.Future[list[Transaction]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass
+class GroupCommit:
+    saga: Saga
+    max_items: int = 1000
+    _queue: deque[Unit] = field(default_factory=deque)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def submit(
+        self,
+        txs: list[Transaction],
+        failures: list[str | None],
+        key: repository.NewKey | None,
+        answer: Callable[[list[Transaction]], tuple[int, dict[str, Any]]] | None = None,
+    ) -> list[Transaction]:
+        """The transactions ended (COMPLETED or FAILED), in order. Raises KeyTaken, or
+        OutcomePending when wallets gave no answer (they are stored, in flight: the
+        recovery worker finishes them)."""
+        unit = Unit(txs, failures, key, answer)
+        self._queue.append(unit)
+        self._wake.set()
+        # Shielded: a request that goes away (client gone) leaves its unit in the group.
+        return await asyncio.shield(unit.future)
+
+    async def run(self) -> None:
+        """The group's one task: takes every unit queued, up to `max_items`
+        transactions (a larger unit goes alone), applies them, and again."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                units = [self._queue.popleft()]
+                size = len(units[0].txs)
+                while self._queue and size + len(self._queue[0].txs) <= self.max_items:
+                    size += len(self._queue[0].txs)
+                    units.append(self._queue.popleft())
+                try:
+                    await self._apply(units)
+                except Exception as exc:  # a database error: the units' requests fail
+                    log.exception("group_commit_failed", units=len(units), size=size)
+                    for unit in units:
+                        if not unit.future.done():
+                            unit.future.set_exception(exc)
+
+    async def _apply(self, units: list[Unit]) -> None:
+        saga = self.saga
+        txs = [tx for unit in units for tx in unit.txs]
+        keyed = [unit.key is not None for unit in units for _ in unit.txs]
+        keys = [unit.key for unit in units if unit.key is not None]
+        async with saga.db.raw() as conn:
+            created = await repository.insert_many(conn, txs, keyed, keys)
+        live = []
+        for unit in units:
+            if unit.txs[0].id in created:  # a unit is inserted whole or not at all
+                live.append(unit)
+            else:
+                unit.future.set_exception(KeyTaken())
+        moves = [
+            tx
+            for unit in live
+            for tx, fail in zip(unit.txs, unit.failures, strict=True)
+            if fail is None
+        ]
+        codes: dict[uuid.UUID, str | None] = {}
+        unknown = False
+        if moves:
+            try:
+                codes = dict(
+                    zip(
+                        [tx.id for tx in moves],
+                        await saga.clients.transfer_batch(moves),
+                        strict=True,
+                    )
+                )
+            except OutcomeUnknown as exc:
+                # Stored and in flight: the recovery worker finishes them. Those refused
+                # by validation still end now.
+                log.warning("group_outcome_pending", size=len(moves), error=str(exc))
+                unknown = True
+        now = utcnow()
+        ended: list[Transaction] = []
+        for unit in live:
+            for tx, fail in zip(unit.txs, unit.failures, strict=True):
+                if fail is not None:
+                    saga.end(tx, Status.FAILED, fail, "validate", fail, now)
+                elif not unknown:
+                    code = codes[tx.id]
+                    status = Status.COMPLETED if code is None else Status.FAILED
+                    saga.end(tx, status, code, "move", code or "ok", now)
+                else:
+                    continue
+                ended.append(tx)
+        answers = [
+            repository.Answer(
+                unit.key.user_id, unit.key.key, *unit.answer(unit.txs), unit.txs[0].id
+            )
+            for unit in live
+            if unit.key is not None and unit.answer is not None and not unknown
+        ]
+        final = await saga.commit_ends(ended, now, answers) if ended else {}
+        for unit in live:
+            if unknown and any(f is None for f in unit.failures):
+                unit.future.set_exception(_pending(unit))
+            elif not unit.future.done():
+                unit.future.set_result([final[tx.id] for tx in unit.txs])
+
+
+def _pending(unit: Unit) -> OutcomePending:
+    if len(unit.txs) == 1 and unit.txs[0].batch_id is None:
+        return OutcomePending(
+            "A service did not answer; this transaction will be completed or refunded "
+            "automatically within a minute.",
+            transaction_id=str(unit.txs[0].id),
+        )
+    return OutcomePending(
+        "A service did not answer; these transactions will be completed or failed "
+        "automatically within a minute: replay the request with its Idempotency-Key to "
+        "read their outcome.",
+        batch_id=str(unit.txs[0].batch_id),
+    )
