@@ -18,6 +18,7 @@ OPERATIONS = {
     ("post", "/users/register"): "registerUser",
     ("post", "/users/login"): "login",
     ("post", "/transactions/create"): "createTransaction",
+    ("post", "/transactions/batch"): "createTransactionBatch",
     ("get", "/wallets/{wallet_id}"): "getWallet",
 }
 
@@ -29,7 +30,7 @@ async def test_every_operation_documents_the_gateways_statuses_with_one_problem_
     assert "Problem" in doc["components"]["schemas"]
     ops = [(m, p, op) for p, item in doc["paths"].items() for m, op in item.items()]
     assert len(ops) == 14
-    assert len({op["operationId"] for _, _, op in ops}) == 13
+    assert len({op["operationId"] for _, _, op in ops}) == 14
     for (method, path), op_id in OPERATIONS.items():
         assert doc["paths"][path][method]["operationId"] == op_id
     for method, path, op in ops:

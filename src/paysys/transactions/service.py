@@ -284,7 +284,7 @@ async def create_batch(
                 checked.append(await _validate(saga, user_id, item, None))
             except ValidationFailed as exc:
                 errors = [
-                    {**e, "loc": ["body", "items", index, *e.get("loc", [])]}
+                    {**e, "loc": ["items", index, *e.get("loc", [])]}
                     for e in exc.extra.get("errors", [])
                 ]
                 raise ValidationFailed(
