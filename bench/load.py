@@ -29,6 +29,7 @@ import datetime as dt
 import os
 import platform
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -221,56 +222,145 @@ async def drive(
     result.cpu, result.busy, _ = meter.stop()
 
 
-async def raw_db_limit(dsn: str, clients: int, seconds: float) -> tuple[float, float]:
-    """Transactions/s of what one transfer does to PostgreSQL (debit, credit, two ledger
-    rows, one commit), from `clients` asyncpg connections; and PostgreSQL's CPU."""
+PGBENCH = Path("/usr/lib/postgresql/15/bin/pgbench")
+# What one transfer does to PostgreSQL, as pgbench (a C client, so that the client's own
+# cost is not part of the limit) runs it: both wallets in id order, a debit, a credit and
+# two ledger rows, one commit. :n wallets, as many as the load's users.
+PGBENCH_SCRIPT = """\\set a random(1, :n)
+\\set b 1 + (:a + random(0, :n - 2)) % :n
+\\set lo least(:a, :b)
+\\set hi greatest(:a, :b)
+BEGIN;
+UPDATE {schema}.w SET balance = balance - 100 WHERE id = :lo;
+UPDATE {schema}.w SET balance = balance + 100 WHERE id = :hi;
+INSERT INTO {schema}.l (wallet, amount, balance_after) VALUES (:lo, -100, 0), (:hi, 100, 0);
+END;
+"""
+
+
+async def raw_db_limit(dsn: str, clients: int, seconds: float, wallets: int) -> tuple[float, float]:
+    """Transactions/s of what one transfer does to PostgreSQL, measured by pgbench from
+    `clients` connections over `wallets` wallets; and PostgreSQL's CPU ms for each."""
     conn = await asyncpg.connect(dsn)
     schema = f"rawbench_{uuid.uuid4().hex[:6]}"
     await conn.execute(f"""
         CREATE SCHEMA {schema};
         CREATE TABLE {schema}.w (id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0));
-        CREATE TABLE {schema}.l (id bigserial PRIMARY KEY, wallet int, tx uuid, amount bigint,
+        CREATE TABLE {schema}.l (id bigserial PRIMARY KEY, wallet int, amount bigint,
                                  balance_after bigint);
-        INSERT INTO {schema}.w SELECT g, 1000000000 FROM generate_series(1, 20) g;
+        INSERT INTO {schema}.w SELECT g, 1000000000 FROM generate_series(1, {wallets}) g;
     """)
     await conn.close()
-    debit = (
-        f"UPDATE {schema}.w SET balance = balance - $2 WHERE id = $1 AND balance >= $2 "
-        "RETURNING balance"
+    script = ROOT / ".run" / f"{schema}.sql"
+    script.write_text(PGBENCH_SCRIPT.format(schema=schema))
+    # pgbench's backends end with it, before a meter could read them: PostgreSQL's share
+    # is the machine's busy time less pgbench's own (the rest of the machine is idle).
+    busy, client = machine_busy_seconds(), _children_cpu()
+    try:
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [
+                str(PGBENCH),
+                "-n",
+                "-c",
+                str(clients),
+                "-j",
+                "2",
+                "-T",
+                str(int(seconds)),
+                "-D",
+                f"n={wallets}",
+                "-f",
+                str(script),
+                dsn,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        pg_seconds = machine_busy_seconds() - busy - (_children_cpu() - client)
+    finally:
+        script.unlink(missing_ok=True)
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()
+    done = int(
+        next(
+            line.split(":")[1]
+            for line in out.stdout.splitlines()
+            if line.startswith("number of transactions actually processed")
+        ).split("/")[0]
     )
-    credit = f"UPDATE {schema}.w SET balance = balance + $2 WHERE id = $1 RETURNING balance"
-    ledger = f"INSERT INTO {schema}.l (wallet, tx, amount, balance_after) VALUES ($1, $2, $3, $4)"
-    done = 0
-    # Connected first, so that the meter sees every backend (and none of their start).
-    conns = [await asyncpg.connect(dsn) for _ in range(clients)]
-    pg = CpuMeter({"postgresql": []}, rescan={"postgresql": INFRA["postgresql"]})
-    pg.start()
-    started = time.monotonic()
-    deadline = started + seconds
+    tps = float(
+        next(
+            line.split("=")[1].split()[0]
+            for line in out.stdout.splitlines()
+            if line.startswith("tps =")
+        )
+    )
+    return tps, pg_seconds * 1000 / max(done, 1)
 
-    async def worker(seed: int, c: asyncpg.Connection) -> None:
-        nonlocal done
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def drive_bulk(
+    session: aiohttp.ClientSession,
+    result: Result,
+    seconds: float,
+    make: Any,
+    meter: CpuMeter,
+    size: int,
+) -> None:
+    """POST /transactions/batch of `size` transfers from each client, for `seconds`;
+    `result` counts items (its latencies are per request)."""
+    deadline = time.monotonic() + seconds
+
+    async def client(seed: int) -> None:
         rng = random.Random(seed)
         while time.monotonic() < deadline:
-            a, b = sorted(rng.sample(range(1, 21), 2))
-            tx = uuid.uuid4()
-            async with c.transaction():
-                ba = await c.fetchval(debit, a, 100)
-                bb = await c.fetchval(credit, b, 100)
-                await c.executemany(ledger, [(a, tx, -100, ba), (b, tx, 100, bb)])
-            done += 1
+            auth, first = make(rng)
+            items = [first] + [
+                {**first, "destination_wallet_id": make(rng)[1]["destination_wallet_id"]}
+                for _ in range(size - 1)
+            ]
+            items = [i for i in items if i["destination_wallet_id"] != i["source_wallet_id"]]
+            headers = {**auth, "Idempotency-Key": uuid.uuid4().hex}
+            start = time.perf_counter()
+            async with session.post(
+                f"{GATEWAY}/transactions/batch", json={"items": items}, headers=headers
+            ) as r:
+                payload = await r.json(content_type=None)
+            result.latencies.append(time.perf_counter() - start)
+            if r.status != 200:
+                result.codes[r.status] += 1
+                continue
+            for t in payload["items"]:
+                result.codes[201 if t["status"] == "COMPLETED" else 400] += 1
 
-    try:
-        await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
-        elapsed = time.monotonic() - started
-        cpu, _, _ = pg.stop()
-    finally:
-        for c in conns:
-            await c.close()
-    conn = await asyncpg.connect(dsn)
-    await conn.execute(f"DROP SCHEMA {schema} CASCADE")
-    await conn.close()
-    return done / elapsed, cpu["postgresql"] * 1000 / max(done, 1)
+    meter.start()
+    started = time.monotonic()
+    await asyncio.gather(*(client(i) for i in range(result.clients)))
+    result.elapsed = time.monotonic() - started
+    result.cpu, result.busy, _ = meter.stop()
+
+
+async def batch_sizes(url: str) -> dict[str, int]:
+    """How many wallets batches fell in each size bucket (its metric, cumulative)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as r:
+        text = await r.text()
+    cumulative = {}
+    for line in text.splitlines():
+        if line.startswith("paysys_wallet_batch_size_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            cumulative[le] = int(float(line.rsplit(" ", 1)[1]))
+    buckets, below = {}, 0
+    for le, n in cumulative.items():
+        buckets[f"<= {le}" if le != "+Inf" else "more"] = n - below
+        below = n
+    return {k: v for k, v in buckets.items() if v}
 
 
 async def tail_caught_up(
@@ -398,6 +488,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--short-seconds", type=float, default=15)
     parser.add_argument("--users", type=int, default=40)
+    parser.add_argument("--bulk-clients", type=int, default=8)
+    parser.add_argument("--bulk-size", type=int, default=100, help="transfers per bulk request")
     parser.add_argument("--smoke", action="store_true", help="a few seconds, for make test")
     parser.add_argument("--instances", type=int, default=1, help="of each process, via HAProxy")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -410,6 +502,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.short_seconds, args.users, args.clients = 3, 2, 6, 4
+        args.bulk_clients, args.bulk_size = 2, 10
 
     run_stack = isolated(
         "paysys_bench",
@@ -461,6 +554,9 @@ class Report:
     hottest: str
     top_frames: list[str]
     peaks: dict[str, float] = field(default_factory=dict)
+    bulk: Result | None = None
+    bulk_tail: float = 0.0
+    sizes: dict[str, int] = field(default_factory=dict)
 
     def render(self, args: argparse.Namespace) -> str:
         t = self.transfers
@@ -469,6 +565,16 @@ class Report:
         ).stdout.strip()
         cores = os.cpu_count() or 1
         ratio = t.rate / self.raw_rate if self.raw_rate else 0.0
+        bulk_ratio = self.bulk.rate / self.raw_rate if self.raw_rate and self.bulk else 0.0
+
+        def path_ms(r: Result) -> float:
+            path = ("gateway", "transactions", "wallets", "postgresql")
+            return sum(r.cpu.get(k, 0.0) for k in path) * 1000 / max(r.ok, 1)
+
+        def tail_ms(r: Result) -> float:
+            tail = ("kafka", "notifications", "ferretdb", "smtp sink")
+            return sum(r.cpu.get(k, 0.0) for k in tail) * 1000 / max(r.ok, 1)
+
         lines = [
             "# Benchmarks",
             "",
@@ -494,10 +600,35 @@ class Report:
             "",
             "## Against the database's own limit (same run, same PostgreSQL)",
             "",
-            f"An asyncpg loop doing what one transfer does to the database (debit, credit, "
-            f"two ledger rows, one commit) from {args.clients} connections: "
-            f"**{self.raw_rate:.0f} transactions/s** ({self.raw_pg_ms:.2f} ms of PostgreSQL "
-            f"CPU each). The system's transfers/s over that: **{ratio:.3f}**.",
+            f"pgbench (a C client) doing what one transfer does to the database (both "
+            f"wallets in id order: debit, credit, two ledger rows, one commit) from "
+            f"{args.clients} connections over {args.users} wallets, as many as the load's "
+            f"users: **{self.raw_rate:.0f} transactions/s** ({self.raw_pg_ms:.2f} ms of "
+            f"PostgreSQL CPU each). The system's transfers/s over that: **{ratio:.3f}**; "
+            f"bulk items/s over that: **{bulk_ratio:.3f}**.",
+            "",
+            "## Request path and group commit",
+            "",
+            f"CPU per transfer on the request path (gateway, transactions, wallets, their "
+            f"PostgreSQL): **{path_ms(t):.2f} ms**; the event tail (relays' share is inside "
+            f"the services; Kafka, notifications, FerretDB, the SMTP sink) apart: "
+            f"{tail_ms(t):.2f} ms.",
+            "",
+            f"Moves per wallets batch (one database transaction each) during the transfer "
+            f"run: {', '.join(f'{k}: {v}' for k, v in self.sizes.items()) or 'none seen'}.",
+            "",
+            *(
+                [
+                    f"Bulk: `POST /transactions/batch` with {args.bulk_size} transfers each "
+                    f"from {b.clients} clients: **{b.rate:.0f} items/s** completed, "
+                    f"p50 {b.pct(50):.0f} ms and p99 {b.pct(99):.0f} ms per request, "
+                    f"**{path_ms(b):.3f} ms** of request-path CPU per item "
+                    f"(answers: {dict(sorted(b.codes.items()))}); the event tail drained "
+                    f"{self.bulk_tail:.1f} s after it.",
+                ]
+                if (b := self.bulk) is not None
+                else []
+            ),
             "",
             "## Where the CPU goes (transfer run)",
             "",
@@ -623,13 +754,30 @@ async def run(
                 "amount": "2.50",
             }
 
+        sizes = await batch_sizes(f"http://127.0.0.1:{PORTS['wallets']}")
         deposits = Result("deposit", args.clients)
         await drive(session, deposits, args.short_seconds, deposit, meter)
         payments = Result("payment", args.clients)
         await drive(session, payments, args.short_seconds, payment, meter)
-    raw_rate, raw_pg_ms = await raw_db_limit(dsn, args.clients, min(args.seconds, 15))
+        bulk = Result("bulk transfer (items)", args.bulk_clients)
+        await drive_bulk(session, bulk, args.short_seconds, transfer, meter, args.bulk_size)
+        drained = time.monotonic()
+        await tail_caught_up(dsn, mongo_url, db_name, transfers.ok_ids, 120)
+        bulk_tail = time.monotonic() - drained
+    raw_rate, raw_pg_ms = await raw_db_limit(dsn, args.clients, min(args.seconds, 15), args.users)
     return Report(
-        transfers, deposits, payments, raw_rate, raw_pg_ms, tail, counts, hottest_name, frames
+        transfers,
+        deposits,
+        payments,
+        raw_rate,
+        raw_pg_ms,
+        tail,
+        counts,
+        hottest_name,
+        frames,
+        bulk=bulk,
+        bulk_tail=bulk_tail,
+        sizes=sizes,
     )
 
 
