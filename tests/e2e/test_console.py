@@ -307,6 +307,56 @@ async def test_an_answer_that_leaves_the_outcome_unknown_keeps_the_key(
     assert all(f"status of {status}" in p or "Failed to load" in p for p in problems), problems
 
 
+async def test_payouts_from_a_csv_file_show_each_lines_result(
+    browser: Browser, stack: Stack, api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    # Issue 21.3: a CSV of payouts, one POST /transactions/batch; each line's result.
+    user, auth, wallet = await funded_user(api, "30.00")
+    _, b_auth, b = await funded_user(api, "0")
+    _, c_auth, c = await funded_user(api, "0")
+    csv = tmp_path / "payroll.csv"
+    csv.write_text(
+        "destination_wallet_id,amount,description\n"
+        f'{b["id"]},10.00,"March, part 1"\n'
+        f"{c['id']},25,too much after the first\n"
+        f"{c['id']},20.00\n"
+    )
+    _, page, problems = await open_console(browser, stack, bypass_csp=True)
+    await login_ui(page, user["email"])
+    await page.click("#nav >> text=Payouts")
+    await page.wait_for_selector("#payouts-source option")
+    await page.set_input_files("#payouts-file", str(csv))
+    await page.click("#payouts-form button[type=submit]")
+    await page.wait_for_selector("#payouts-confirm:not([hidden])")
+    assert "Send 3 payouts, 55.00 USD in all" in await page.inner_text("#payouts-confirm-text")
+    await page.click("#payouts-yes")
+    await page.wait_for_selector("#notice:has-text('2 of 3 payouts sent')")
+    rows = page.locator("#payout-rows tr")
+    await expect(rows).to_have_count(3)
+    texts = [await rows.nth(i).inner_text() for i in range(3)]
+    assert texts[0].startswith("2") and "Sent" in texts[0] and "10.00 USD" in texts[0]
+    assert texts[1].startswith("3") and "Not sent" in texts[1] and "not enough money" in texts[1]
+    assert texts[2].startswith("4") and "Sent" in texts[2]
+    await shot(page, "payouts")
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    assert [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")] == []
+    assert await balance(api, auth, wallet["id"]) == "0.00"
+    assert await balance(api, b_auth, b["id"]) == "10.00"
+    assert await balance(api, c_auth, c["id"]) == "20.00"
+    # A line that cannot be read is named, and nothing is sent.
+    await page.fill("#payouts-text", f"{b['id']},1.234\n")
+    await page.click("#payouts-form button[type=submit]")
+    await page.wait_for_selector("#alert:has-text('Line 1: please check the amount')")
+    # A wallet that does not exist refuses the whole file, nothing moves.
+    await page.fill("#payouts-text", f"{'0' * 8}-0000-4000-8000-{'0' * 12},1.00\n")
+    await page.click("#payouts-form button[type=submit]")
+    await page.click("#payouts-yes")
+    await page.wait_for_selector("#alert:not([hidden])")
+    assert await balance(api, b_auth, b["id"]) == "10.00"
+    assert all("status of 404" in p for p in problems), problems
+
+
 async def test_names_and_descriptions_holding_markup_render_as_text(
     browser: Browser, stack: Stack, api: httpx.AsyncClient
 ) -> None:

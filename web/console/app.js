@@ -14,7 +14,7 @@ import {
 } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["auth", "wallets", "topup", "send", "history"];
+const VIEWS = ["auth", "wallets", "topup", "send", "payouts", "history"];
 let wallets = [];
 let user = null;
 let resumeTo = null; // the view an expired session interrupted, to return to after login
@@ -145,7 +145,7 @@ async function route() {
   const target = VIEWS.includes(view) && view !== "auth" ? view : "wallets";
   show(target);
   await attempt(async () => {
-    if (target === "wallets" || target === "topup" || target === "send") await loadWallets();
+    if (["wallets", "topup", "send", "payouts"].includes(target)) await loadWallets();
     if (target === "history") {
       await loadWallets();
       await loadHistory(null);
@@ -251,7 +251,7 @@ async function loadWallets() {
   $("open-currency").replaceChildren(...open.map((c) => option(c, c)));
   $("open-form").hidden = open.length === 0;
   const choices = () => wallets.map((w) => option(w.id, `${w.currency} (${w.balance} ${w.currency})`));
-  for (const id of ["topup-wallet", "send-source"]) {
+  for (const id of ["topup-wallet", "send-source", "payouts-source"]) {
     const select = $(id);
     const keep = select.value;
     select.replaceChildren(...choices());
@@ -394,6 +394,119 @@ $("confirm-yes").addEventListener("click", async () => {
       $("send-form").hidden = false;
       pending = null;
     }
+  }
+});
+
+// -- payouts: a CSV of transfers, sent as one POST /transactions/batch
+
+// CSV by hand: the console is plain static files with no build step, and this needs
+// only RFC 4180's quoting (a quoted field may hold commas, and "" for a quote).
+function csvRows(text) {
+  const rows = [];
+  let row = [];
+  let field = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i += 1;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") {
+      row.push(field);
+      field = "";
+    } else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i += 1;
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = "";
+    } else field += c;
+  }
+  if (field || row.length) rows.push([...row, field]);
+  return rows
+    .map((cells, index) => ({ line: index + 1, cells: cells.map((x) => x.trim()) }))
+    .filter((r) => r.cells.some((x) => x));
+}
+
+const payoutSubmission = new Submission();
+let payouts = null; // the reviewed batch awaiting confirmation: {body, lines}
+
+onSubmit("payouts-form", async (form) => {
+  const w = walletById(form.source.value);
+  if (!w) return say("Open a wallet first.");
+  const file = form.file.files[0];
+  const text = file ? await file.text() : form.text.value;
+  let rows = csvRows(text);
+  if (rows.length && /wallet/i.test(rows[0].cells[0])) rows = rows.slice(1); // a header
+  if (!rows.length) return say("There are no payouts in it: one line per payout, please.");
+  if (rows.length > 1000) return say(`That is ${rows.length} payouts: at most 1,000 at once.`);
+  const items = [];
+  for (const { line, cells } of rows) {
+    const [destination, amountText, description] = cells;
+    if (!/^[0-9a-fA-F-]{36}$/.test(destination || "")) {
+      return say(`Line ${line}: please check the wallet id: it looks like 3f2a…-….`);
+    }
+    const amount = parseAmount(amountText || "", w.currency);
+    if (!amount) return say(`Line ${line}: please check the amount. ${amountHint(w.currency)}`);
+    const item = { type: "transfer", source_wallet_id: w.id, destination_wallet_id: destination, amount };
+    if (description) item.description = description;
+    items.push(item);
+  }
+  const total = items.reduce((sum, i) => sum + Number(i.amount), 0);
+  payouts = { body: { items }, lines: rows.map((r) => r.line) };
+  $("payouts-confirm-text").textContent =
+    `Send ${items.length} payout${items.length === 1 ? "" : "s"}, ${total.toFixed(CURRENCIES[w.currency])} ${w.currency} in all, from your ${w.currency} wallet.`;
+  form.hidden = true;
+  $("payouts-confirm").hidden = false;
+  $("payouts-yes").focus();
+  return undefined;
+});
+
+function payoutsBack() {
+  payouts = null;
+  $("payouts-confirm").hidden = true;
+  $("payouts-form").hidden = false;
+}
+$("payouts-back").addEventListener("click", payoutsBack);
+
+$("payouts-yes").addEventListener("click", async () => {
+  if (!payouts) return;
+  clearMessages();
+  const { body, lines } = payouts;
+  try {
+    const out = await submitAndCheck($("payouts-yes"), payoutSubmission, body, (key) =>
+      api.call("POST", "/transactions/batch", { body, idempotencyKey: key }),
+    );
+    if (!out) return;
+    payoutsBack();
+    $("payouts-form").reset();
+    const done = out.items.filter((t) => t.status === "COMPLETED").length;
+    $("payouts-summary").textContent = `${done} of ${out.items.length} payouts sent; line by line:`;
+    $("payout-rows").replaceChildren(
+      ...out.items.map((t, i) =>
+        el(
+          "tr",
+          {},
+          el("td", { text: String(lines[i]), class: "num" }),
+          el("td", {}, el("code", { text: t.destination_wallet_id })),
+          el("td", { text: `${t.amount} ${t.currency}`, class: "num" }),
+          el("td", { text: t.status === "COMPLETED" ? "Sent" : `Not sent: ${failureInWords(t.failure_code)}` }),
+        ),
+      ),
+    );
+    $("payouts-results").hidden = false;
+    say(`${done} of ${out.items.length} payouts sent.`, "notice");
+    await loadWallets();
+  } catch (err) {
+    // A 422 names the item: said with its line of the file.
+    const item = err instanceof api.ApiError ? err.problem?.errors?.[0]?.loc?.[1] : undefined;
+    const where = Number.isInteger(item) ? `Line ${lines[item]}: ` : "";
+    say(where + explain(err));
+    if (!outcomeUnknown(err) && !(err instanceof api.SessionExpired)) payoutsBack();
   }
 });
 
