@@ -100,11 +100,13 @@ class Seen:
 
 # The operations that need a component: a fault's window closes at the first success of
 # one of them (an answer from some other service proves nothing about the faulted one).
-ALL_OPS = frozenset({"register", "login", "refresh", "wallet", "activate", "deactivate", "tx"})
+ALL_OPS = frozenset(
+    {"register", "login", "refresh", "wallet", "activate", "deactivate", "tx", "bulk"}
+)
 NEEDS: dict[str, frozenset[str]] = {
     "users": frozenset({"register", "login", "refresh"}),
-    "wallets": frozenset({"wallet", "activate", "deactivate", "tx"}),
-    "transactions": frozenset({"tx"}),
+    "wallets": frozenset({"wallet", "activate", "deactivate", "tx", "bulk"}),
+    "transactions": frozenset({"tx", "bulk"}),
     "payment_gateway": frozenset({"tx"}),
 }
 
@@ -129,6 +131,8 @@ class World:
     seen: list[Seen] = field(default_factory=list)
     faults: list[FaultRecord] = field(default_factory=list)
     not_json: int = 0  # answers whose body was not JSON (every error must be problem+json)
+    # Per bulk Idempotency-Key, every distinct list of transactions its 200s named.
+    batch_answers: dict[str, set[tuple[str, ...]]] = field(default_factory=dict)
 
     def recovery(self, f: FaultRecord) -> float | None:
         """When the first success came of a call that needs the faulted component, sent
@@ -280,6 +284,9 @@ async def one_op(session: aiohttp.ClientSession, world: World) -> None:
             session, world, action, "POST", f"/wallets/{who.wallet}/{action}", None, who.auth
         )
         return
+    if roll < 0.14:
+        await bulk(session, world, who)
+        return
     kind = rng.choices(["deposit", "transfer", "payment"], weights=[25, 55, 20])[0]
     if kind == "payment" and not world.merchants:
         kind = "transfer"
@@ -307,6 +314,37 @@ async def one_op(session: aiohttp.ClientSession, world: World) -> None:
         # a retry with the same key: the same body replays, another body is refused
         again = body if rng.random() < 0.7 else {**body, "description": "another body"}
         await call(session, world, "tx", "POST", "/transactions/create", again, headers, key, uid)
+
+
+async def bulk(session: aiohttp.ClientSession, world: World, who: Person) -> None:
+    """POST /transactions/batch of 2 to 20 transfers and payments, keyed or not, replayed
+    now and then. Each item answered counts as a transaction answer of its own."""
+    rng = world.rng
+    items = [
+        tx_body(world, "payment" if world.merchants and rng.random() < 0.3 else "transfer", who)
+        for _ in range(rng.randint(2, 20))
+    ]
+    items = [i for i in items if i["destination_wallet_id"] != who.wallet]
+    if not items:
+        return
+    key = f"chaos-bulk-{uuid.uuid4().hex}" if rng.random() < 0.6 else None
+    headers = {**who.auth, **({"Idempotency-Key": key} if key else {})}
+    for _ in range(2 if key and rng.random() < 0.3 else 1):
+        status, out = await call(
+            session, world, "bulk", "POST", "/transactions/batch", {"items": items}, headers, key
+        )
+        if status == 401:
+            await relogin(session, world, who)
+            return
+        if status != 200 or not isinstance(out, dict):
+            continue
+        for t in out["items"]:
+            answer = 201 if t["status"] == "COMPLETED" else 400
+            world.seen.append(
+                Seen("tx", answer, t["id"], None, who.user_id, began=time.monotonic())
+            )
+        if key:
+            world.batch_answers.setdefault(key, set()).add(tuple(t["id"] for t in out["items"]))
 
 
 # -- faults
@@ -597,6 +635,8 @@ async def check(
             "GROUP BY 1, 2 HAVING count(*) > 1) d"
         )
         results.append(("one transaction per idempotency key", int(dup_keys), ""))
+        changed = sum(1 for answers in world.batch_answers.values() if len(answers) > 1)
+        results.append(("a bulk key's every answer names the same transactions", changed, ""))
         results.append(
             ("every answer with a body is JSON (errors problem+json)", world.not_json, "")
         )
