@@ -6,10 +6,10 @@ PY := .venv/bin/python
 
 run:
 	@bash infra/stack.sh install
-	@PAYSYS_LOCAL_TLS=$(TLS) PAYSYS_INSTANCES=$(or $(PAYSYS_INSTANCES),1) exec $(PY) -m paysys.cli run
+	@PAYSYS_LOCAL_TLS=$(TLS) PAYSYS_INSTANCES=$(or $(PAYSYS_INSTANCES),1) exec $(PY) -m paysys_dev run
 
 stop:
-	@$(PY) -m paysys.cli stop
+	@$(PY) -m paysys_dev stop
 
 infra:
 	@bash infra/stack.sh up

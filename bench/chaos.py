@@ -41,6 +41,8 @@ import aiohttp
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import AsyncMongoClient
+
 from invariants import (  # bench/ is the script's folder
     WALLET_TOPICS,
     Charge,
@@ -55,11 +57,9 @@ from invariants import (  # bench/ is the script's folder
     run_messages,
 )
 from isolated import Isolated, isolated
-from pymongo import AsyncMongoClient
+from paysys_dev.fleet import Fleet
+from paysys_dev.stack import ROOT, SERVICES, STACK, wait_ready
 from reports import write_section
-
-from paysys.cli import ROOT, SERVICES, STACK, wait_ready
-from paysys.fleet import Fleet
 
 # Below the ephemeral range (32768+): a port polled before its service listens can
 # otherwise be picked as the source port of the poll itself, a TCP self-connect.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from paysys.cli import SERVICES, infra_env
+from paysys_dev.stack import SERVICES, infra_env
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,12 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from isolated import isolated  # bench/ is the script's folder
 from pymongo import AsyncMongoClient
-from reports import write_section
 
-from paysys.cli import ROOT, SERVICES, wait_ready
-from paysys.fleet import Fleet
+from isolated import isolated  # bench/ is the script's folder
+from paysys_dev.fleet import Fleet
+from paysys_dev.stack import ROOT, SERVICES, wait_ready
+from reports import write_section
 
 PORTS = {s: 28000 + i for i, s in enumerate(SERVICES)}
 GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"

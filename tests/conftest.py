@@ -20,11 +20,12 @@ import httpx
 import pytest
 from bench.isolated import create_database, drop_database
 
-from paysys.cli import ROOT, SERVICES, STACK, infra_env, wait_ready
-from paysys.fleet import spawn_service, stop_processes
 from paysys.kit.crypto import DEV_DATA_KEYS
+from paysys_dev.fleet import spawn_service, stop_processes
+from paysys_dev.stack import ROOT, SERVICES, STACK, infra_env, wait_ready
 
 _GIVEN: set[int] = set()
+FAULTY_TRANSACTIONS = "tests.support.faults:create_app"
 
 
 def free_port() -> int:
@@ -97,7 +98,6 @@ def infra() -> Iterator[Infra]:
         PAYSYS_CONSUMER_START="latest",
         # Two data keys, the first current: tests/e2e/test_personal_data.py rotates.
         PAYSYS_DATA_KEYS=f"{DEV_DATA_KEYS},{ROTATION_KEY}",
-        PAYSYS_ENABLE_FAULT_HOOKS="true",
         PAYSYS_LOG_LEVEL="INFO",
         # generous limits for the suite; tests/e2e/test_gateway_limits.py runs a strict gateway
         PAYSYS_RATE_LIMIT_REGISTER="100000",
@@ -140,7 +140,9 @@ class Stack:
 
     def start(self, *services: str, timeout: float = 120) -> None:
         for s in services:
-            self.procs[s] = spawn_service(s, self.infra.env, self.log_dir)
+            # transactions with the test-only fault hooks (tests/support/faults.py)
+            app = FAULTY_TRANSACTIONS if s == "transactions" else None
+            self.procs[s] = spawn_service(s, self.infra.env, self.log_dir, app=app)
         wait_ready({s: self.url(s) for s in services}, timeout, self.procs)
 
     def stop(self, *services: str) -> None:

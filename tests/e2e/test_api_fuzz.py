@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from paysys.cli import ROOT
+from paysys_dev.stack import ROOT
 from tests.conftest import Stack
 from tests.e2e.helpers import PASSWORD, unique_email
 from tests.e2e.money import CARD

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from paysys.cli import ROOT
+from paysys_dev.stack import ROOT
 from tests.conftest import Infra
 
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from paysys.cli import ROOT
+from paysys_dev.stack import ROOT
 from tests.conftest import Infra
 
 

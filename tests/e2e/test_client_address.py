@@ -12,8 +12,8 @@ import httpx
 import pytest
 import redis
 
-from paysys.cli import wait_ready
-from paysys.fleet import Fleet
+from paysys_dev.fleet import Fleet
+from paysys_dev.stack import wait_ready
 from tests.conftest import TEST_PORTS, Stack, free_port, gateway_of, unique_email
 
 LIMIT = 5

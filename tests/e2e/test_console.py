@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
 
-from paysys.cli import ROOT
+from paysys_dev.stack import ROOT
 from tests.conftest import Stack, unique_email
 from tests.e2e.helpers import PASSWORD
 from tests.e2e.money import balance, deposit, funded_user, wallet_for

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from paysys.cli import wait_ready
-from paysys.fleet import spawn_service, stop_processes
+from paysys_dev.fleet import spawn_service, stop_processes
+from paysys_dev.stack import wait_ready
 from tests.conftest import Stack, free_port
 from tests.e2e.helpers import bearer, login, register
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from paysys.cli import ROOT
+from paysys_dev.stack import ROOT
 
 REDOCLY = ROOT / "web" / "node_modules" / ".bin" / "redocly"
 

@@ -14,9 +14,9 @@ import pytest
 import redis
 from cryptography.exceptions import InvalidTag
 
-from paysys.cli import ROOT
 from paysys.kit.crypto import DEV_BLIND_INDEX_KEY, DEV_DATA_KEYS, cipher_from
 from paysys.kit.mongo import make_mongo
+from paysys_dev.stack import ROOT
 from tests.conftest import Stack, eventually
 from tests.e2e.helpers import PASSWORD, assert_problem, bearer, login, mails_to, register
 from tests.e2e.money import db_fetch, deposit, wallet_for

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from aiohttp import web
 
-from paysys.cli import wait_ready
-from paysys.fleet import spawn_service, stop_processes
 from paysys.kit.settings import DEV_INTERNAL_TOKEN
+from paysys_dev.fleet import spawn_service, stop_processes
+from paysys_dev.stack import wait_ready
 from tests.conftest import Stack, eventually, free_port
 from tests.e2e.helpers import user_with_token
 from tests.e2e.money import CARD, balance, db_fetch, wallet_for

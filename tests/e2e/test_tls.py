@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from paysys.cli import wait_ready
-from paysys.fleet import spawn_service, stop_processes
 from paysys.kit.tls import LocalTls, local_tls
+from paysys_dev.fleet import spawn_service, stop_processes
+from paysys_dev.stack import wait_ready
 from tests.conftest import TEST_PORTS, Stack, free_port, unique_email
 from tests.e2e.helpers import PASSWORD
 

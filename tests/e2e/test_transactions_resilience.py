@@ -11,8 +11,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from paysys.cli import ROOT
 from paysys.kit.mongo import make_mongo
+from paysys_dev.stack import ROOT
 from tests.conftest import Stack, eventually
 from tests.e2e.helpers import kafka_events, user_with_token
 from tests.e2e.money import (

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from paysys.fleet import instance_port, start_haproxy, stop_processes
+from paysys_dev.fleet import instance_port, start_haproxy, stop_processes
 from tests.conftest import free_port
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from paysys.cli import ROOT
 from paysys.kit.crypto import DEV_BLIND_INDEX_KEY, DEV_DATA_KEYS
 from paysys.kit.settings import DEV_INTERNAL_TOKEN, DEV_JWT_SECRET
+from paysys_dev.stack import ROOT
 
 CHART = ROOT / "deploy" / "helm" / "paysys"
 SERVICES = ("gateway", "users", "wallets", "transactions", "payment-gateway", "notifications")

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from paysys.cli import ROOT, wait_ready
-from paysys.fleet import spawn_service, stop_processes
+from paysys_dev.fleet import spawn_service, stop_processes
+from paysys_dev.stack import ROOT, wait_ready
 from tests.conftest import Stack, eventually, free_port
 from tests.e2e.helpers import user_with_token
 from tests.e2e.money import CARD, deposit, funded_user, move, wallet_for

@@ -17,8 +17,8 @@ import aiosmtplib
 import pytest
 import uvloop
 
-from paysys.cli import ROOT
 from paysys.notifications.smtp import PipelinedSMTP
+from paysys_dev.stack import ROOT
 from tests.conftest import Infra, free_port
 
 SENDER = "no-reply@paysys.local"

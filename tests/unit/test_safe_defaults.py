@@ -152,5 +152,3 @@ def test_every_development_secret_is_refused_outside_local_and_fault_hooks_too()
             dev = cls.DEV_SECRETS[name]
             with pytest.raises(ValueError, match=f"PAYSYS_{name.upper()}"):
                 cls(env="production", **{**values, name: dev})  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match="PAYSYS_ENABLE_FAULT_HOOKS"):
-            cls(env="production", enable_fault_hooks=True, **values)  # type: ignore[arg-type]

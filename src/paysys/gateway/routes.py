@@ -32,6 +32,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/wallets/create", "wallets", True, "user", "createWallet"),
     Route("GET", "/wallets", "wallets", True, "user", "listWallets"),
     Route("GET", "/wallets/{id}", "wallets", True, "user", "getWallet"),
+    Route("GET", "/wallets/{id}/payee", "wallets", True, "user", "getWalletPayee"),
     Route("POST", "/wallets/{id}/deactivate", "wallets", True, "user", "deactivateWallet"),
     Route("POST", "/wallets/{id}/activate", "wallets", True, "user", "activateWallet"),
     Route("POST", "/transactions/create", "transactions", True, "user", "createTransaction"),

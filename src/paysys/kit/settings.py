@@ -121,9 +121,6 @@ class KitSettings(BaseSettings):
     http_max_head_bytes: int = Field(64 * 1024, ge=8 * 1024)
     http_head_timeout_seconds: float = Field(10.0, gt=0)
 
-    # Test-only fault injection (see transactions); refused outside local/test.
-    enable_fault_hooks: bool = False
-
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_local(self) -> KitSettings:
         if self.env not in ("local", "test"):
@@ -140,8 +137,6 @@ class KitSettings(BaseSettings):
                     f"{', '.join(unset)} must be set, to a secret of at least "
                     f"{MIN_SECRET_BYTES} bytes, outside local mode (PAYSYS_ENV={self.env})"
                 )
-            if self.enable_fault_hooks:
-                raise ValueError("PAYSYS_ENABLE_FAULT_HOOKS is for local and test runs only")
         return self
 
     def bind_host_of(self, service: str) -> str:

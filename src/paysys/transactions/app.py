@@ -9,15 +9,17 @@ from paysys.kit.metrics import TRANSACTION_DURATION, TRANSACTIONS, prime
 from paysys.kit.runtime import Runtime
 from paysys.transactions import models
 from paysys.transactions.clients import Clients
-from paysys.transactions.faults import FaultyClients
 from paysys.transactions.group import GroupCommit
-from paysys.transactions.router import internal, router
+from paysys.transactions.router import batch_answer, final_response, router
 from paysys.transactions.saga import Saga
 from paysys.transactions.settings import TransactionsSettings
 from paysys.transactions.tasks import recovery_loop
 
 
-def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
+def create_app(
+    settings: TransactionsSettings | None = None, clients_class: type[Clients] = Clients
+) -> FastAPI:
+    """The service; tests pass their own `clients_class` (tests/support/faults.py)."""
     settings = settings or TransactionsSettings()
     rt = Runtime(
         "transactions",
@@ -31,16 +33,21 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
 
     async def on_start(app: FastAPI) -> None:
         timeout = settings.call_timeout_seconds
-        # Test-only faults are wired in here, when the setting asks for them.
-        kind = FaultyClients if settings.enable_fault_hooks else Clients
-        clients = kind(
+        clients = clients_class(
             wallets=rt.client("wallets", timeout),
             payments=rt.client("payment_gateway", timeout),
             users=rt.client("users", timeout),
             attempts=settings.step_attempts,
         )
-        app.state.faults = clients.faults if isinstance(clients, FaultyClients) else None
-        saga = Saga(rt.db, rt.outbox_or_fail, rt.records_or_fail, settings, clients)
+        saga = Saga(
+            rt.db,
+            rt.outbox_or_fail,
+            rt.records_or_fail,
+            settings,
+            clients,
+            answer=final_response,
+            answer_batch=batch_answer,
+        )
         app.state.saga = saga
         group = GroupCommit(saga, settings.group_commit_max_items)
         app.state.group = group
@@ -52,5 +59,4 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
 
     app = build_app("transactions", settings, rt.lifespan(on_start))
     app.include_router(router)
-    app.include_router(internal)
     return app

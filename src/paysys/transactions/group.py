@@ -28,8 +28,8 @@ from paysys.kit.events import utcnow
 from paysys.transactions import repository
 from paysys.transactions.clients import OutcomeUnknown
 from paysys.transactions.exceptions import OutcomePending
-from paysys.transactions.models import Transaction
-from paysys.transactions.saga import Saga, Status
+from paysys.transactions.models import Status, Transaction
+from paysys.transactions.saga import Saga
 
 log = structlog.get_logger()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -18,12 +19,41 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy import (
+    Enum as SAEnum,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from paysys.kit.db import NAMING
 from paysys.kit.outbox import outbox_table
 from paysys.kit.records import records_table
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class Phase(StrEnum):
+    STARTED = "started"
+    CHARGED = "charged"
+    COMPENSATING = "compensating"
+    DONE = "done"
+
+
+def _enum(kind: type[StrEnum], length: int) -> SAEnum:
+    """A column holding one of `kind`'s values as text (the CHECK constraints are the
+    migrations'); rows load as members of `kind`."""
+    return SAEnum(
+        kind,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 class Base(DeclarativeBase):
@@ -60,10 +90,10 @@ class Transaction(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     type: Mapped[str] = mapped_column(String(10))
-    status: Mapped[str] = mapped_column(String(10), default="PENDING")
+    status: Mapped[Status] = mapped_column(_enum(Status, 10), default=Status.PENDING)
     # Saga progress: started -> debited|charged -> compensating -> done. Once
     # "compensating" is recorded, the saga only ever goes back, never forward.
-    phase: Mapped[str] = mapped_column(String(20), default="started")
+    phase: Mapped[Phase] = mapped_column(_enum(Phase, 20), default=Phase.STARTED)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     initiator_user_id: Mapped[uuid.UUID]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -337,7 +338,7 @@ class Answer:
 
 async def finish_many(
     conn: Any,
-    ends: list[tuple[uuid.UUID, str, str | None, dict[str, Any]]],
+    ends: Sequence[tuple[uuid.UUID, str, str | None, dict[str, Any]]],
     at: datetime,
     events: list[tuple[Any, ...]],
     records: list[tuple[Any, ...]],

@@ -7,22 +7,22 @@ import binascii
 import json
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from paysys.kit.auth import CurrentUserId, require_internal
+from paysys.kit.auth import CurrentUserId
 from paysys.kit.deps import PROBLEM
-from paysys.kit.errors import PROBLEM_JSON, NotFound, ServiceUnavailable, ValidationFailed
-from paysys.kit.text import Input
+from paysys.kit.errors import PROBLEM_JSON, ServiceUnavailable, ValidationFailed, problem_body
+from paysys.kit.money import format_amount
 from paysys.transactions import service
 from paysys.transactions.clients import OutcomeUnknown
 from paysys.transactions.exceptions import TransactionNotFound
-from paysys.transactions.faults import FAULT_NAMES, Fault, Faults
 from paysys.transactions.group import GroupCommit
-from paysys.transactions.saga import Saga, final_response, to_out
+from paysys.transactions.models import Status, Transaction
+from paysys.transactions.saga import Saga
 from paysys.transactions.schemas import (
     BatchIn,
     BatchOut,
@@ -33,6 +33,49 @@ from paysys.transactions.schemas import (
 )
 
 router = APIRouter(prefix="/transactions", tags=["transactions"])
+
+
+# -- answers: rendered here, handed down to the saga (app.py), which keeps a keyed
+# request's answer with its terminal state
+
+
+def to_out(tx: Transaction) -> TransactionOut:
+    return TransactionOut(
+        id=tx.id,
+        type=tx.type,
+        status=tx.status,
+        amount=format_amount(tx.amount, tx.currency),
+        currency=tx.currency,
+        source_wallet_id=tx.source_wallet_id,
+        destination_wallet_id=tx.destination_wallet_id,
+        description=tx.description,
+        failure_code=tx.failure_code,
+        created_at=tx.created_at,
+        updated_at=tx.updated_at,
+    )
+
+
+def failure_body(tx: Transaction) -> dict[str, Any]:
+    code = tx.failure_code or "PAYMENT_GATEWAY_ERROR"
+    return problem_body(
+        400,
+        code,
+        f"The {tx.type} did not go through: {code}.",
+        transaction_id=str(tx.id),
+        transaction=dump(to_out(tx)),
+    )
+
+
+def final_response(tx: Transaction) -> tuple[int, dict[str, Any]]:
+    """The answer of POST /transactions/create once the transaction ended."""
+    if tx.status == Status.COMPLETED:
+        return 201, dump(to_out(tx))
+    return 400, failure_body(tx)
+
+
+def batch_answer(txs: list[Transaction]) -> tuple[int, dict[str, Any]]:
+    """The answer of a bulk request, once its transactions ended."""
+    return 200, {"items": [dump(to_out(tx)) for tx in txs]}
 
 
 async def get_saga(request: Request) -> Saga:
@@ -107,7 +150,7 @@ async def create_batch(
         return _json(replay.status, replay.body, replayed=True)
     except OutcomeUnknown:
         raise ServiceUnavailable("A service is not available; retry later.") from None
-    return _json(*service.batch_answer(txs))
+    return _json(*batch_answer(txs))
 
 
 def _keyed(saga: Saga, body: BaseModel, idempotency_key: str | None) -> service.Keyed | None:
@@ -171,22 +214,3 @@ async def get_transaction(
     except ValueError:
         raise TransactionNotFound("No such transaction.") from None
     return to_out(await service.visible(saga.db, tx_id, user_id))
-
-
-internal = APIRouter(
-    prefix="/internal", include_in_schema=False, dependencies=[Depends(require_internal)]
-)
-
-
-class FaultIn(Input):
-    destination_wallet_id: uuid.UUID
-    fault: Literal[FAULT_NAMES]  # type: ignore[valid-type]
-    seconds: float = 0.0
-
-
-@internal.post("/faults", status_code=204)
-async def arm_fault(body: FaultIn, request: Request) -> None:
-    faults: Faults | None = request.app.state.faults
-    if faults is None:  # not a test run
-        raise NotFound("Not Found")
-    faults.arm(body.destination_wallet_id, Fault(body.fault, body.seconds))

@@ -21,14 +21,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 import structlog
 
 from paysys.kit.context import bind_request
 from paysys.kit.db import Database
-from paysys.kit.errors import problem_body
 from paysys.kit.events import utcnow
 from paysys.kit.metrics import TRANSACTION_DURATION, TRANSACTION_FAILURES, TRANSACTIONS
 from paysys.kit.money import format_amount
@@ -36,25 +34,10 @@ from paysys.kit.outbox import Outbox
 from paysys.kit.records import Records
 from paysys.transactions import repository
 from paysys.transactions.clients import Clients, OutcomeUnknown, StepFailed
-from paysys.transactions.models import Transaction
-from paysys.transactions.schemas import TransactionOut, dump
+from paysys.transactions.models import Phase, Status, Transaction
 from paysys.transactions.settings import TransactionsSettings
 
 log = structlog.get_logger()
-
-
-class Status(StrEnum):
-    PENDING = "PENDING"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-
-
-class Phase(StrEnum):
-    STARTED = "started"
-    CHARGED = "charged"
-    COMPENSATING = "compensating"
-    DONE = "done"
 
 
 TERMINAL = (Status.COMPLETED, Status.FAILED)
@@ -64,37 +47,10 @@ class Superseded(Exception):
     """Another runner moved this saga on first; this one must not act further."""
 
 
-def to_out(tx: Transaction) -> TransactionOut:
-    return TransactionOut(
-        id=tx.id,
-        type=tx.type,
-        status=tx.status,
-        amount=format_amount(tx.amount, tx.currency),
-        currency=tx.currency,
-        source_wallet_id=tx.source_wallet_id,
-        destination_wallet_id=tx.destination_wallet_id,
-        description=tx.description,
-        failure_code=tx.failure_code,
-        created_at=tx.created_at,
-        updated_at=tx.updated_at,
-    )
-
-
-def failure_body(tx: Transaction) -> dict[str, Any]:
-    code = tx.failure_code or "PAYMENT_GATEWAY_ERROR"
-    return problem_body(
-        400,
-        code,
-        f"The {tx.type} did not go through: {code}.",
-        transaction_id=str(tx.id),
-        transaction=dump(to_out(tx)),
-    )
-
-
-def final_response(tx: Transaction) -> tuple[int, dict[str, Any]]:
-    if tx.status == Status.COMPLETED:
-        return 201, dump(to_out(tx))
-    return 400, failure_body(tx)
+# How a transaction's answer is rendered (router.py renders HTTP answers): a create's,
+# kept with its Idempotency-Key when it ends; and a bulk request's, from its items.
+Answer = Callable[[Transaction], tuple[int, dict[str, Any]]]
+BatchAnswer = Callable[[list[Transaction]], tuple[int, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -114,6 +70,8 @@ class Saga:
     records: Records
     settings: TransactionsSettings
     clients: Clients
+    answer: Answer
+    answer_batch: BatchAnswer
 
     @property
     def lease(self) -> timedelta:
@@ -188,7 +146,7 @@ class Saga:
             at=tx.finished_at,
             correlation_id=tx.correlation_id,
         )
-        return Terminal([event], [log_doc, audit], final_response(tx))
+        return Terminal([event], [log_doc, audit], self.answer(tx))
 
     def end(
         self,

@@ -32,9 +32,9 @@ from paysys.transactions.exceptions import (
     WalletNotFound,
 )
 from paysys.transactions.group import GroupCommit, KeyTaken
-from paysys.transactions.models import Transaction
-from paysys.transactions.saga import Phase, Saga, Status, to_out
-from paysys.transactions.schemas import BatchItemIn, CreateIn, DepositIn, dump
+from paysys.transactions.models import Phase, Status, Transaction
+from paysys.transactions.saga import Saga
+from paysys.transactions.schemas import BatchItemIn, CreateIn, DepositIn
 
 log = structlog.get_logger()
 
@@ -98,11 +98,6 @@ async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
     raise RequestInProgress(IN_PROGRESS)
 
 
-def batch_answer(txs: list[Transaction]) -> tuple[int, dict[str, Any]]:
-    """The answer of a bulk request, once its transactions ended."""
-    return 200, {"items": [dump(to_out(tx)) for tx in txs]}
-
-
 async def _answer_ended_batch(
     saga: Saga, user_id: uuid.UUID, key: str, batch_id: uuid.UUID
 ) -> None:
@@ -113,7 +108,7 @@ async def _answer_ended_batch(
         txs = await repository.batch_items(conn, batch_id)
         if not txs or any(tx.status not in (Status.COMPLETED, Status.FAILED) for tx in txs):
             return
-        status, body = batch_answer(txs)
+        status, body = saga.answer_batch(txs)
         await conn.execute(repository.SET_ANSWER, user_id, key, status, json.dumps(body))
     raise Replay(status, body)
 
@@ -314,7 +309,7 @@ async def create_batch(
     )
     for _ in range(2):
         try:
-            return await group.submit(txs, failures, key, batch_answer)
+            return await group.submit(txs, failures, key, saga.answer_batch)
         except KeyTaken:
             assert keyed is not None
             await check_key(saga, user_id, keyed)  # returns only if the key ran out

@@ -9,6 +9,7 @@ from paysys.kit.runtime import Runtime
 from paysys.kit.settings import KitSettings
 from paysys.wallets import models
 from paysys.wallets.cache import WalletCache
+from paysys.wallets.clients import Users
 from paysys.wallets.router import internal, internal_misc, router, transfer, transfer_batch
 
 
@@ -22,10 +23,12 @@ def create_app(settings: KitSettings | None = None) -> FastAPI:
         records=models.records_outbox,
         redis=True,
         mongo=True,
+        http=True,
     )
 
     async def on_start(app: FastAPI) -> None:
         app.state.cache = WalletCache(rt.redis)
+        app.state.users = Users(rt.client("users", 5.0))
 
     app = build_app("wallets", settings, rt.lifespan(on_start))
     # internal first: /wallets/{id}/add-funds must not be shadowed by a public route

@@ -35,6 +35,9 @@ class Wallet(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "currency"),
         CheckConstraint("balance >= 0", name="balance_not_negative"),
+        CheckConstraint(
+            "held_balance >= 0 AND held_balance <= balance", name="held_within_balance"
+        ),
         CheckConstraint("status IN ('ACTIVE', 'INACTIVE')", name="status"),
     )
 
@@ -42,6 +45,8 @@ class Wallet(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(index=True)
     currency: Mapped[str] = mapped_column(String(3))
     balance: Mapped[int] = mapped_column(BigInteger, default=0)  # minor units
+    # Reserved by open authorizations; balance - held_balance is what can be spent.
+    held_balance: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(10), default="ACTIVE")
     # Bumped by every change; the cache only ever accepts a newer version.
     version: Mapped[int] = mapped_column(BigInteger, default=0)

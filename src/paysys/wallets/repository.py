@@ -100,7 +100,7 @@ async def apply_change(
     if require_active:
         conditions.append(Wallet.status == "ACTIVE")
     if delta < 0:
-        conditions.append(Wallet.balance >= -delta)
+        conditions.append(Wallet.balance - Wallet.held_balance >= -delta)
     row = (
         await session.execute(
             update(Wallet)

@@ -18,12 +18,14 @@ from paysys.kit.runtime import Runtime
 from paysys.kit.text import Input
 from paysys.wallets import repository, service
 from paysys.wallets.cache import WalletCache
+from paysys.wallets.clients import Users
 from paysys.wallets.exceptions import WalletNotFound
 from paysys.wallets.models import Wallet
 from paysys.wallets.schemas import (
     CreateWalletIn,
     FundsIn,
     FundsOut,
+    PayeeOut,
     RefundIn,
     TransferBatchIn,
     TransferBatchOut,
@@ -88,6 +90,33 @@ async def get_wallet(
     if state["user_id"] != str(user_id):
         raise WalletNotFound("No such wallet.")
     return service.to_out(state)
+
+
+@router.get("/{wallet_id}/payee", response_model=PayeeOut, responses=PROBLEM)
+async def get_payee(
+    wallet_id: str, _user_id: CurrentUserId, rt: RuntimeDep, cache: Cache, request: Request
+) -> PayeeOut:
+    """Who will receive money sent to a wallet (confirmation of payee): anyone signed
+    in may ask, and learns the currency, the account type and a name, nothing else."""
+    wid = parse_id(wallet_id)
+    state = await cache.get(wid)
+    if state is None:
+        async with rt.db.uow() as session:
+            wallet = await repository.get(session, wid)
+        if wallet is None:
+            raise WalletNotFound("No such wallet.")
+        state = service.to_state(wallet)
+        await cache.put(state)
+    users: Users = request.app.state.users
+    owner = await users.owner(uuid.UUID(state["user_id"]))
+    if owner is None:
+        raise WalletNotFound("No such wallet.")
+    return PayeeOut(
+        wallet_id=wid,
+        currency=state["currency"],
+        name=service.payee_name(owner.full_name, owner.account_type),
+        account_type=owner.account_type,
+    )
 
 
 async def _set_status(

@@ -21,9 +21,18 @@ class WalletOut(BaseModel):
     user_id: uuid.UUID
     currency: str
     balance: str
+    held_balance: str
+    available_balance: str
     status: Literal["ACTIVE", "INACTIVE"]
     created_at: datetime
     updated_at: datetime
+
+
+class PayeeOut(BaseModel):
+    wallet_id: uuid.UUID
+    currency: str
+    name: str
+    account_type: str
 
 
 class WalletList(BaseModel):

@@ -36,6 +36,7 @@ def to_state(wallet: Wallet) -> dict[str, Any]:
         "user_id": str(wallet.user_id),
         "currency": wallet.currency,
         "balance": wallet.balance,
+        "held_balance": wallet.held_balance,
         "status": wallet.status,
         "version": wallet.version,
         "created_at": wallet.created_at.isoformat(),
@@ -44,15 +45,30 @@ def to_state(wallet: Wallet) -> dict[str, Any]:
 
 
 def to_out(state: dict[str, Any]) -> WalletOut:
+    currency = state["currency"]
+    held = state.get("held_balance", 0)  # states cached before holds existed have none
     return WalletOut(
         id=state["id"],
         user_id=state["user_id"],
-        currency=state["currency"],
-        balance=format_amount(state["balance"], state["currency"]),
+        currency=currency,
+        balance=format_amount(state["balance"], currency),
+        held_balance=format_amount(held, currency),
+        available_balance=format_amount(state["balance"] - held, currency),
         status=state["status"],
         created_at=state["created_at"],
         updated_at=state["updated_at"],
     )
+
+
+def payee_name(full_name: str, account_type: str) -> str:
+    """Who a payer is shown before confirming: a merchant's full name; a person's first
+    name and the initial of the last ("Grace H."), nothing more of them."""
+    if account_type == "merchant":
+        return full_name
+    names = full_name.split()
+    if len(names) < 2:
+        return names[0] if names else ""
+    return f"{names[0]} {names[-1][0]}."
 
 
 async def create(

@@ -139,11 +139,20 @@ def spawn_service(
     log_dir: Path,
     standby: bool = False,
     log_name: str | None = None,
+    app: str | None = None,
 ) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = (log_dir / f"{log_name or service}.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "paysys.cli", "serve", service, *(["--standby"] * standby)],
+        [
+            sys.executable,
+            "-m",
+            "paysys.cli",
+            "serve",
+            service,
+            *(["--standby"] * standby),
+            *(["--app", app] if app else []),
+        ],
         env=dict(env),
         stdin=subprocess.PIPE if standby else None,
         stdout=log,

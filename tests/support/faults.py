@@ -1,17 +1,22 @@
-"""Test-only fault injection (PAYSYS_ENABLE_FAULT_HOOKS, refused outside local/test): the
-app wraps its clients in FaultyClients only when the setting asks for it, so that a test
-can force a compensation or a crash window in a real running saga. The saga knows
-nothing of this."""
+"""Test-only fault injection, outside the product: the test stack serves transactions
+through `create_app` below (`paysys serve transactions --app
+tests.support.faults:create_app`), the service built with FaultyClients and a route to
+arm a fault, so that a test can force a compensation or a crash window in a real running
+saga. The saga knows nothing of this."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import structlog
+from fastapi import APIRouter, Depends, FastAPI, Request
 
+from paysys.kit.auth import require_internal
+from paysys.kit.text import Input
+from paysys.transactions.app import create_app as create_transactions_app
 from paysys.transactions.clients import Clients
 
 log = structlog.get_logger()
@@ -84,3 +89,26 @@ class FaultyClients(Clients):
         if fault := self.faults.take(wallet_id, "pause_mid_saga"):
             await asyncio.sleep(fault.seconds)
         return await super().credit(wallet_id, tx, amount, currency)
+
+
+class FaultIn(Input):
+    destination_wallet_id: uuid.UUID
+    fault: Literal[FAULT_NAMES]  # type: ignore[valid-type]
+    seconds: float = 0.0
+
+
+router = APIRouter(
+    prefix="/internal", include_in_schema=False, dependencies=[Depends(require_internal)]
+)
+
+
+@router.post("/faults", status_code=204)
+async def arm_fault(body: FaultIn, request: Request) -> None:
+    clients: FaultyClients = request.app.state.saga.clients
+    clients.faults.arm(body.destination_wallet_id, Fault(body.fault, body.seconds))
+
+
+def create_app() -> FastAPI:
+    app = create_transactions_app(clients_class=FaultyClients)
+    app.include_router(router)
+    return app

@@ -1,0 +1,1 @@
+"""Developer tooling: the local stack. Not shipped with the product."""

@@ -1,0 +1,3 @@
+from paysys_dev.stack import main
+
+main()
