@@ -15,9 +15,12 @@ import redis
 from tests.conftest import Stack, stack_cmd
 from tests.e2e.helpers import (
     assert_problem,
+    bearer,
     internal_client,
     kafka_events,
+    login,
     move_out,
+    register,
     user_with_token,
 )
 
@@ -58,7 +61,7 @@ async def ledger(stack: Stack, wallet_id: str) -> tuple[int, int, int]:
 async def test_create_list_get_and_one_wallet_per_currency(api: httpx.AsyncClient) -> None:
     user, auth = await user_with_token(api)
     usd = await new_wallet(api, auth)
-    assert usd["balance"] == "0.00"
+    assert usd["balance"] == usd["held_balance"] == usd["available_balance"] == "0.00"
     assert usd["status"] == "ACTIVE"
     assert usd["currency"] == "USD"
     assert usd["user_id"] == user["id"]
@@ -67,6 +70,8 @@ async def test_create_list_get_and_one_wallet_per_currency(api: httpx.AsyncClien
         "user_id",
         "currency",
         "balance",
+        "held_balance",
+        "available_balance",
         "status",
         "created_at",
         "updated_at",
@@ -319,3 +324,30 @@ async def test_internal_wallet_paths_are_not_routable_through_the_gateway(
             method, path, json={"transaction_id": str(uuid.uuid4())}, headers=auth
         )
         assert_problem(resp, 404, "NOT_FOUND")
+
+
+async def test_anyone_signed_in_sees_who_a_wallet_pays_and_nothing_more(
+    api: httpx.AsyncClient,
+) -> None:
+    # Confirmation of payee (issue 22): a person's first name and last initial, a
+    # merchant's full name; the currency and account type; no id, no email.
+    person = await register(api, full_name="Grace Brewster Hopper")
+    p_auth = bearer((await login(api, person["email"]))["access_token"])
+    p_wallet = await new_wallet(api, p_auth)
+    shop = await register(api, full_name="Corner Shop Ltd", account_type="merchant")
+    s_auth = bearer((await login(api, shop["email"]))["access_token"])
+    s_wallet = await new_wallet(api, s_auth, "EUR")
+    _, someone = await user_with_token(api)
+    seen = (await api.get(f"/wallets/{p_wallet['id']}/payee", headers=someone)).json()
+    assert seen == {
+        "wallet_id": p_wallet["id"],
+        "currency": "USD",
+        "name": "Grace H.",
+        "account_type": "personal",
+    }
+    merchant = (await api.get(f"/wallets/{s_wallet['id']}/payee", headers=someone)).json()
+    assert (merchant["name"], merchant["currency"]) == ("Corner Shop Ltd", "EUR")
+    for unknown in (str(uuid.uuid4()), "not-an-id"):
+        missing = await api.get(f"/wallets/{unknown}/payee", headers=someone)
+        assert_problem(missing, 404, "WALLET_NOT_FOUND")
+    assert (await api.get(f"/wallets/{p_wallet['id']}/payee")).status_code == 401
