@@ -39,6 +39,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/transactions/batch", "transactions", True, "user", "createTransactionBatch"),
     Route("GET", "/transactions", "transactions", True, "user", "listTransactions"),
     Route("GET", "/transactions/{id}", "transactions", True, "user", "getTransaction"),
+    Route("POST", "/transactions/{id}/refund", "transactions", True, "user", "refundTransaction"),
 )
 
 # Request headers a client may send on to a service; everything else (notably any

@@ -24,6 +24,10 @@ TRANSACTION_KINDS = {
         ("source", "payment_sent"),
         ("destination", "payment_received"),
     ],
+    ("transaction.completed", "refund"): [
+        ("source", "refund_sent"),
+        ("destination", "refund_received"),
+    ],
 }
 
 # A batch's jobs in one statement, the same text whatever its size (one row per
@@ -46,6 +50,8 @@ SUBJECTS = {
     "transfer_received": "You received {amount} {currency}",
     "payment_sent": "You paid {amount} {currency}",
     "payment_received": "You were paid {amount} {currency}",
+    "refund_sent": "You refunded {amount} {currency}",
+    "refund_received": "You were refunded {amount} {currency}",
     "transaction_failed": "Your {type} of {amount} {currency} did not go through",
 }
 

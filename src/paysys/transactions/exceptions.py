@@ -30,3 +30,18 @@ class OutcomePending(AppError):
 
     status = 503
     code = "SERVICE_UNAVAILABLE"
+
+
+class InvalidTransactionState(AppError):
+    status = 409
+    code = "INVALID_TRANSACTION_STATE"
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "FORBIDDEN"
+
+
+class RefundExceedsAmount(AppError):
+    status = 400
+    code = "REFUND_EXCEEDS_AMOUNT"

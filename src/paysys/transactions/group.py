@@ -48,6 +48,7 @@ class Unit:
     failures: list[str | None]
     key: repository.NewKey | None
     answer: Callable[[list[Transaction]], tuple[int, dict[str, Any]]] | None
+    inserted: bool = False  # stored by the caller already (a refund, with its reservation)
     future: asyncio.Future[list[Transaction]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -66,11 +67,12 @@ class GroupCommit:
         failures: list[str | None],
         key: repository.NewKey | None,
         answer: Callable[[list[Transaction]], tuple[int, dict[str, Any]]] | None = None,
+        inserted: bool = False,
     ) -> list[Transaction]:
         """The transactions ended (COMPLETED or FAILED), in order. Raises KeyTaken, or
         OutcomePending when wallets gave no answer (they are stored, in flight: the
         recovery worker finishes them)."""
-        unit = Unit(txs, failures, key, answer)
+        unit = Unit(txs, failures, key, answer, inserted)
         self._queue.append(unit)
         self._wake.set()
         # Shielded: a request that goes away (client gone) leaves its unit in the group.
@@ -98,14 +100,18 @@ class GroupCommit:
 
     async def _apply(self, units: list[Unit]) -> None:
         saga = self.saga
-        txs = [tx for unit in units for tx in unit.txs]
-        keyed = [unit.key is not None for unit in units for _ in unit.txs]
-        keys = [unit.key for unit in units if unit.key is not None]
-        async with saga.db.raw() as conn:
-            created = await repository.insert_many(conn, txs, keyed, keys)
+        new = [unit for unit in units if not unit.inserted]
+        txs = [tx for unit in new for tx in unit.txs]
+        keyed = [unit.key is not None for unit in new for _ in unit.txs]
+        keys = [unit.key for unit in new if unit.key is not None]
+        created: set[uuid.UUID] = set()
+        if txs:
+            async with saga.db.raw() as conn:
+                created = await repository.insert_many(conn, txs, keyed, keys)
         live = []
         for unit in units:
-            if unit.txs[0].id in created:  # a unit is inserted whole or not at all
+            # a unit is inserted whole or not at all
+            if unit.inserted or unit.txs[0].id in created:
                 live.append(unit)
             else:
                 unit.future.set_exception(KeyTaken())

@@ -67,7 +67,12 @@ records_outbox = records_table(Base.metadata)
 class Transaction(Base):
     __tablename__ = "transactions"
     __table_args__ = (
-        CheckConstraint("type IN ('deposit', 'transfer', 'payment')", name="type"),
+        CheckConstraint("type IN ('deposit', 'transfer', 'payment', 'refund')", name="type"),
+        CheckConstraint(
+            "refunded_amount >= 0 AND refund_reserved >= 0 "
+            "AND refunded_amount + refund_reserved <= amount",
+            name="refunds_within_amount",
+        ),
         CheckConstraint(
             "status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')", name="status"
         ),
@@ -118,13 +123,19 @@ class Transaction(Base):
     # An item of POST /transactions/batch: the batch, and its 0-based place in it.
     batch_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     batch_index: Mapped[int | None] = mapped_column(default=None)
+    # A refund: the transaction it gives back. The original: its completed refunds, and
+    # those in flight (reserved at their creation, settled when they end).
+    refunded_transaction_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    refund_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
 
     user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Scoped per operation: a refund's key is stored as "refund:<key>".
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
     # HMAC of the request body, card number and CVC left out (see service.request_hash).
     request_hash: Mapped[str] = mapped_column(String(64))
     # The request that holds the key until it links a transaction: a takeover of an

@@ -230,6 +230,7 @@ _COLUMNS = (
     ("batch_id", "uuid"),
     ("batch_index", "int"),
     ("failure_code", "text"),
+    ("refunded_transaction_id", "uuid"),
 )
 _N = len(_COLUMNS)
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
@@ -301,7 +302,17 @@ WITH f AS (
   UPDATE transactions x SET status = f.status, phase = 'done', failure_code = f.failure_code,
          lease_until = NULL, updated_at = $5, finished_at = $5, steps = x.steps || f.step
   FROM f WHERE x.id = f.id AND x.status IN ('PENDING', 'PROCESSING')
-  RETURNING x.id
+  RETURNING x.id, x.status, x.amount, x.refunded_transaction_id
+), rf AS (
+  -- A refund that ends settles its reservation on the original: kept as refunded when
+  -- it completed, released when it failed.
+  UPDATE transactions o
+  SET refund_reserved = o.refund_reserved - r.reserved,
+      refunded_amount = o.refunded_amount + r.done
+  FROM (SELECT refunded_transaction_id AS id, sum(amount) AS reserved,
+               coalesce(sum(amount) FILTER (WHERE status = 'COMPLETED'), 0) AS done
+        FROM t WHERE refunded_transaction_id IS NOT NULL GROUP BY 1) r
+  WHERE o.id = r.id
 ), o AS (
   INSERT INTO outbox (event_id, topic, key, payload)
   SELECT e.event_id, e.topic, e.key, e.payload
@@ -363,6 +374,49 @@ async def finish_many(
         [a.tx for a in answers],
     )
     return {row["id"] for row in rows}
+
+
+# A refund and its reservation on the original, in one database transaction with its
+# key (scoped "refund:<key>"): reserved only if the original is COMPLETED and what is
+# still refundable covers it (the CHECK on the sums backs this), so that concurrent
+# refunds together never exceed it.
+RESERVE_REFUND = """
+UPDATE transactions SET refund_reserved = refund_reserved + $2
+WHERE id = $1 AND status = 'COMPLETED' AND refunded_amount + refund_reserved + $2 <= amount
+RETURNING id
+"""
+
+
+async def insert_refund(
+    conn: Any, refund: Transaction, amount: int, key: NewKey | None
+) -> str | None:
+    """Stores a refund (in flight) with its reservation and its key, in one database
+    transaction: None when done, else why not, with nothing kept ("key": another request
+    holds the key; "exceeds": not that much is left to refund)."""
+    try:
+        async with conn.transaction():
+            if key is not None and await conn.fetchval(TAKE_KEY, *_key_args(key)) is None:
+                return "key"
+            if await conn.fetchval(RESERVE_REFUND, refund.refunded_transaction_id, amount) is None:
+                raise _Exceeds  # rolls the key back too
+            await insert_many(conn, [refund], [False], [])
+    except _Exceeds:
+        return "exceeds"
+    return None
+
+
+TAKE_KEY = """
+INSERT INTO idempotency_keys (user_id, key, request_hash, transaction_id, expires_at)
+VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING key
+"""
+
+
+def _key_args(key: NewKey) -> tuple[Any, ...]:
+    return key.user_id, key.key, key.request_hash, key.transaction_id, key.expires_at
+
+
+class _Exceeds(Exception):
+    pass
 
 
 async def batch_items(conn: Any, batch_id: uuid.UUID) -> list[Transaction]:

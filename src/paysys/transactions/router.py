@@ -27,6 +27,7 @@ from paysys.transactions.schemas import (
     BatchIn,
     BatchOut,
     CreateIn,
+    RefundIn,
     TransactionList,
     TransactionOut,
     dump,
@@ -50,6 +51,8 @@ def to_out(tx: Transaction) -> TransactionOut:
         destination_wallet_id=tx.destination_wallet_id,
         description=tx.description,
         failure_code=tx.failure_code,
+        refunded_amount=format_amount(tx.refunded_amount or 0, tx.currency),
+        refunded_transaction_id=tx.refunded_transaction_id,
         created_at=tx.created_at,
         updated_at=tx.updated_at,
     )
@@ -153,6 +156,34 @@ async def create_batch(
     return _json(*batch_answer(txs))
 
 
+@router.post(
+    "/{transaction_id}/refund",
+    status_code=201,
+    response_model=TransactionOut,
+    responses={**PROBLEM, 503: {"content": {PROBLEM_JSON: {}}}},
+    summary="Refund a completed transfer or payment, in full or in part",
+)
+async def refund_transaction(
+    transaction_id: str,
+    user_id: CurrentUserId,
+    saga: SagaDep,
+    group: GroupDep,
+    body: Annotated[RefundIn | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    body = body or RefundIn()
+    try:
+        tx_id = uuid.UUID(transaction_id)
+    except ValueError:
+        raise TransactionNotFound("No such transaction.") from None
+    keyed = _keyed(saga, body, idempotency_key)
+    try:
+        tx = await service.refund(saga, group, user_id, tx_id, body, keyed)
+    except service.Replay as replay:
+        return _json(replay.status, replay.body, replayed=True)
+    return _json(*final_response(tx))
+
+
 def _keyed(saga: Saga, body: BaseModel, idempotency_key: str | None) -> service.Keyed | None:
     if idempotency_key is None:
         return None
@@ -192,7 +223,7 @@ async def list_transactions(
     user_id: CurrentUserId,
     saga: SagaDep,
     wallet_id: uuid.UUID | None = None,
-    type: Literal["deposit", "transfer", "payment"] | None = None,
+    type: Literal["deposit", "transfer", "payment", "refund"] | None = None,
     status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED"] | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

@@ -112,6 +112,8 @@ class Saga:
                 "source_user_id": _str(tx.source_user_id),
                 "destination_user_id": str(tx.destination_user_id),
                 "failure_code": tx.failure_code,
+                "captured_amount": None,
+                "refunded_transaction_id": _str(tx.refunded_transaction_id),
             },
         )
         log_doc = self.records.row(

@@ -73,6 +73,13 @@ class BatchIn(Input):
     items: list[BatchItemIn] = Field(min_length=1, max_length=1000)
 
 
+class RefundIn(Input):
+    """POST /transactions/{id}/refund: all that is still refundable by default."""
+
+    amount: AmountStr | None = None
+    reason: Description | None = None
+
+
 class TransactionOut(BaseModel):
     id: uuid.UUID
     type: str
@@ -80,9 +87,13 @@ class TransactionOut(BaseModel):
     amount: str
     currency: str
     source_wallet_id: uuid.UUID | None
-    destination_wallet_id: uuid.UUID
+    destination_wallet_id: uuid.UUID | None
     description: str | None
     failure_code: str | None
+    captured_amount: str | None = None
+    refunded_amount: str
+    refunded_transaction_id: uuid.UUID | None = None
+    authorization_expires_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

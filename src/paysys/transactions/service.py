@@ -20,13 +20,16 @@ from paysys.kit.context import current_request_id
 from paysys.kit.db import Database
 from paysys.kit.errors import ValidationFailed
 from paysys.kit.events import utcnow
-from paysys.kit.money import MoneyError, max_minor_units, parse_amount
+from paysys.kit.money import MoneyError, format_amount, max_minor_units, parse_amount
 from paysys.kit.outbox import insert_rows
 from paysys.transactions import repository
 from paysys.transactions.clients import OutcomeUnknown
 from paysys.transactions.exceptions import (
+    Forbidden,
     IdempotencyKeyReused,
+    InvalidTransactionState,
     OutcomePending,
+    RefundExceedsAmount,
     RequestInProgress,
     TransactionNotFound,
     WalletNotFound,
@@ -34,7 +37,7 @@ from paysys.transactions.exceptions import (
 from paysys.transactions.group import GroupCommit, KeyTaken
 from paysys.transactions.models import Phase, Status, Transaction
 from paysys.transactions.saga import Saga
-from paysys.transactions.schemas import BatchItemIn, CreateIn, DepositIn
+from paysys.transactions.schemas import BatchItemIn, CreateIn, DepositIn, RefundIn
 
 log = structlog.get_logger()
 
@@ -343,6 +346,90 @@ async def _born_failed(
         await saga.records.add_rows(session, done.records)
     saga.observe(tx)
     return tx
+
+
+# -- refunds
+
+
+async def refund(
+    saga: Saga,
+    group: GroupCommit,
+    user_id: uuid.UUID,
+    tx_id: uuid.UUID,
+    body: RefundIn,
+    keyed: Keyed | None,
+) -> Transaction:
+    """POST /transactions/{id}/refund: a refund of a completed transfer (by its
+    recipient) or payment (by the merchant), back to the wallet the money came from, as a
+    transaction of its own, through the group commit: it moves against the refunder's
+    available balance. Checked in the contract's order: 404, 409, 403, then 400
+    REFUND_EXCEEDS_AMOUNT (nothing created). Its amount is reserved on the original in
+    the same database transaction that stores it, so concurrent refunds together never
+    exceed what was moved."""
+    scoped = Keyed(f"refund:{keyed.key}", keyed.digest) if keyed else None
+    if scoped is not None:
+        await check_key(saga, user_id, scoped)  # a replay answers first, whatever since
+    original = await visible(saga.db, tx_id, user_id)
+    if original.status != Status.COMPLETED or original.type == "refund":
+        raise InvalidTransactionState(
+            f"Only a completed transfer, payment or deposit can be refunded; this "
+            f"{original.type} is {original.status}."
+        )
+    if original.destination_user_id != user_id:
+        raise Forbidden("Only the party that received the money can refund it.")
+    if original.type == "deposit":
+        # Back to the card through the processor: not built yet (noted on issue 22).
+        raise InvalidTransactionState("Refunds of deposits to the card are not available yet.")
+    left = original.amount - original.refunded_amount - original.refund_reserved
+    try:
+        amount = parse_amount(body.amount, original.currency) if body.amount else left
+    except MoneyError as exc:
+        raise ValidationFailed(str(exc), errors=[{"loc": ["amount"], "msg": str(exc)}]) from None
+    if left <= 0 or amount > left:
+        raise RefundExceedsAmount(
+            f"At most {format_amount(max(left, 0), original.currency)} "
+            f"{original.currency} can still be refunded."
+        )
+    now = utcnow()
+    tx = Transaction(
+        id=uuid.uuid4(),
+        type="refund",
+        status=Status.PROCESSING,
+        phase=Phase.STARTED,
+        amount=amount,
+        currency=original.currency,
+        initiator_user_id=user_id,
+        source_wallet_id=original.destination_wallet_id,
+        destination_wallet_id=original.source_wallet_id,
+        source_user_id=original.destination_user_id,
+        destination_user_id=original.source_user_id,
+        description=body.reason,
+        correlation_id=current_request_id(),
+        idempotency_key=scoped.key if scoped else None,
+        refunded_transaction_id=original.id,
+        steps=[repository.step("created", "ok")],
+        attempts=1,
+        lease_until=now + saga.lease,
+        created_at=now,
+        updated_at=now,
+    )
+    key = (
+        repository.NewKey(
+            user_id, scoped.key, scoped.digest, Keyed.expiry(saga, tx), transaction_id=tx.id
+        )
+        if scoped
+        else None
+    )
+    async with saga.db.raw() as conn:
+        why = await repository.insert_refund(conn, tx, amount, key)
+    if why == "key":
+        assert scoped is not None
+        await check_key(saga, user_id, scoped)
+        raise RequestInProgress(IN_PROGRESS)
+    if why == "exceeds":
+        raise RefundExceedsAmount("Another refund of this transaction was taken first.")
+    (done,) = await group.submit([tx], [None], key, inserted=True)
+    return done
 
 
 # -- reads

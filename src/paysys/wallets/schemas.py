@@ -73,7 +73,7 @@ class TransferIn(Input):
     destination_wallet_id: uuid.UUID
     amount_minor: int = Field(gt=0, le=10**15)
     currency: CurrencyCode
-    kind: Literal["transfer", "payment"] = "transfer"
+    kind: Literal["transfer", "payment", "refund"] = "transfer"
 
 
 class TransferOut(BaseModel):

@@ -1,0 +1,145 @@
+"""Refunds (issue 22): a completed transfer or payment goes back, in full or in parts,
+as transactions of their own; never more than was moved, however many race."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import httpx
+
+from tests.conftest import Stack
+from tests.e2e.helpers import assert_problem, kafka_events
+from tests.e2e.money import balance, funded_user, move
+
+
+async def paid(
+    api: httpx.AsyncClient, amount: str = "20.00"
+) -> tuple[dict, dict, dict, dict, dict]:  # type: ignore[type-arg]
+    """A payer who paid a merchant `amount`: (payer auth, payer wallet, merchant auth,
+    merchant wallet, the payment)."""
+    _, p_auth, p_wallet = await funded_user(api, "50.00")
+    _, m_auth, m_wallet = await funded_user(api, "0", account_type="merchant")
+    resp = await move(api, p_auth, "payment", p_wallet["id"], m_wallet["id"], amount)
+    assert resp.status_code == 201, resp.text
+    return p_auth, p_wallet, m_auth, m_wallet, resp.json()
+
+
+async def refund(
+    api: httpx.AsyncClient, auth: dict[str, str], tx_id: str, key: str | None = None, **body: str
+) -> httpx.Response:
+    headers = {**auth, **({"Idempotency-Key": key} if key else {})}
+    return await api.post(f"/transactions/{tx_id}/refund", json=body, headers=headers)
+
+
+async def test_a_merchant_refunds_a_payment_in_parts_until_nothing_is_left(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    p_auth, p_wallet, m_auth, m_wallet, payment = await paid(api)
+    first = await refund(api, m_auth, payment["id"], amount="5.00", reason="one item back")
+    assert first.status_code == 201, first.text
+    r = first.json()
+    assert (r["type"], r["status"], r["amount"]) == ("refund", "COMPLETED", "5.00")
+    assert r["refunded_transaction_id"] == payment["id"]
+    assert (r["source_wallet_id"], r["destination_wallet_id"]) == (m_wallet["id"], p_wallet["id"])
+    assert r["description"] == "one item back"
+    original = (await api.get(f"/transactions/{payment['id']}", headers=p_auth)).json()
+    assert (original["status"], original["refunded_amount"]) == ("COMPLETED", "5.00")
+    rest = await refund(api, m_auth, payment["id"])  # all that is left, by default
+    assert rest.status_code == 201 and rest.json()["amount"] == "15.00"
+    assert_problem(await refund(api, m_auth, payment["id"]), 400, "REFUND_EXCEEDS_AMOUNT")
+    assert await balance(api, p_auth, p_wallet["id"]) == "50.00"
+    assert await balance(api, m_auth, m_wallet["id"]) == "0.00"
+    original = (await api.get(f"/transactions/{payment['id']}", headers=m_auth)).json()
+    assert original["refunded_amount"] == "20.00"
+    # The payer sees the refunds in the history; each one event, once.
+    listed = (await api.get("/transactions?type=refund", headers=p_auth)).json()["items"]
+    assert {t["id"] for t in listed} == {r["id"], rest.json()["id"]}
+    events = await kafka_events(stack, "transaction.completed", r["id"], 1)
+    assert len(events) == 1 and events[0]["data"]["type"] == "refund"
+    assert events[0]["data"]["refunded_transaction_id"] == payment["id"]
+
+
+async def test_who_may_refund_what_checked_in_order(api: httpx.AsyncClient) -> None:
+    p_auth, _, m_auth, _, payment = await paid(api)
+    _, stranger, _ = await funded_user(api, "0")
+    assert_problem(await refund(api, stranger, payment["id"]), 404, "TRANSACTION_NOT_FOUND")
+    assert_problem(await refund(api, m_auth, str(uuid.uuid4())), 404, "TRANSACTION_NOT_FOUND")
+    assert_problem(await refund(api, m_auth, "nope"), 404, "TRANSACTION_NOT_FOUND")
+    assert_problem(await refund(api, p_auth, payment["id"]), 403, "FORBIDDEN")  # the payer
+    assert_problem(
+        await refund(api, m_auth, payment["id"], amount="25.00"), 400, "REFUND_EXCEEDS_AMOUNT"
+    )
+    assert_problem(
+        await refund(api, m_auth, payment["id"], amount="1.001"), 422, "VALIDATION_ERROR"
+    )
+    done = (await refund(api, m_auth, payment["id"], amount="1.00")).json()
+    # A refund is not refunded; a failed transaction has nothing to give back.
+    assert_problem(await refund(api, p_auth, done["id"]), 409, "INVALID_TRANSACTION_STATE")
+    _, a_auth, a_wallet = await funded_user(api, "1.00")
+    _, _, b_wallet = await funded_user(api, "0")
+    failed = await move(api, a_auth, "transfer", a_wallet["id"], b_wallet["id"], "5.00")
+    assert failed.status_code == 400
+    tx_id = failed.json()["transaction_id"]
+    assert_problem(await refund(api, a_auth, tx_id), 409, "INVALID_TRANSACTION_STATE")
+
+
+async def test_concurrent_refunds_never_exceed_what_was_moved(api: httpx.AsyncClient) -> None:
+    p_auth, p_wallet, m_auth, m_wallet, payment = await paid(api, "20.00")
+    answers = await asyncio.gather(
+        *(refund(api, m_auth, payment["id"], amount="3.00") for _ in range(10))
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201] * 6 + [400] * 4, [a.text for a in answers]
+    for a in answers:
+        if a.status_code == 400:
+            assert a.json()["code"] == "REFUND_EXCEEDS_AMOUNT"
+    assert await balance(api, m_auth, m_wallet["id"]) == "2.00"
+    assert await balance(api, p_auth, p_wallet["id"]) == "48.00"
+    original = (await api.get(f"/transactions/{payment['id']}", headers=m_auth)).json()
+    assert original["refunded_amount"] == "18.00"
+
+
+async def test_a_recipient_who_spent_the_money_fails_the_refund_and_can_retry_later(
+    api: httpx.AsyncClient,
+) -> None:
+    _, a_auth, a_wallet = await funded_user(api, "30.00")
+    _, b_auth, b_wallet = await funded_user(api, "0")
+    _, _, c_wallet = await funded_user(api, "0")
+    sent = (await move(api, a_auth, "transfer", a_wallet["id"], b_wallet["id"], "10.00")).json()
+    spent = await move(api, b_auth, "transfer", b_wallet["id"], c_wallet["id"], "8.00")
+    assert spent.status_code == 201
+    failed = await refund(api, b_auth, sent["id"])  # 10.00 back, 2.00 available
+    problem = assert_problem(failed, 400, "INSUFFICIENT_FUNDS")
+    refund_tx = problem["transaction_id"]
+    got = (await api.get(f"/transactions/{refund_tx}", headers=b_auth)).json()
+    assert (got["type"], got["status"], got["failure_code"]) == (
+        "refund",
+        "FAILED",
+        "INSUFFICIENT_FUNDS",
+    )
+    # The failed refund reserved nothing for good: what it asked is refundable again.
+    ok = await refund(api, b_auth, sent["id"], amount="2.00")
+    assert ok.status_code == 201, ok.text
+    original = (await api.get(f"/transactions/{sent['id']}", headers=a_auth)).json()
+    assert original["refunded_amount"] == "2.00"
+    assert Decimal(await balance(api, a_auth, a_wallet["id"])) == Decimal("22.00")
+
+
+async def test_a_refund_key_replays_its_answer_and_refunds_once(api: httpx.AsyncClient) -> None:
+    p_auth, p_wallet, m_auth, _, payment = await paid(api, "10.00")
+    key = f"refund-{uuid.uuid4()}"
+    first = await refund(api, m_auth, payment["id"], key, amount="4.00")
+    assert first.status_code == 201
+    again = await asyncio.gather(
+        *(refund(api, m_auth, payment["id"], key, amount="4.00") for _ in range(3))
+    )
+    for resp in again:
+        assert resp.status_code == 201 and resp.json() == first.json()
+        assert resp.headers["Idempotent-Replayed"] == "true"
+    assert_problem(
+        await refund(api, m_auth, payment["id"], key, amount="5.00"), 422, "IDEMPOTENCY_KEY_REUSED"
+    )
+    # The same key on another operation is another key (scoped per operation).
+    assert await balance(api, p_auth, p_wallet["id"]) == "44.00"
