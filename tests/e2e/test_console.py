@@ -324,7 +324,7 @@ async def test_payouts_from_a_csv_file_show_each_lines_result(
     _, page, problems = await open_console(browser, stack, bypass_csp=True)
     await login_ui(page, user["email"])
     await page.click("#nav >> text=Payouts")
-    await page.wait_for_selector("#payouts-source option")
+    await page.wait_for_selector("#payouts-source option", state="attached")
     await page.set_input_files("#payouts-file", str(csv))
     await page.click("#payouts-form button[type=submit]")
     await page.wait_for_selector("#payouts-confirm:not([hidden])")
@@ -355,6 +355,54 @@ async def test_payouts_from_a_csv_file_show_each_lines_result(
     await page.wait_for_selector("#alert:not([hidden])")
     assert await balance(api, b_auth, b["id"]) == "10.00"
     assert all("status of 404" in p for p in problems), problems
+
+
+async def test_a_payee_is_named_before_paying_and_a_merchant_refunds_from_the_history(
+    browser: Browser, stack: Stack, api: httpx.AsyncClient
+) -> None:
+    # Issue 22: confirmation of payee; a refund from the transaction's details.
+    payer, p_auth, p_wallet = await funded_user(api, "40.00")
+    shop_email = unique_email("shop")
+    resp = await api.post(
+        "/users/register",
+        json={
+            "email": shop_email,
+            "password": PASSWORD,
+            "full_name": "Corner Shop Ltd",
+            "account_type": "merchant",
+        },
+    )
+    assert resp.status_code == 201
+    login = await api.post("/users/login", json={"email": shop_email, "password": PASSWORD})
+    m_auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    shop = await wallet_for(api, m_auth)
+    _, page, problems = await open_console(browser, stack, bypass_csp=True)
+    await login_ui(page, payer["email"])
+    await send(page, "payment", shop["id"], "25.00", "a lamp", source=p_wallet["id"])
+    assert "Pay Corner Shop Ltd (merchant)" in await page.inner_text("#confirm-text")
+    await page.click("#confirm-yes")
+    await page.wait_for_selector("#notice:has-text('Paid: 25.00 USD')")
+    await page.click("#logout")
+    await page.wait_for_selector("#view-auth:not([hidden])")
+
+    await login_ui(page, shop_email)
+    await page.click("#nav >> text=History")
+    await page.locator("#tx-rows tr", has_text="payment").locator("button").click()
+    await page.wait_for_selector("#refund-form:not([hidden])")
+    assert await page.input_value("#refund-amount") == "25.00"
+    await page.fill("#refund-amount", "10")
+    await page.fill("#refund-reason", "the shade was cracked")
+    await page.click("#refund-form button")
+    await page.wait_for_selector("#notice:has-text('Refunded: 10.00 USD')")
+    await page.wait_for_selector("#tx-fields:has-text('Refunded')")  # so far: 10.00 USD
+    assert "10.00 USD" in await page.inner_text("#tx-fields")
+    assert await page.input_value("#refund-amount") == "15.00"  # what is left
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    assert [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")] == []
+    assert await balance(api, p_auth, p_wallet["id"]) == "25.00"
+    assert await balance(api, m_auth, shop["id"]) == "15.00"
+    assert problems == []
 
 
 async def test_names_and_descriptions_holding_markup_render_as_text(

@@ -337,7 +337,7 @@ onSubmit("topup-form", async (form) => {
 const sendSubmission = new Submission();
 let pending = null; // the reviewed body awaiting confirmation
 
-$("send-form").addEventListener("submit", (event) => {
+$("send-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   clearMessages();
   const form = event.target;
@@ -357,8 +357,16 @@ $("send-form").addEventListener("submit", (event) => {
   };
   const description = form.description.value.trim();
   if (description) pending.description = description;
-  const verb = kind === "payment" ? "Pay the merchant's wallet" : "Send to wallet";
-  $("confirm-text").textContent = `${verb} ${destination}: ${amount} ${w.currency}, from your ${w.currency} wallet.`;
+  // Confirmation of payee: who the money goes to, before it goes.
+  let payee;
+  try {
+    payee = await api.call("GET", `/wallets/${encodeURIComponent(destination)}/payee`);
+  } catch (err) {
+    return say(explain(err));
+  }
+  const verb = kind === "payment" ? "Pay" : "Send to";
+  const who = `${payee.name} (${payee.account_type === "merchant" ? "merchant" : "person"})`;
+  $("confirm-text").textContent = `${verb} ${who}, wallet ${destination}: ${amount} ${w.currency}, from your ${w.currency} wallet.`;
   form.hidden = true;
   $("confirm").hidden = false;
   $("confirm-yes").focus();
@@ -570,13 +578,46 @@ async function showDetail(id) {
       ["Created", when(t.created_at)],
       ["Last change", when(t.updated_at)],
     ];
+    if (t.refunded_transaction_id) fields.push(["Refund of", t.refunded_transaction_id]);
+    if (t.refunded_amount && Number(t.refunded_amount) > 0) fields.push(["Refunded", `${t.refunded_amount} ${t.currency}`]);
     $("tx-fields").replaceChildren(
       ...fields.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]),
     );
+    // What you received (a transfer or a payment) you may give back, in full or in part.
+    const mine = wallets.some((w) => w.id === t.destination_wallet_id);
+    const left = (Number(t.amount) - Number(t.refunded_amount || 0)).toFixed(CURRENCIES[t.currency] ?? 2);
+    const refundable = mine && t.status === "COMPLETED" && ["transfer", "payment"].includes(t.type) && Number(left) > 0;
+    $("refund-form").hidden = !refundable;
+    if (refundable) {
+      refunding = t;
+      $("refund-amount").value = left;
+      $("refund-reason").value = "";
+    }
     $("tx-detail").hidden = false;
     $("close-detail").focus();
   });
 }
+
+let refunding = null; // the transaction shown, when it can be refunded
+const refundSubmission = new Submission();
+
+onSubmit("refund-form", async (form) => {
+  const t = refunding;
+  if (!t) return undefined;
+  const amount = parseAmount(form.amount.value, t.currency);
+  if (!amount) return say(`Please check the amount. ${amountHint(t.currency)}`);
+  const body = { amount };
+  if (form.reason.value.trim()) body.reason = form.reason.value.trim();
+  const r = await submitAndCheck(form.querySelector("button"), refundSubmission, body, (key) =>
+    api.call("POST", `/transactions/${encodeURIComponent(t.id)}/refund`, { body, idempotencyKey: key }),
+  );
+  if (!r) return undefined;
+  say(`Refunded: ${r.amount} ${r.currency}.`, "notice");
+  await loadWallets();
+  await loadHistory(cursor);
+  await showDetail(t.id);
+  return undefined;
+});
 
 $("close-detail").addEventListener("click", () => {
   $("tx-detail").hidden = true;
