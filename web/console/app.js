@@ -612,10 +612,10 @@ onSubmit("refund-form", async (form) => {
     api.call("POST", `/transactions/${encodeURIComponent(t.id)}/refund`, { body, idempotencyKey: key }),
   );
   if (!r) return undefined;
-  say(`Refunded: ${r.amount} ${r.currency}.`, "notice");
   await loadWallets();
   await loadHistory(cursor);
-  await showDetail(t.id);
+  await showDetail(t.id); // it clears the messages: the notice comes after
+  say(`Refunded: ${r.amount} ${r.currency}.`, "notice");
   return undefined;
 });
 
