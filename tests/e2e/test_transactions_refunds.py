@@ -11,7 +11,7 @@ import httpx
 
 from tests.conftest import Stack
 from tests.e2e.helpers import assert_problem, kafka_events
-from tests.e2e.money import balance, funded_user, move
+from tests.e2e.money import balance, db_fetch, deposit, funded_user, move
 
 
 async def paid(
@@ -143,3 +143,78 @@ async def test_a_refund_key_replays_its_answer_and_refunds_once(api: httpx.Async
     )
     # The same key on another operation is another key (scoped per operation).
     assert await balance(api, p_auth, p_wallet["id"]) == "44.00"
+
+
+async def test_a_deposit_goes_back_to_its_card_in_parts(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    _, auth, wallet = await funded_user(api, "0")
+    dep = await deposit(api, auth, wallet["id"], "30.00")
+    assert dep.status_code == 201
+    d = dep.json()
+    first = await refund(api, auth, d["id"], amount="12.50", reason="changed my mind")
+    assert first.status_code == 201, first.text
+    r = first.json()
+    assert (r["type"], r["status"], r["amount"]) == ("refund", "COMPLETED", "12.50")
+    assert (r["source_wallet_id"], r["destination_wallet_id"]) == (wallet["id"], None)
+    assert await balance(api, auth, wallet["id"]) == "17.50"
+    rest = await refund(api, auth, d["id"])
+    assert rest.status_code == 201 and rest.json()["amount"] == "17.50"
+    assert_problem(await refund(api, auth, d["id"]), 400, "REFUND_EXCEEDS_AMOUNT")
+    assert await balance(api, auth, wallet["id"]) == "0.00"
+    # The processor's own record: the whole charge back on the card, in two refunds.
+    [charge] = await db_fetch(
+        stack,
+        "SELECT amount, refunded_amount FROM payment_gateway.payments WHERE transaction_id = $1",
+        uuid.UUID(d["id"]),
+    )
+    assert (charge["amount"], charge["refunded_amount"]) == (3000, 3000)
+    refunds = await db_fetch(
+        stack,
+        "SELECT r.refund_id, r.status FROM payment_gateway.card_refunds r"
+        " JOIN payment_gateway.payments p ON p.id = r.payment_id WHERE p.transaction_id = $1",
+        uuid.UUID(d["id"]),
+    )
+    assert {str(x["refund_id"]) for x in refunds} == {r["id"], rest.json()["id"]}
+    assert {x["status"] for x in refunds} == {"succeeded"}
+
+
+async def test_a_card_refund_the_processor_refuses_gives_the_money_back(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    _, auth, wallet = await funded_user(api, "0")
+    d = (await deposit(api, auth, wallet["id"], "20.00")).json()
+    # The processor refuses this charge's refunds (here: it says it refunded it all).
+    await db_fetch(
+        stack,
+        "UPDATE payment_gateway.payments SET status = 'refunded' WHERE transaction_id = $1",
+        uuid.UUID(d["id"]),
+    )
+    failed = await refund(api, auth, d["id"], amount="5.00")
+    problem = assert_problem(failed, 400, "PAYMENT_GATEWAY_ERROR")
+    got = (await api.get(f"/transactions/{problem['transaction_id']}", headers=auth)).json()
+    assert (got["status"], got["failure_code"]) == ("FAILED", "PAYMENT_GATEWAY_ERROR")
+    assert await balance(api, auth, wallet["id"]) == "20.00"  # debited, then given back
+    original = (await api.get(f"/transactions/{d['id']}", headers=auth)).json()
+    assert original["refunded_amount"] == "0.00"
+    legs = await db_fetch(
+        stack,
+        "SELECT operation, amount FROM wallets.ledger_entries WHERE transaction_id = $1"
+        " ORDER BY id",
+        uuid.UUID(problem["transaction_id"]),
+    )
+    assert [(x["operation"], x["amount"]) for x in legs] == [("debit", -500), ("refund", 500)]
+
+
+async def test_a_deposit_refund_needs_the_money_still_in_the_wallet(
+    api: httpx.AsyncClient,
+) -> None:
+    _, auth, wallet = await funded_user(api, "0")
+    _, _, other = await funded_user(api, "0")
+    d = (await deposit(api, auth, wallet["id"], "10.00")).json()
+    sent = await move(api, auth, "transfer", wallet["id"], other["id"], "6.00")
+    assert sent.status_code == 201
+    assert_problem(await refund(api, auth, d["id"]), 400, "INSUFFICIENT_FUNDS")
+    assert await balance(api, auth, wallet["id"]) == "4.00"
+    ok = await refund(api, auth, d["id"], amount="4.00")
+    assert ok.status_code == 201, ok.text

@@ -103,6 +103,8 @@ def jobs_of(
     return [
         job(envelope, data[f"{side}_user_id"], kind, data)
         for side, kind in TRANSACTION_KINDS.get((envelope.event_type, data.get("type", "")), [])
+        # a refund back to a card: no wallet receives it, no "received" email
+        if side == "source" or data.get("destination_wallet_id") is not None
         if data.get(f"{side}_user_id")
     ]
 

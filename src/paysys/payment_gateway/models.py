@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, MetaData, String, func
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, MetaData, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from paysys.kit.db import NAMING
@@ -27,6 +27,9 @@ class Payment(Base):
             "status IN ('succeeded', 'declined', 'failed', 'voided', 'refunded')", name="status"
         ),
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= amount", name="refunded_within_amount"
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -38,5 +41,24 @@ class Payment(Base):
     card_last4: Mapped[str | None] = mapped_column(String(4))
     status: Mapped[str] = mapped_column(String(10))
     failure_code: Mapped[str | None] = mapped_column(String(40))
+    # Refunded to the card in parts (card_refunds), never more than the amount.
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CardRefund(Base):
+    """Part or all of a charge back to the card, once per refund id."""
+
+    __tablename__ = "card_refunds"
+    __table_args__ = (
+        CheckConstraint("status IN ('succeeded', 'failed')", name="status"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    refund_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10))
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 from fastapi import APIRouter, Depends
+from pydantic import Field
 
 from paysys.kit.auth import require_internal
 from paysys.kit.deps import RuntimeDep
@@ -58,6 +59,22 @@ async def refund(transaction_id: uuid.UUID, rt: RuntimeDep) -> PaymentOut:
     async with rt.db.uow() as session:
         payment = await service.refund(session, rt.outbox_or_fail, transaction_id)
     return service.to_out(payment)
+
+
+class RefundPartIn(Input):
+    refund_id: uuid.UUID
+    amount_minor: int = Field(gt=0, le=10**15)
+
+
+@router.post("/{transaction_id}/refunds")
+async def refund_part(
+    transaction_id: uuid.UUID, body: RefundPartIn, rt: RuntimeDep
+) -> dict[str, object]:
+    """Part of a charge back to its card (a deposit's refund), once per refund id."""
+    await _latency(rt)
+    async with rt.db.uow() as session:
+        row = await service.refund_part(session, transaction_id, body.refund_id, body.amount_minor)
+    return {"refund_id": str(row.refund_id), "status": row.status, "failure_code": row.failure_code}
 
 
 @router.get("/by-transaction/{transaction_id}", response_model=PaymentOut)

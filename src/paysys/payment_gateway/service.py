@@ -13,7 +13,7 @@ from paysys.kit.events import utcnow
 from paysys.kit.money import MoneyError, format_amount, parse_amount
 from paysys.kit.outbox import Outbox
 from paysys.payment_gateway import cards
-from paysys.payment_gateway.models import Payment
+from paysys.payment_gateway.models import CardRefund, Payment
 from paysys.payment_gateway.schemas import ChargeIn, PaymentOut
 
 
@@ -153,3 +153,42 @@ async def refund(session: AsyncSession, outbox: Outbox, transaction_id: uuid.UUI
         if refunded is not None:
             await publish(session, outbox, payment)
     return payment
+
+
+async def refund_part(
+    session: AsyncSession, transaction_id: uuid.UUID, refund_id: uuid.UUID, amount: int
+) -> CardRefund:
+    """Part (or all) of a charge back to its card, once per refund id: asked again, the
+    first outcome. Refused (failed, PAYMENT_GATEWAY_ERROR) when the charge did not
+    succeed or not that much of it is left; the charge row is locked meanwhile, so
+    concurrent refunds never exceed it."""
+    existing = await session.get(CardRefund, refund_id)
+    if existing is not None:
+        return existing
+    payment = (
+        await session.execute(
+            select(Payment)
+            .where(Payment.transaction_id == transaction_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    if payment is None:
+        raise PaymentNotFound("No payment for this transaction.")
+    existing = await session.get(CardRefund, refund_id)  # a twin that held the lock
+    if existing is not None:
+        return existing
+    ok = payment.status == "succeeded" and payment.refunded_amount + amount <= payment.amount
+    row = CardRefund(
+        refund_id=refund_id,
+        payment_id=payment.id,
+        amount=amount,
+        status="succeeded" if ok else "failed",
+        failure_code=None if ok else "PAYMENT_GATEWAY_ERROR",
+    )
+    session.add(row)
+    if ok:
+        payment.refunded_amount += amount
+        payment.updated_at = utcnow()
+    await session.flush()
+    return row

@@ -166,6 +166,24 @@ class Clients:
         body = {"amount": amount, "currency": currency, "transaction_id": str(tx)}
         return await self._funds(wallet_id, "add-funds", body)
 
+    async def debit(
+        self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
+    ) -> dict[str, Any]:
+        body = {"amount": amount, "currency": currency, "transaction_id": str(tx)}
+        return await self._funds(wallet_id, "deduct-funds", body)
+
+    async def give_back(
+        self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
+    ) -> dict[str, Any]:
+        """The compensation of a debit: allowed even on a wallet deactivated since."""
+        body = {
+            "amount": amount,
+            "currency": currency,
+            "transaction_id": str(tx),
+            "operation": "refund",
+        }
+        return await self._funds(wallet_id, "add-funds", body)
+
     async def fence_credit(self, tx: uuid.UUID) -> bool:
         """Makes the credit of `tx` impossible from now on; True if it already happened."""
         resp = await self._call(
@@ -217,6 +235,19 @@ class Clients:
         if resp.status != 200:
             raise OutcomeUnknown(f"card refund answered {resp.status}")
         return resp.body
+
+    async def refund_to_card(self, charged_tx: uuid.UUID, refund: uuid.UUID, amount: int) -> str:
+        """Part of a deposit's charge back to its card, once per refund id: the card
+        refund's status ("succeeded" or "failed")."""
+        resp = await self._call(
+            self.payments,
+            "POST",
+            f"/payments/{charged_tx}/refunds",
+            {"refund_id": str(refund), "amount_minor": amount},
+        )
+        if resp.status != 200 or not isinstance(resp.body, dict):
+            raise OutcomeUnknown(f"card refund answered {resp.status}")
+        return str(resp.body["status"])
 
     # -- users
 

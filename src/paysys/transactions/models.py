@@ -40,6 +40,7 @@ class Status(StrEnum):
 class Phase(StrEnum):
     STARTED = "started"
     CHARGED = "charged"
+    DEBITED = "debited"  # a deposit's refund to its card: the wallet debited
     COMPENSATING = "compensating"
     DONE = "done"
 
@@ -74,6 +75,9 @@ class Transaction(Base):
             name="refunds_within_amount",
         ),
         CheckConstraint(
+            "destination_wallet_id IS NOT NULL OR type = 'refund'", name="destination_or_card"
+        ),
+        CheckConstraint(
             "status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')", name="status"
         ),
         CheckConstraint("amount > 0", name="amount_positive"),
@@ -103,7 +107,7 @@ class Transaction(Base):
     currency: Mapped[str] = mapped_column(String(3))
     initiator_user_id: Mapped[uuid.UUID]
     source_wallet_id: Mapped[uuid.UUID | None]
-    destination_wallet_id: Mapped[uuid.UUID]
+    destination_wallet_id: Mapped[uuid.UUID | None]  # None: a refund to a card
     source_user_id: Mapped[uuid.UUID | None]
     destination_user_id: Mapped[uuid.UUID]
     description: Mapped[str | None] = mapped_column(String(500))

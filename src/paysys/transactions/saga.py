@@ -108,7 +108,7 @@ class Saga:
                 "amount": amount,
                 "currency": tx.currency,
                 "source_wallet_id": _str(tx.source_wallet_id),
-                "destination_wallet_id": str(tx.destination_wallet_id),
+                "destination_wallet_id": _str(tx.destination_wallet_id),
                 "source_user_id": _str(tx.source_user_id),
                 "destination_user_id": str(tx.destination_user_id),
                 "failure_code": tx.failure_code,
@@ -125,7 +125,7 @@ class Saga:
                 "amount": amount,
                 "currency": tx.currency,
                 "source_wallet_id": _str(tx.source_wallet_id),
-                "destination_wallet_id": str(tx.destination_wallet_id),
+                "destination_wallet_id": _str(tx.destination_wallet_id),
                 "failure_code": tx.failure_code,
                 "correlation_id": tx.correlation_id,
                 "steps": tx.steps,
@@ -237,6 +237,8 @@ class Saga:
         try:
             if tx.type == "deposit":
                 return await self._deposit(tx, card)
+            if tx.type == "refund" and tx.destination_wallet_id is None:
+                return await self._to_card(tx)
             return await self._move(tx)
         except Superseded:
             now = await self.read(tx_id)
@@ -290,9 +292,42 @@ class Saga:
             )
         raise AssertionError(f"unknown phase {tx.phase}")
 
+    async def _to_card(self, tx: Transaction) -> Transaction:
+        """A deposit's refund back to its card:
+
+            started -debit the wallet-> debited -card refund-> COMPLETED
+            (refused: FAILED)           (card refund failed: compensating -give back-> FAILED)
+
+        Each step is idempotent on the refund's id, so recovery re-runs it safely."""
+        amount = format_amount(tx.amount, tx.currency)
+        assert tx.source_wallet_id is not None and tx.refunded_transaction_id is not None
+        if tx.phase == Phase.STARTED:
+            try:
+                await self.clients.debit(tx.source_wallet_id, tx.id, amount, tx.currency)
+            except StepFailed as exc:
+                return await self.finish(tx, Status.FAILED, exc.code, "debit", exc.code)
+            await self._advance(tx, "debit", "ok", Phase.STARTED, phase=Phase.DEBITED)
+        if tx.phase == Phase.DEBITED:
+            status = await self.clients.refund_to_card(tx.refunded_transaction_id, tx.id, tx.amount)
+            if status == "succeeded":
+                return await self.finish(tx, Status.COMPLETED, None, "card_refund", "ok")
+            await self._advance(
+                tx,
+                "card_refund",
+                status,
+                Phase.DEBITED,
+                phase=Phase.COMPENSATING,
+                failure_code="PAYMENT_GATEWAY_ERROR",
+            )
+        if tx.phase == Phase.COMPENSATING:
+            await self.clients.give_back(tx.source_wallet_id, tx.id, amount, tx.currency)
+            return await self.finish(tx, Status.FAILED, "PAYMENT_GATEWAY_ERROR", "give_back", "ok")
+        raise AssertionError(f"unknown phase {tx.phase} of a card refund")
+
     async def _credit_or_compensate(self, tx: Transaction, amount: str) -> Transaction | None:
         """Credits the destination: the finished transaction, or None when the credit was
         refused after the money left and the saga now has to give it back."""
+        assert tx.destination_wallet_id is not None  # a deposit always has its wallet
         try:
             await self.clients.credit(tx.destination_wallet_id, tx.id, amount, tx.currency)
         except StepFailed as exc:

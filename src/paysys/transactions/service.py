@@ -360,12 +360,13 @@ async def refund(
     keyed: Keyed | None,
 ) -> Transaction:
     """POST /transactions/{id}/refund: a refund of a completed transfer (by its
-    recipient) or payment (by the merchant), back to the wallet the money came from, as a
-    transaction of its own, through the group commit: it moves against the refunder's
-    available balance. Checked in the contract's order: 404, 409, 403, then 400
-    REFUND_EXCEEDS_AMOUNT (nothing created). Its amount is reserved on the original in
-    the same database transaction that stores it, so concurrent refunds together never
-    exceed what was moved."""
+    recipient) or payment (by the merchant), back to the wallet the money came from, or
+    of a deposit (by its wallet's owner) back to its card, as a transaction of its own:
+    through the group commit, or the card refund's saga (saga._to_card). Either moves
+    against the refunder's available balance. Checked in the contract's order: 404,
+    409, 403, then 400 REFUND_EXCEEDS_AMOUNT (nothing created). Its amount is reserved
+    on the original in the same database transaction that stores it, so concurrent
+    refunds together never exceed what was moved."""
     scoped = Keyed(f"refund:{keyed.key}", keyed.digest) if keyed else None
     if scoped is not None:
         await check_key(saga, user_id, scoped)  # a replay answers first, whatever since
@@ -377,9 +378,7 @@ async def refund(
         )
     if original.destination_user_id != user_id:
         raise Forbidden("Only the party that received the money can refund it.")
-    if original.type == "deposit":
-        # Back to the card through the processor: not built yet (noted on issue 22).
-        raise InvalidTransactionState("Refunds of deposits to the card are not available yet.")
+    to_card = original.type == "deposit"  # back to the card it came from
     left = original.amount - original.refunded_amount - original.refund_reserved
     try:
         amount = parse_amount(body.amount, original.currency) if body.amount else left
@@ -400,9 +399,9 @@ async def refund(
         currency=original.currency,
         initiator_user_id=user_id,
         source_wallet_id=original.destination_wallet_id,
-        destination_wallet_id=original.source_wallet_id,
+        destination_wallet_id=None if to_card else original.source_wallet_id,
         source_user_id=original.destination_user_id,
-        destination_user_id=original.source_user_id,
+        destination_user_id=original.destination_user_id if to_card else original.source_user_id,
         description=body.reason,
         correlation_id=current_request_id(),
         idempotency_key=scoped.key if scoped else None,
@@ -428,8 +427,18 @@ async def refund(
         raise RequestInProgress(IN_PROGRESS)
     if why == "exceeds":
         raise RefundExceedsAmount("Another refund of this transaction was taken first.")
-    (done,) = await group.submit([tx], [None], key, inserted=True)
-    return done
+    if not to_card:
+        (done,) = await group.submit([tx], [None], key, inserted=True)
+        return done
+    try:
+        return await saga.drive(tx.id, fresh=tx)
+    except OutcomeUnknown as exc:
+        log.warning("saga_outcome_pending", transaction_id=str(tx.id), error=str(exc))
+        raise OutcomePending(
+            "A service did not answer; this refund will be completed or given back "
+            "automatically within a minute.",
+            transaction_id=str(tx.id),
+        ) from None
 
 
 # -- reads

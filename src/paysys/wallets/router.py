@@ -276,6 +276,13 @@ async def add_funds(wallet_id: str, body: RefundIn, rt: RuntimeDep, cache: Cache
     return await _change(rt, cache, wallet_id, body, body.operation)
 
 
+@internal.post("/{wallet_id}/deduct-funds", response_model=FundsOut)
+async def deduct_funds(wallet_id: str, body: FundsIn, rt: RuntimeDep, cache: Cache) -> FundsOut:
+    """A debit of one wallet (a deposit's refund to its card), once per transaction id,
+    against the available balance."""
+    return await _change(rt, cache, wallet_id, body, "debit")
+
+
 @internal_misc.get("/{wallet_id}", response_model=None)
 async def internal_get(wallet_id: str, rt: RuntimeDep) -> dict[str, object]:
     """A fresh (uncached) read of any wallet, for the transactions service."""
