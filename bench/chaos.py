@@ -45,6 +45,7 @@ from pymongo import AsyncMongoClient
 
 from invariants import (  # bench/ is the script's folder
     WALLET_TOPICS,
+    CardRefund,
     Charge,
     Leg,
     Tx,
@@ -101,13 +102,13 @@ class Seen:
 # The operations that need a component: a fault's window closes at the first success of
 # one of them (an answer from some other service proves nothing about the faulted one).
 ALL_OPS = frozenset(
-    {"register", "login", "refresh", "wallet", "activate", "deactivate", "tx", "bulk"}
+    {"register", "login", "refresh", "wallet", "activate", "deactivate", "tx", "bulk", "refund"}
 )
 NEEDS: dict[str, frozenset[str]] = {
     "users": frozenset({"register", "login", "refresh"}),
-    "wallets": frozenset({"wallet", "activate", "deactivate", "tx", "bulk"}),
-    "transactions": frozenset({"tx", "bulk"}),
-    "payment_gateway": frozenset({"tx"}),
+    "wallets": frozenset({"wallet", "activate", "deactivate", "tx", "bulk", "refund"}),
+    "transactions": frozenset({"tx", "bulk", "refund"}),
+    "payment_gateway": frozenset({"tx", "refund"}),
 }
 
 
@@ -131,6 +132,9 @@ class World:
     seen: list[Seen] = field(default_factory=list)
     faults: list[FaultRecord] = field(default_factory=list)
     not_json: int = 0  # answers whose body was not JSON (every error must be problem+json)
+    # Completed transactions and who received them (who may refund them), newest last.
+    received: list[tuple[str, Person]] = field(default_factory=list)
+    by_wallet: dict[str, Person] = field(default_factory=dict)
     # Per bulk Idempotency-Key, every distinct list of transactions its 200s named.
     batch_answers: dict[str, set[tuple[str, ...]]] = field(default_factory=dict)
 
@@ -203,7 +207,9 @@ async def call(
         await asyncio.sleep(0.2)  # as a client would: back off before the next call
     tx_id = None
     if isinstance(payload, dict):
-        tx_id = payload.get("transaction_id") or (payload.get("id") if op == "tx" else None)
+        tx_id = payload.get("transaction_id") or (
+            payload.get("id") if op in ("tx", "refund") else None
+        )
     world.seen.append(Seen(op, status, tx_id, key, user_id, began=began))
     return status, payload
 
@@ -227,6 +233,7 @@ async def new_person(session: aiohttp.ClientSession, world: World, merchant: boo
         return
     person = Person(email_addr, user["id"], auth, tokens["refresh_token"], wallet["id"], merchant)
     (world.merchants if merchant else world.people).append(person)
+    world.by_wallet[wallet["id"]] = person
 
 
 async def relogin(session: aiohttp.ClientSession, world: World, who: Person) -> None:
@@ -287,6 +294,9 @@ async def one_op(session: aiohttp.ClientSession, world: World) -> None:
     if roll < 0.14:
         await bulk(session, world, who)
         return
+    if roll < 0.18 and world.received:
+        await refund(session, world)
+        return
     kind = rng.choices(["deposit", "transfer", "payment"], weights=[25, 55, 20])[0]
     if kind == "payment" and not world.merchants:
         kind = "transfer"
@@ -304,9 +314,13 @@ async def one_op(session: aiohttp.ClientSession, world: World) -> None:
             )
         )
         return
-    status, _ = await call(
+    status, out = await call(
         session, world, "tx", "POST", "/transactions/create", body, headers, key, uid
     )
+    if status == 201 and isinstance(out, dict):
+        receiver = who if kind == "deposit" else world.by_wallet.get(body["destination_wallet_id"])
+        if receiver is not None:
+            world.received.append((out["id"], receiver))
     if status == 401:
         await relogin(session, world, who)
         return
@@ -314,6 +328,31 @@ async def one_op(session: aiohttp.ClientSession, world: World) -> None:
         # a retry with the same key: the same body replays, another body is refused
         again = body if rng.random() < 0.7 else {**body, "description": "another body"}
         await call(session, world, "tx", "POST", "/transactions/create", again, headers, key, uid)
+
+
+async def refund(session: aiohttp.ClientSession, world: World) -> None:
+    """A refund of a recent completed transaction by whoever received it: in full or in
+    part, keyed or not, back to the sender's wallet or (a deposit) to the card."""
+    rng = world.rng
+    tx_id, who = rng.choice(world.received[-200:])
+    body = {} if rng.random() < 0.4 else {"amount": f"{rng.randint(1, 3000) / 100:.2f}"}
+    key = f"chaos-refund-{uuid.uuid4().hex}" if rng.random() < 0.5 else None
+    headers = {**who.auth, **({"Idempotency-Key": key} if key else {})}
+    for _ in range(2 if key and rng.random() < 0.3 else 1):
+        status, _ = await call(
+            session,
+            world,
+            "refund",
+            "POST",
+            f"/transactions/{tx_id}/refund",
+            body,
+            headers,
+            key,
+            who.user_id,
+        )
+        if status == 401:
+            await relogin(session, world, who)
+            return
 
 
 async def bulk(session: aiohttp.ClientSession, world: World, who: Person) -> None:
@@ -532,7 +571,7 @@ async def check(
                 r["amount"],
                 r["currency"],
                 str(r["source_wallet_id"]) if r["source_wallet_id"] else None,
-                str(r["destination_wallet_id"]),
+                str(r["destination_wallet_id"]) if r["destination_wallet_id"] else None,
             )
             for r in await conn.fetch(
                 "SELECT id, type, status, amount, currency, source_wallet_id,"
@@ -557,7 +596,15 @@ async def check(
                 "SELECT currency, sum(balance) AS total FROM wallets.wallets GROUP BY currency"
             )
         }
-        results.append(money_conserved(txs, charges, balances))
+        card_refunds = [
+            CardRefund(str(r["refund_id"]), r["amount"], r["currency"], r["status"])
+            for r in await conn.fetch(
+                "SELECT r.refund_id, r.amount, p.currency, r.status"
+                " FROM payment_gateway.card_refunds r"
+                " JOIN payment_gateway.payments p ON p.id = r.payment_id"
+            )
+        ]
+        results.append(money_conserved(txs, charges, balances, card_refunds))
         bad = await conn.fetch(
             "SELECT w.id FROM wallets.wallets w LEFT JOIN wallets.ledger_entries e "
             "ON e.wallet_id = w.id GROUP BY w.id, w.balance "
@@ -610,17 +657,19 @@ async def check(
                 "WHERE kind <> 'welcome' AND status IN ('sent', 'failed')"
             )
         )
-        expect = {"deposit": 1, "transfer": 2, "payment": 2}
+        expect = {"deposit": 1, "transfer": 2, "payment": 2, "refund": 2}
         no_mail = 0
         for t, tx in txs.items():
             ids = [e for e, _ in events.get(t, set())]
             want = expect[tx.type] if tx.status == "COMPLETED" else 1
+            if tx.type == "refund" and tx.destination is None and tx.status == "COMPLETED":
+                want = 1  # back to a card: only its sender is told
             if not ids or jobs.get(ids[0], 0) != want:
                 no_mail += 1
         results.append(("its emails, each sent or recorded failed", no_mail, ""))
         unreflected = 0
         for s in world.seen:
-            if s.op != "tx" or not s.tx_id:
+            if s.op not in ("tx", "refund") or not s.tx_id:
                 continue
             status = txs[s.tx_id].status if s.tx_id in txs else None
             if s.status == 201 and status != "COMPLETED":

@@ -26,12 +26,22 @@ WALLET_TOPICS = ("wallet.funds_added", "wallet.funds_deducted")
 @dataclass(frozen=True)
 class Tx:
     id: str
-    type: str  # deposit | transfer | payment
+    type: str  # deposit | transfer | payment | refund
     status: str  # COMPLETED | FAILED (anything else is "in flight", checked elsewhere)
     amount: int
     currency: str
-    source: str | None  # wallet ids
-    destination: str
+    source: str | None  # wallet ids: no source for a deposit (from a card), no
+    destination: str | None  # destination for a refund to a card
+
+
+@dataclass(frozen=True)
+class CardRefund:
+    """The card processor's own record of a refund to a card (its id: the refund's)."""
+
+    tx_id: str
+    amount: int
+    currency: str
+    status: str  # succeeded | failed
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,8 @@ def legs_match_outcomes(txs: Mapping[str, Tx], legs: Iterable[Leg]) -> Result:
         if tx.status == "COMPLETED":
             if tx.source is not None:
                 want[tx.source] -= tx.amount
-            want[tx.destination] += tx.amount
+            if tx.destination is not None:
+                want[tx.destination] += tx.amount
         got = {w: n for w, n in net.get(tx.id, {}).items() if n}
         if got != {w: n for w, n in want.items() if n}:
             wrong += 1
@@ -94,15 +105,22 @@ def legs_match_outcomes(txs: Mapping[str, Tx], legs: Iterable[Leg]) -> Result:
 
 
 def money_conserved(
-    txs: Mapping[str, Tx], charges: Iterable[Charge], balances: Mapping[str, int]
+    txs: Mapping[str, Tx],
+    charges: Iterable[Charge],
+    balances: Mapping[str, int],
+    card_refunds: Iterable[CardRefund] = (),
 ) -> Result:
     """Against the card processor's own records, per currency: what it charged and kept
-    (succeeded, not refunded) = the completed deposits = the sum of balances. Every
-    completed deposit has a kept charge of its amount; every failed one's charge, if
-    any, was declined, failed, voided or refunded; no kept charge is of anything else."""
+    (succeeded charges less the card refunds that succeeded) = the completed deposits
+    less the completed refunds to cards = the sum of balances. Every completed deposit
+    has a kept charge of its amount; every failed one's charge, if any, was declined,
+    failed, voided or refunded; no kept charge is of anything else; every completed
+    refund to a card has its succeeded card refund of its amount, and no card refund
+    succeeded for anything else (money back on a card and in the wallet too)."""
     kept: dict[str, int] = collections.Counter()
     deposited: dict[str, int] = collections.Counter()
     by_tx = {c.tx_id: c for c in charges}
+    refunded = {r.tx_id: r for r in card_refunds}
     wrong = 0
     for c in by_tx.values():
         if c.status == "succeeded":
@@ -110,18 +128,29 @@ def money_conserved(
             tx = txs.get(c.tx_id)
             if tx is None or tx.type != "deposit" or tx.status != "COMPLETED":
                 wrong += 1  # money taken from a card for nothing
+    for r in refunded.values():
+        if r.status == "succeeded":
+            kept[r.currency] -= r.amount
+            tx = txs.get(r.tx_id)
+            if tx is None or tx.type != "refund" or tx.status != "COMPLETED":
+                wrong += 1  # money given back to a card that no wallet gave
     for tx in txs.values():
-        if tx.type != "deposit":
-            continue
-        charge = by_tx.get(tx.id)
-        if tx.status == "COMPLETED":
-            deposited[tx.currency] += tx.amount
-            if charge is None or charge.status != "succeeded" or charge.amount != tx.amount:
-                wrong += 1  # money in a wallet that no card paid for
+        if tx.type == "deposit":
+            charge = by_tx.get(tx.id)
+            if tx.status == "COMPLETED":
+                deposited[tx.currency] += tx.amount
+                if charge is None or charge.status != "succeeded" or charge.amount != tx.amount:
+                    wrong += 1  # money in a wallet that no card paid for
+        elif tx.type == "refund" and tx.destination is None and tx.status == "COMPLETED":
+            deposited[tx.currency] -= tx.amount
+            back = refunded.get(tx.id)
+            if back is None or back.status != "succeeded" or back.amount != tx.amount:
+                wrong += 1  # money out of a wallet that no card got back
     currencies = set(kept) | set(deposited) | {c for c, v in balances.items() if v}
     unequal = [c for c in currencies if not (kept[c] == deposited[c] == balances.get(c, 0))]
     notes = "; ".join(
-        f"{c}: charged {kept[c]}, deposited {deposited[c]}, balances {balances.get(c, 0)}"
+        f"{c}: charged and kept {kept[c]}, deposited net {deposited[c]}, "
+        f"balances {balances.get(c, 0)}"
         for c in sorted(currencies)
     )
     return (

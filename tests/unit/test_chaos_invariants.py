@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from bench.invariants import (
+    CardRefund,
     Charge,
     Leg,
     Tx,
@@ -87,6 +88,25 @@ def test_a_failed_deposit_whose_charge_was_kept_is_counted() -> None:
     for status in ("declined", "failed", "voided", "refunded"):
         ok = [*CHARGES, Charge(lost.id, 500, "USD", status)]
         assert money_conserved(txs, ok, BALANCES)[1] == 0, status
+
+
+def test_refunds_to_cards_count_against_the_charges_and_break_when_one_side_is_missing() -> None:
+    back = Tx("t-back", "refund", "COMPLETED", 400, "USD", A, None)
+    txs = {**TXS, back.id: back}
+    legs = [*LEGS, Leg(6, back.id, A, -400)]
+    sound = [CardRefund(back.id, 400, "USD", "succeeded")]
+    assert money_conserved(txs, CHARGES, {"USD": 600}, sound)[1] == 0
+    assert legs_match_outcomes(txs, legs)[1] == 0
+    # Out of the wallet, but the card never got it back.
+    assert money_conserved(txs, CHARGES, {"USD": 600}, [])[1] >= 1
+    refused = [CardRefund(back.id, 400, "USD", "failed")]
+    assert money_conserved(txs, CHARGES, {"USD": 600}, refused)[1] >= 1
+    # Back on the card while the refund failed (the wallet kept it, or got it back).
+    failed = Tx(back.id, "refund", "FAILED", 400, "USD", A, None)
+    assert money_conserved({**TXS, back.id: failed}, CHARGES, {"USD": 1000}, sound)[1] >= 1
+    # Back on the card twice the amount.
+    twice = [CardRefund(back.id, 800, "USD", "succeeded")]
+    assert money_conserved(txs, CHARGES, {"USD": 600}, twice)[1] >= 1
 
 
 def test_balances_that_differ_from_the_deposits_are_counted_per_currency() -> None:
