@@ -26,7 +26,7 @@ lint:
 test: lint
 	@bash infra/stack.sh install-browser
 	@bash infra/stack.sh up postgres redis kafka mongodb smtp prometheus alertmanager
-	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 bench:
 	@bash infra/stack.sh up

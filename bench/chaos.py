@@ -57,14 +57,14 @@ from invariants import (  # bench/ is the script's folder
     money_conserved,
     run_messages,
 )
-from isolated import Isolated, isolated
+from isolated import Isolated, free_ports, isolated
 from paysys_dev.fleet import Fleet
 from paysys_dev.stack import ROOT, SERVICES, STACK, wait_ready
 from reports import write_section
 
 # Below the ephemeral range (32768+): a port polled before its service listens can
 # otherwise be picked as the source port of the poll itself, a TCP self-connect.
-PORTS = {s: 29000 + i for i, s in enumerate(SERVICES)}
+PORTS = free_ports(SERVICES)  # this run's, drawn at random
 GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"
 GOOD_CARD = "4242424242424242"
 CARDS = [GOOD_CARD] * 6 + [

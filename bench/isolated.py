@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import socket
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import asyncpg
@@ -27,6 +30,29 @@ class Isolated:
     def drop(self) -> None:
         """Removes the run's databases (PostgreSQL and MongoDB); best effort."""
         drop_database(self.root_dsn, self.base["MONGODB_URL"], self.db_name)
+
+
+def free_ports(services: Iterable[str], spread: int = 4) -> dict[str, int]:
+    """Ports for a run's processes, drawn at random (fixed numbers collide between runs):
+    a base in 20000-26599, below the kernel's ephemeral range (32768-60999, where the OS
+    hands out the source ports of outgoing connections; tests.conftest.free_port says
+    why), where every service's port and its instances' (+100 each, up to `spread`; the
+    fleet's instance_port) are free now."""
+    names = list(services)
+    while True:
+        base = random.randint(20000, 26999 - 100 * spread - len(names))
+        ports = {s: base + i for i, s in enumerate(names)}
+        if all(_free(p + 100 * k) for p in ports.values() for k in range(spread + 1)):
+            return ports
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _admin(root_dsn: str, sql: str) -> None:

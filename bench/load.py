@@ -43,12 +43,12 @@ import aiohttp
 import asyncpg
 from pymongo import AsyncMongoClient
 
-from isolated import isolated  # bench/ is the script's folder
+from isolated import free_ports, isolated  # bench/ is the script's folder
 from paysys_dev.fleet import Fleet
 from paysys_dev.stack import ROOT, SERVICES, wait_ready
 from reports import write_section
 
-PORTS = {s: 28000 + i for i, s in enumerate(SERVICES)}
+PORTS = free_ports(SERVICES)  # this run's, drawn at random
 GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"}
 INFRA = {  # how to find the infrastructure's processes: /proc/<pid>/cmdline contains
