@@ -99,18 +99,24 @@ class Outbox:
         self.table = table
         self.producer = producer
 
-    def envelope(self, topic: str, data: dict[str, Any]) -> EventEnvelope:
+    def envelope(
+        self, topic: str, data: dict[str, Any], correlation_id: str | None = None
+    ) -> EventEnvelope:
+        """The event; its correlation id the given one (work done for a request other
+        than the current one: a group commit's), else the current request's."""
         return EventEnvelope(
             event_type=topic,
             producer=self.producer,
-            correlation_id=current_request_id(),
+            correlation_id=correlation_id or current_request_id(),
             data=data,
         )
 
-    def row(self, topic: str, key: str, data: dict[str, Any]) -> tuple[Any, ...]:
+    def row(
+        self, topic: str, key: str, data: dict[str, Any], correlation_id: str | None = None
+    ) -> tuple[Any, ...]:
         """One event as the values of a raw insert: (event_id, topic, key, payload JSON),
         for a statement that inserts `unnest` of the four `columns` of its rows."""
-        envelope = self.envelope(topic, data)
+        envelope = self.envelope(topic, data, correlation_id)
         return envelope.event_id, topic, key, envelope.model_dump_json()
 
     async def add(

@@ -141,6 +141,8 @@ class Clients:
                     "amount_minor": tx.amount,
                     "currency": tx.currency,
                     "kind": tx.type,
+                    # each move's events carry its own request's id, not the group's
+                    "correlation_id": tx.correlation_id,
                 }
                 for tx in txs
             ]

@@ -115,6 +115,8 @@ class Saga:
                 "captured_amount": None,
                 "refunded_transaction_id": _str(tx.refunded_transaction_id),
             },
+            # its request's, whoever ends it (a group commit's task, the recovery worker)
+            correlation_id=tx.correlation_id,
         )
         log_doc = self.records.row(
             "transaction_logs",

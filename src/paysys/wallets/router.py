@@ -212,6 +212,7 @@ def _move(body: TransferIn) -> service.Move:
         body.destination_wallet_id,
         body.amount_minor,
         body.currency,
+        body.correlation_id,
     )
 
 

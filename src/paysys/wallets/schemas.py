@@ -74,6 +74,8 @@ class TransferIn(Input):
     amount_minor: int = Field(gt=0, le=10**15)
     currency: CurrencyCode
     kind: Literal["transfer", "payment", "refund"] = "transfer"
+    # The request the move is for (its events carry it), when it is not this call's own.
+    correlation_id: str | None = Field(default=None, max_length=200)
 
 
 class TransferOut(BaseModel):

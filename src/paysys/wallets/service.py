@@ -271,6 +271,7 @@ class Move:
     destination: uuid.UUID
     amount: int
     currency: str
+    correlation_id: str | None = None  # its events'; by default the current request's
 
 
 @dataclass(frozen=True)
@@ -289,8 +290,12 @@ async def move_batch(db: Database, outbox: Outbox, moves: list[Move]) -> Applied
     balances the ones before it left and a refusal touches nothing else. Idempotent per
     transaction id: asked again, a move gives its first outcome, a refusal included,
     even once the source could pay."""
-    debits = [outbox.row("wallet.funds_deducted", str(m.source), {}) for m in moves]
-    credits = [outbox.row("wallet.funds_added", str(m.destination), {}) for m in moves]
+    debits = [
+        outbox.row("wallet.funds_deducted", str(m.source), {}, m.correlation_id) for m in moves
+    ]
+    credits = [
+        outbox.row("wallet.funds_added", str(m.destination), {}, m.correlation_id) for m in moves
+    ]
     args = (
         [m.transaction_id for m in moves],
         [m.source for m in moves],
