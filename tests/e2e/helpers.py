@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from email import message_from_bytes
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +45,33 @@ def assert_problem(resp: httpx.Response, status: int, code: str) -> dict:  # typ
     return body  # type: ignore[no-any-return]
 
 
+# Mail the sink kept before this session (less a margin) is never a test's: its files
+# are named "<unix ns>-<id>.eml", and the folder keeps every run's mail.
+_SESSION_NS = time.time_ns() - 300 * 10**9
+# Per folder: the files read so far, and their recipients (each file is read once: the
+# sink writes a message whole, then renames it into the folder).
+_MAIL_INDEX: dict[Path, tuple[set[str], dict[str, list[Path]]]] = {}
+
+
+def mail_files(mail_dir: Path, address: str) -> list[Path]:
+    """The files of this session's messages to `address`."""
+    seen, by_to = _MAIL_INDEX.setdefault(mail_dir, (set(), {}))
+    for entry in os.scandir(mail_dir):
+        name = entry.name
+        if name in seen or not name.endswith(".eml"):
+            continue
+        seen.add(name)
+        stamp = name.partition("-")[0]
+        if stamp.isdigit() and int(stamp) < _SESSION_NS:
+            continue
+        with open(entry.path, "rb") as f:
+            to = BytesHeaderParser().parse(f)["To"]
+        by_to.setdefault(str(to), []).append(Path(entry.path))
+    return list(by_to.get(address, []))
+
+
 def mails_to(mail_dir: Path, address: str) -> list[object]:
-    found = []
-    for path in mail_dir.glob("*.eml"):
-        msg = message_from_bytes(path.read_bytes())
-        if msg["To"] == address:
-            found.append(msg)
-    return found
+    return [message_from_bytes(path.read_bytes()) for path in mail_files(mail_dir, address)]
 
 
 async def kafka_event(stack: Stack, topic: str, key: str, timeout: float = 30) -> dict:  # type: ignore[type-arg]

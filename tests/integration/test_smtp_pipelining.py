@@ -4,7 +4,6 @@ own outcome in a batch, the text as sent, and a dead connection noticed."""
 from __future__ import annotations
 
 import asyncio
-import email
 import socket
 import subprocess
 import time
@@ -20,6 +19,7 @@ import uvloop
 from paysys.notifications.smtp import PipelinedSMTP
 from paysys_dev.stack import ROOT
 from tests.conftest import Infra, free_port
+from tests.e2e.helpers import mail_files
 
 SENDER = "no-reply@paysys.local"
 
@@ -29,11 +29,7 @@ def message(to: str, body: str) -> bytes:
 
 
 def delivered(mail_dir: Path, to: str) -> list[bytes]:
-    return [
-        p.read_bytes()
-        for p in mail_dir.glob("*.eml")
-        if email.message_from_bytes(p.read_bytes())["To"] == to
-    ]
+    return [p.read_bytes() for p in mail_files(mail_dir, to)]
 
 
 @dataclass(frozen=True)

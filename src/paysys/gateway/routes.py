@@ -40,6 +40,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/transactions", "transactions", True, "user", "listTransactions"),
     Route("GET", "/transactions/{id}", "transactions", True, "user", "getTransaction"),
     Route("POST", "/transactions/{id}/refund", "transactions", True, "user", "refundTransaction"),
+    Route(
+        "POST", "/transactions/{id}/capture", "transactions", True, "user", "captureTransaction"
+    ),
+    Route("POST", "/transactions/{id}/void", "transactions", True, "user", "voidTransaction"),
 )
 
 # Request headers a client may send on to a service; everything else (notably any

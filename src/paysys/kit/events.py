@@ -13,9 +13,13 @@ TOPICS = (
     "wallet.created",
     "wallet.funds_added",
     "wallet.funds_deducted",
+    "wallet.funds_held",
+    "wallet.funds_released",
     "payment.processed",
+    "transaction.authorized",
     "transaction.completed",
     "transaction.failed",
+    "transaction.voided",
 )
 
 

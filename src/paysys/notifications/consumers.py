@@ -10,7 +10,7 @@ from paysys.notifications.models import inbox
 from paysys.notifications.service import handle_events
 from paysys.notifications.settings import NotificationsSettings
 
-TOPICS = ("user.registered", "transaction.completed", "transaction.failed")
+TOPICS = ("user.registered", "transaction.completed", "transaction.failed", "transaction.voided")
 
 
 def make_consumer(db: Database, settings: NotificationsSettings) -> EventConsumer:

@@ -28,6 +28,8 @@ TRANSACTION_KINDS = {
         ("source", "refund_sent"),
         ("destination", "refund_received"),
     ],
+    # an authorization voided or expired: its money is free again
+    ("transaction.voided", "payment"): [("source", "authorization_voided")],
 }
 
 # A batch's jobs in one statement, the same text whatever its size (one row per
@@ -53,11 +55,14 @@ SUBJECTS = {
     "refund_sent": "You refunded {amount} {currency}",
     "refund_received": "You were refunded {amount} {currency}",
     "transaction_failed": "Your {type} of {amount} {currency} did not go through",
+    "authorization_voided": "Your authorization of {amount} {currency} was released",
 }
 
 
 def job(envelope: EventEnvelope, user_id: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
     """One email to send, as the values of an `email_jobs` row."""
+    if data.get("captured_amount") and kind != "authorization_voided":
+        data = {**data, "amount": data["captured_amount"]}  # what a capture took
     subject = SUBJECTS[kind].format(**data)
     lines = [subject + ".", ""]
     if "transaction_id" in data:

@@ -10,7 +10,7 @@ from paysys.kit.runtime import Runtime
 from paysys.transactions import models
 from paysys.transactions.clients import Clients
 from paysys.transactions.group import GroupCommit
-from paysys.transactions.router import batch_answer, final_response, router
+from paysys.transactions.router import batch_answer, final_response, router, view
 from paysys.transactions.saga import Saga
 from paysys.transactions.settings import TransactionsSettings
 from paysys.transactions.tasks import recovery_loop
@@ -47,12 +47,14 @@ def create_app(
             clients,
             answer=final_response,
             answer_batch=batch_answer,
+            view=view,
         )
         app.state.saga = saga
         group = GroupCommit(saga, settings.group_commit_max_items)
         app.state.group = group
-        kinds = ("deposit", "transfer", "payment")
+        kinds = ("deposit", "transfer", "payment", "refund")
         prime(TRANSACTIONS, *[(k, s) for k in kinds for s in ("COMPLETED", "FAILED")])
+        prime(TRANSACTIONS, ("payment", "AUTHORIZED"), ("payment", "VOIDED"))
         prime(TRANSACTION_DURATION, *[(k,) for k in kinds])
         rt.tasks.start("recovery", lambda: recovery_loop(saga))
         rt.tasks.start("group-commit", group.run)

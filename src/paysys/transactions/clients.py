@@ -110,43 +110,15 @@ class Clients:
         """The whole move of a transfer or payment, one wallets operation: returns once
         the money moved (now or on an earlier call), raises StepFailed on a refusal
         (nothing moved, and asked again it stays refused)."""
-        body = {
-            "transaction_id": str(tx.id),
-            "source_wallet_id": str(tx.source_wallet_id),
-            "destination_wallet_id": str(tx.destination_wallet_id),
-            "amount_minor": tx.amount,
-            "currency": tx.currency,
-            "kind": tx.type,
-        }
-        resp = await self._call(self.wallets, "POST", "/internal/transfers", body)
-        if resp.status == 200:
-            return
-        code = (resp.body or {}).get("code", "") if isinstance(resp.body, dict) else ""
-        if resp.status == 400 and code in REFUSALS:
-            raise StepFailed(code)
-        if resp.status == 404:
-            raise StepFailed("WALLET_INACTIVE")  # a wallet gone since validation
-        raise OutcomeUnknown(f"transfer answered {resp.status} {code}")
+        resp = await self._call(self.wallets, "POST", "/internal/transfers", _move_body(tx))
+        _moved_or_refused(resp, "transfer")
 
     async def transfer_batch(self, txs: list[Any]) -> list[str | None]:
         """The moves of many transfers and payments, one wallets call (one database
         transaction there), applied in order: per transaction, None when the money
         moved (now or on an earlier call), else the code of its refusal."""
-        body = {
-            "items": [
-                {
-                    "transaction_id": str(tx.id),
-                    "source_wallet_id": str(tx.source_wallet_id),
-                    "destination_wallet_id": str(tx.destination_wallet_id),
-                    "amount_minor": tx.amount,
-                    "currency": tx.currency,
-                    "kind": tx.type,
-                    # each move's events carry its own request's id, not the group's
-                    "correlation_id": tx.correlation_id,
-                }
-                for tx in txs
-            ]
-        }
+        # each move's events carry its own request's id, not the group's
+        body = {"items": [_move_body(tx) | {"correlation_id": tx.correlation_id} for tx in txs]}
         resp = await self._call(self.wallets, "POST", "/internal/transfers/batch", body)
         if resp.status != 200 or not isinstance(resp.body, dict):
             raise OutcomeUnknown(f"transfer batch answered {resp.status}")
@@ -158,6 +130,29 @@ class Clients:
             else "WALLET_INACTIVE"  # a wallet gone since validation
             for item in resp.body["items"]
         ]
+
+    # -- holds: a manual-capture payment's money, reserved, then captured or released
+
+    async def hold(self, tx: Any) -> None:
+        """Reserves the payment's amount on its source (once per transaction id):
+        raises StepFailed on a refusal, which stays refused when asked again."""
+        body = {k: v for k, v in _move_body(tx).items() if k != "kind"}
+        resp = await self._call(self.wallets, "POST", "/internal/holds", body)
+        _moved_or_refused(resp, "hold")
+
+    async def capture(self, tx: uuid.UUID, amount: int) -> None:
+        """Takes `amount` of the hold (once): raises StepFailed (WALLET_INACTIVE) when a
+        wallet is inactive; the hold then stays as it was."""
+        resp = await self._call(
+            self.wallets, "POST", f"/internal/holds/{tx}/capture", {"amount_minor": amount}
+        )
+        _moved_or_refused(resp, "capture")
+
+    async def release(self, tx: uuid.UUID) -> None:
+        """Gives the hold back to what is available (once)."""
+        resp = await self._call(self.wallets, "POST", f"/internal/holds/{tx}/release")
+        if resp.status != 200:
+            raise OutcomeUnknown(f"release answered {resp.status}")
 
     # Every leg names its currency: a wallet in another one refuses it, so the same
     # digits can never be read as ¥ on one side and $ on the other.
@@ -265,6 +260,30 @@ class Clients:
         account_type = str(resp.body["account_type"])
         _remember(self._account_types, user_id, account_type, self.max_cached)
         return account_type
+
+
+def _move_body(tx: Any) -> dict[str, Any]:
+    return {
+        "transaction_id": str(tx.id),
+        "source_wallet_id": str(tx.source_wallet_id),
+        "destination_wallet_id": str(tx.destination_wallet_id),
+        "amount_minor": tx.amount,
+        "currency": tx.currency,
+        "kind": tx.type,
+    }
+
+
+def _moved_or_refused(resp: ServiceResponse, what: str) -> None:
+    """Returns on 200; a definite refusal raises StepFailed, anything else
+    OutcomeUnknown."""
+    if resp.status == 200:
+        return
+    code = (resp.body or {}).get("code", "") if isinstance(resp.body, dict) else ""
+    if resp.status == 400 and code in REFUSALS:
+        raise StepFailed(code)
+    if resp.status == 404:
+        raise StepFailed("WALLET_INACTIVE")  # a wallet gone since validation
+    raise OutcomeUnknown(f"{what} answered {resp.status} {code}")
 
 
 def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:

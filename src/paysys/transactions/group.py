@@ -167,14 +167,7 @@ class GroupCommit:
 
 def _pending(unit: Unit) -> OutcomePending:
     if len(unit.txs) == 1 and unit.txs[0].batch_id is None:
-        return OutcomePending(
-            "A service did not answer; this transaction will be completed or refunded "
-            "automatically within a minute.",
-            transaction_id=str(unit.txs[0].id),
-        )
-    return OutcomePending(
-        "A service did not answer; these transactions will be completed or failed "
-        "automatically within a minute: replay the request with its Idempotency-Key to "
-        "read their outcome.",
-        batch_id=str(unit.txs[0].batch_id),
-    )
+        return OutcomePending.of_transaction(unit.txs[0].id)
+    batch_id = unit.txs[0].batch_id
+    assert batch_id is not None
+    return OutcomePending.of_batch(batch_id)

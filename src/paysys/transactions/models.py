@@ -35,6 +35,8 @@ class Status(StrEnum):
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    AUTHORIZED = "AUTHORIZED"  # a manual-capture payment: the money held, not moved
+    VOIDED = "VOIDED"  # an authorization voided (or expired): the hold released
 
 
 class Phase(StrEnum):
@@ -42,6 +44,11 @@ class Phase(StrEnum):
     CHARGED = "charged"
     DEBITED = "debited"  # a deposit's refund to its card: the wallet debited
     COMPENSATING = "compensating"
+    # An AUTHORIZED payment: waiting for a capture or a void; a runner capturing it or
+    # voiding it (with the lease: the recovery worker finishes what a dead one left).
+    HELD = "held"
+    CAPTURING = "capturing"
+    VOIDING = "voiding"
     DONE = "done"
 
 
@@ -71,14 +78,19 @@ class Transaction(Base):
         CheckConstraint("type IN ('deposit', 'transfer', 'payment', 'refund')", name="type"),
         CheckConstraint(
             "refunded_amount >= 0 AND refund_reserved >= 0 "
-            "AND refunded_amount + refund_reserved <= amount",
+            "AND refunded_amount + refund_reserved <= coalesce(captured_amount, amount)",
             name="refunds_within_amount",
+        ),
+        CheckConstraint(
+            "captured_amount IS NULL OR captured_amount BETWEEN 1 AND amount",
+            name="captured_within_amount",
         ),
         CheckConstraint(
             "destination_wallet_id IS NOT NULL OR type = 'refund'", name="destination_or_card"
         ),
         CheckConstraint(
-            "status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')", name="status"
+            "status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'AUTHORIZED', 'VOIDED')",
+            name="status",
         ),
         CheckConstraint("amount > 0", name="amount_positive"),
         Index("ix_transactions_source_user", "source_user_id", "created_at"),
@@ -87,6 +99,11 @@ class Transaction(Base):
             "ix_transactions_in_flight",
             "lease_until",
             postgresql_where=text("status IN ('PENDING', 'PROCESSING')"),
+        ),
+        Index(
+            "ix_transactions_authorized",
+            "authorization_expires_at",
+            postgresql_where=text("status = 'AUTHORIZED'"),
         ),
         Index(
             "ix_transactions_batch",
@@ -132,6 +149,12 @@ class Transaction(Base):
     refunded_transaction_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     refund_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A manual-capture payment: until when it may be captured, and what was (set when a
+    # capture starts, kept once it completes; what a refund may give back).
+    authorization_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
+    captured_amount: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class IdempotencyKey(Base):

@@ -16,9 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.events import utcnow
 from paysys.kit.outbox import columns
-from paysys.transactions.models import IdempotencyKey, Transaction
+from paysys.transactions.models import IdempotencyKey, Phase, Status, Transaction
 
 IN_FLIGHT = ("PENDING", "PROCESSING")
+# An authorization a runner is capturing or voiding: in flight too (the lease applies).
+STEPPING = (Phase.CAPTURING, Phase.VOIDING)
+
+
+def _in_flight() -> Any:
+    return or_(
+        Transaction.status.in_(IN_FLIGHT),
+        and_(Transaction.status == Status.AUTHORIZED, Transaction.phase.in_(STEPPING)),
+    )
 
 
 def step(name: str, outcome: str, **extra: Any) -> dict[str, Any]:
@@ -37,7 +46,7 @@ async def claim(session: AsyncSession, tx_id: uuid.UUID, lease: timedelta) -> bo
             update(Transaction)
             .where(
                 Transaction.id == tx_id,
-                Transaction.status.in_(IN_FLIGHT),
+                _in_flight(),
                 or_(Transaction.lease_until.is_(None), Transaction.lease_until < now),
             )
             .values(lease_until=now + lease, attempts=Transaction.attempts + 1)
@@ -78,10 +87,25 @@ async def stale_in_flight(session: AsyncSession, limit: int = 20) -> list[uuid.U
     rows = await session.execute(
         select(Transaction.id)
         .where(
-            Transaction.status.in_(IN_FLIGHT),
+            _in_flight(),
             or_(Transaction.lease_until.is_(None), Transaction.lease_until < func.now()),
         )
         .order_by(Transaction.created_at)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def expired_authorizations(session: AsyncSession, limit: int = 50) -> list[uuid.UUID]:
+    """Authorizations nobody captured or voided before they expired: to void."""
+    rows = await session.execute(
+        select(Transaction.id)
+        .where(
+            Transaction.status == Status.AUTHORIZED,
+            Transaction.phase == Phase.HELD,
+            Transaction.authorization_expires_at <= func.now(),
+        )
+        .order_by(Transaction.authorization_expires_at)
         .limit(limit)
     )
     return list(rows.scalars())
@@ -231,6 +255,7 @@ _COLUMNS = (
     ("batch_index", "int"),
     ("failure_code", "text"),
     ("refunded_transaction_id", "uuid"),
+    ("authorization_expires_at", "timestamptz"),
 )
 _N = len(_COLUMNS)
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
@@ -299,9 +324,14 @@ WITH f AS (
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
     AS f(id, status, failure_code, step)
 ), t AS (
-  UPDATE transactions x SET status = f.status, phase = 'done', failure_code = f.failure_code,
-         lease_until = NULL, updated_at = $5, finished_at = $5, steps = x.steps || f.step
-  FROM f WHERE x.id = f.id AND x.status IN ('PENDING', 'PROCESSING')
+  -- AUTHORIZED (a manual-capture payment whose money is held) is not an end: it
+  -- waits, phase 'held', for its capture or void, which end it from then on.
+  UPDATE transactions x SET status = f.status, failure_code = f.failure_code,
+         phase = CASE WHEN f.status = 'AUTHORIZED' THEN 'held' ELSE 'done' END,
+         finished_at = CASE WHEN f.status = 'AUTHORIZED' THEN NULL ELSE $5::timestamptz END,
+         lease_until = NULL, updated_at = $5, steps = x.steps || f.step
+  FROM f WHERE x.id = f.id AND (x.status IN ('PENDING', 'PROCESSING')
+    OR x.status = 'AUTHORIZED' AND x.phase IN ('capturing', 'voiding'))
   RETURNING x.id, x.status, x.amount, x.refunded_transaction_id
 ), rf AS (
   -- A refund that ends settles its reservation on the original: kept as refunded when
@@ -382,7 +412,8 @@ async def finish_many(
 # refunds together never exceed it.
 RESERVE_REFUND = """
 UPDATE transactions SET refund_reserved = refund_reserved + $2
-WHERE id = $1 AND status = 'COMPLETED' AND refunded_amount + refund_reserved + $2 <= amount
+WHERE id = $1 AND status = 'COMPLETED'
+  AND refunded_amount + refund_reserved + $2 <= coalesce(captured_amount, amount)
 RETURNING id
 """
 
@@ -393,15 +424,20 @@ async def insert_refund(
     """Stores a refund (in flight) with its reservation and its key, in one database
     transaction: None when done, else why not, with nothing kept ("key": another request
     holds the key; "exceeds": not that much is left to refund)."""
+    tr = conn.transaction()
+    await tr.start()
     try:
-        async with conn.transaction():
-            if key is not None and await conn.fetchval(TAKE_KEY, *_key_args(key)) is None:
-                return "key"
-            if await conn.fetchval(RESERVE_REFUND, refund.refunded_transaction_id, amount) is None:
-                raise _Exceeds  # rolls the key back too
-            await insert_many(conn, [refund], [False], [])
-    except _Exceeds:
-        return "exceeds"
+        if key is not None and await conn.fetchval(TAKE_KEY, *_key_args(key)) is None:
+            await tr.rollback()
+            return "key"
+        if await conn.fetchval(RESERVE_REFUND, refund.refunded_transaction_id, amount) is None:
+            await tr.rollback()  # the key too
+            return "exceeds"
+        await insert_many(conn, [refund], [False], [])
+    except BaseException:
+        await tr.rollback()
+        raise
+    await tr.commit()
     return None
 
 
@@ -413,10 +449,6 @@ VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING key
 
 def _key_args(key: NewKey) -> tuple[Any, ...]:
     return key.user_id, key.key, key.request_hash, key.transaction_id, key.expires_at
-
-
-class _Exceeds(Exception):
-    pass
 
 
 async def batch_items(conn: Any, batch_id: uuid.UUID) -> list[Transaction]:
@@ -433,3 +465,80 @@ SET_ANSWER = """
 UPDATE idempotency_keys SET response_status = $3, response_body = $4::jsonb
 WHERE user_id = $1 AND key = $2 AND response_status IS NULL
 """
+
+
+# -- authorizations: a capture, a void or the expiry takes an AUTHORIZED payment (phase
+# 'held') with one conditional UPDATE: of several racing, exactly one takes it.
+
+CLAIM_HELD = """
+UPDATE transactions SET phase = $2, captured_amount = $3, failure_code = $4,
+       lease_until = now() + make_interval(secs => $5), attempts = attempts + 1,
+       updated_at = now(), steps = steps || $6::jsonb
+WHERE id = $1 AND status = 'AUTHORIZED' AND phase = 'held'
+  AND CASE $7::text WHEN 'unexpired' THEN authorization_expires_at > now()
+                    WHEN 'expired' THEN authorization_expires_at <= now() ELSE true END
+RETURNING id
+"""
+
+
+async def claim_held(
+    conn: Any,
+    tx_id: uuid.UUID,
+    phase: Phase,
+    *,
+    lease: timedelta,
+    entry: dict[str, Any],
+    captured: int | None = None,
+    failure_code: str | None = None,
+    when: str = "any",
+    key: NewKey | None = None,
+) -> str | None:
+    """Takes an authorization (phase `held`) for a capture or a void, with the
+    request's key, in one database transaction: None when taken, else why not ("key":
+    another request holds the key; "state": it is not waiting any more, or not in
+    `when`: "unexpired", "expired", "any")."""
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        if key is not None and await conn.fetchval(TAKE_KEY, *_key_args(key)) is None:
+            await tr.rollback()
+            return "key"
+        taken = await conn.fetchval(
+            CLAIM_HELD,
+            tx_id,
+            phase.value,
+            captured,
+            failure_code,
+            lease.total_seconds(),
+            json.dumps([entry]),
+            when,
+        )
+        if taken is None:
+            await tr.rollback()  # the key too
+            return "state"
+    except BaseException:
+        await tr.rollback()
+        raise
+    await tr.commit()
+    return None
+
+
+async def reopen(
+    conn: Any, tx_id: uuid.UUID, entry: dict[str, Any], key: tuple[uuid.UUID, str] | None
+) -> None:
+    """A capture refused (a wallet inactive): the authorization waits again, as it
+    was, and the request's key is let go (a retry may capture)."""
+    async with conn.transaction():
+        await conn.execute(
+            "UPDATE transactions SET phase = 'held', captured_amount = NULL, lease_until = NULL,"
+            " updated_at = now(), steps = steps || $2::jsonb"
+            " WHERE id = $1 AND status = 'AUTHORIZED' AND phase = 'capturing'",
+            tx_id,
+            json.dumps([entry]),
+        )
+        if key is not None:
+            await conn.execute(
+                "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2"
+                " AND response_status IS NULL",
+                *key,
+            )

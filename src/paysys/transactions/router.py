@@ -26,10 +26,12 @@ from paysys.transactions.saga import Saga
 from paysys.transactions.schemas import (
     BatchIn,
     BatchOut,
+    CaptureIn,
     CreateIn,
     RefundIn,
     TransactionList,
     TransactionOut,
+    VoidIn,
     dump,
 )
 
@@ -53,9 +55,17 @@ def to_out(tx: Transaction) -> TransactionOut:
         failure_code=tx.failure_code,
         refunded_amount=format_amount(tx.refunded_amount or 0, tx.currency),
         refunded_transaction_id=tx.refunded_transaction_id,
+        captured_amount=None
+        if tx.captured_amount is None or tx.status != Status.COMPLETED
+        else format_amount(tx.captured_amount, tx.currency),
+        authorization_expires_at=tx.authorization_expires_at,
         created_at=tx.created_at,
         updated_at=tx.updated_at,
     )
+
+
+def view(tx: Transaction) -> dict[str, Any]:
+    return dump(to_out(tx))
 
 
 def failure_body(tx: Transaction) -> dict[str, Any]:
@@ -70,8 +80,9 @@ def failure_body(tx: Transaction) -> dict[str, Any]:
 
 
 def final_response(tx: Transaction) -> tuple[int, dict[str, Any]]:
-    """The answer of POST /transactions/create once the transaction ended."""
-    if tx.status == Status.COMPLETED:
+    """The answer of POST /transactions/create once the transaction ended (or, a
+    manual-capture payment, was authorized)."""
+    if tx.status in (Status.COMPLETED, Status.AUTHORIZED):
         return 201, dump(to_out(tx))
     return 400, failure_body(tx)
 
@@ -172,16 +183,64 @@ async def refund_transaction(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     body = body or RefundIn()
-    try:
-        tx_id = uuid.UUID(transaction_id)
-    except ValueError:
-        raise TransactionNotFound("No such transaction.") from None
     keyed = _keyed(saga, body, idempotency_key)
     try:
-        tx = await service.refund(saga, group, user_id, tx_id, body, keyed)
+        tx = await service.refund(saga, group, user_id, _tx_id(transaction_id), body, keyed)
     except service.Replay as replay:
         return _json(replay.status, replay.body, replayed=True)
     return _json(*final_response(tx))
+
+
+@router.post(
+    "/{transaction_id}/capture",
+    status_code=200,
+    response_model=TransactionOut,
+    responses={**PROBLEM, 503: {"content": {PROBLEM_JSON: {}}}},
+    summary="Capture an authorized payment, in full or in part (the merchant)",
+)
+async def capture_transaction(
+    transaction_id: str,
+    user_id: CurrentUserId,
+    saga: SagaDep,
+    body: Annotated[CaptureIn | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    body = body or CaptureIn()
+    keyed = _keyed(saga, body, idempotency_key)
+    try:
+        tx = await service.capture(saga, user_id, _tx_id(transaction_id), body, keyed)
+    except service.Replay as replay:
+        return _json(replay.status, replay.body, replayed=True)
+    return _json(*saga.step_answer(tx))
+
+
+@router.post(
+    "/{transaction_id}/void",
+    status_code=200,
+    response_model=TransactionOut,
+    responses={**PROBLEM, 503: {"content": {PROBLEM_JSON: {}}}},
+    summary="Void an authorized payment: its money held is released (payer or merchant)",
+)
+async def void_transaction(
+    transaction_id: str,
+    user_id: CurrentUserId,
+    saga: SagaDep,
+    body: Annotated[VoidIn | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    keyed = _keyed(saga, body or VoidIn(), idempotency_key)
+    try:
+        tx = await service.void(saga, user_id, _tx_id(transaction_id), keyed)
+    except service.Replay as replay:
+        return _json(replay.status, replay.body, replayed=True)
+    return _json(*saga.step_answer(tx))
+
+
+def _tx_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise TransactionNotFound("No such transaction.") from None
 
 
 def _keyed(saga: Saga, body: BaseModel, idempotency_key: str | None) -> service.Keyed | None:
@@ -224,7 +283,8 @@ async def list_transactions(
     saga: SagaDep,
     wallet_id: uuid.UUID | None = None,
     type: Literal["deposit", "transfer", "payment", "refund"] | None = None,
-    status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED"] | None = None,
+    status: Literal["PENDING", "PROCESSING", "AUTHORIZED", "COMPLETED", "FAILED", "VOIDED"]
+    | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TransactionList:
@@ -240,8 +300,4 @@ async def list_transactions(
 async def get_transaction(
     transaction_id: str, user_id: CurrentUserId, saga: SagaDep
 ) -> TransactionOut:
-    try:
-        tx_id = uuid.UUID(transaction_id)
-    except ValueError:
-        raise TransactionNotFound("No such transaction.") from None
-    return to_out(await service.visible(saga.db, tx_id, user_id))
+    return to_out(await service.visible(saga.db, _tx_id(transaction_id), user_id))

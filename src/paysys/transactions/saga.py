@@ -18,7 +18,7 @@ with both legs, and finishes or gives back a half-moved one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,7 +40,23 @@ from paysys.transactions.settings import TransactionsSettings
 log = structlog.get_logger()
 
 
-TERMINAL = (Status.COMPLETED, Status.FAILED)
+TERMINAL = (Status.COMPLETED, Status.FAILED, Status.VOIDED)
+
+EVENT_OF = {
+    Status.AUTHORIZED: "transaction.authorized",
+    Status.COMPLETED: "transaction.completed",
+    Status.FAILED: "transaction.failed",
+    Status.VOIDED: "transaction.voided",
+}
+
+
+class CaptureRefused(Exception):
+    """A capture the wallets refused (a wallet inactive): the authorization waits
+    again, as it was."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 class Superseded(Exception):
@@ -50,7 +66,12 @@ class Superseded(Exception):
 # How a transaction's answer is rendered (router.py renders HTTP answers): a create's,
 # kept with its Idempotency-Key when it ends; and a bulk request's, from its items.
 Answer = Callable[[Transaction], tuple[int, dict[str, Any]]]
+View = Callable[[Transaction], dict[str, Any]]
 BatchAnswer = Callable[[list[Transaction]], tuple[int, dict[str, Any]]]
+
+
+# The Idempotency-Key of a capture or void request (user, scoped key): kept with its end.
+KeyRef = tuple[uuid.UUID, str]
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,7 @@ class Saga:
     clients: Clients
     answer: Answer
     answer_batch: BatchAnswer
+    view: View  # a transaction as the API shows it
 
     @property
     def lease(self) -> timedelta:
@@ -96,28 +118,14 @@ class Saga:
         tx.steps = [*tx.steps, entry]
 
     def terminal(self, tx: Transaction) -> Terminal:
-        completed = tx.status == Status.COMPLETED
-        action = "transaction.completed" if completed else "transaction.failed"
+        """What a transaction's new state leaves behind: its event; and, when it ended
+        (not AUTHORIZED: it waits), its records."""
+        action = EVENT_OF[Status(tx.status)]
         amount = format_amount(tx.amount, tx.currency)
-        event = self.outbox.row(
-            action,
-            str(tx.id),
-            {
-                "transaction_id": str(tx.id),
-                "type": tx.type,
-                "amount": amount,
-                "currency": tx.currency,
-                "source_wallet_id": _str(tx.source_wallet_id),
-                "destination_wallet_id": _str(tx.destination_wallet_id),
-                "source_user_id": _str(tx.source_user_id),
-                "destination_user_id": str(tx.destination_user_id),
-                "failure_code": tx.failure_code,
-                "captured_amount": None,
-                "refunded_transaction_id": _str(tx.refunded_transaction_id),
-            },
-            # its request's, whoever ends it (a group commit's task, the recovery worker)
-            correlation_id=tx.correlation_id,
-        )
+        captured = tx.captured_amount
+        if tx.status == Status.AUTHORIZED:
+            return Terminal([self._event(tx, action, amount, None)], [], self.answer(tx))
+        event = self._event(tx, action, amount, captured)
         log_doc = self.records.row(
             "transaction_logs",
             {
@@ -152,6 +160,31 @@ class Saga:
         )
         return Terminal([event], [log_doc, audit], self.answer(tx))
 
+    def _event(
+        self, tx: Transaction, action: str, amount: str, captured: int | None
+    ) -> tuple[Any, ...]:
+        return self.outbox.row(
+            action,
+            str(tx.id),
+            {
+                "transaction_id": str(tx.id),
+                "type": tx.type,
+                "amount": amount,
+                "currency": tx.currency,
+                "source_wallet_id": _str(tx.source_wallet_id),
+                "destination_wallet_id": _str(tx.destination_wallet_id),
+                "source_user_id": _str(tx.source_user_id),
+                "destination_user_id": str(tx.destination_user_id),
+                "failure_code": tx.failure_code,
+                "captured_amount": None
+                if captured is None
+                else format_amount(captured, tx.currency),
+                "refunded_transaction_id": _str(tx.refunded_transaction_id),
+            },
+            # its request's, whoever ends it (a group commit's task, the recovery worker)
+            correlation_id=tx.correlation_id,
+        )
+
     def end(
         self,
         tx: Transaction,
@@ -161,13 +194,17 @@ class Saga:
         outcome: str,
         now: datetime,
     ) -> None:
-        """Sets the terminal state on `tx` (to be committed by `commit_ends`)."""
-        tx.status, tx.phase, tx.failure_code = status, Phase.DONE, failure_code
-        tx.updated_at = tx.finished_at = now
+        """Sets the new state on `tx` (to be committed by `commit_ends`): terminal, or
+        AUTHORIZED (it then waits for its capture or void)."""
+        waits = status == Status.AUTHORIZED
+        tx.status, tx.failure_code = status, failure_code
+        tx.phase = Phase.HELD if waits else Phase.DONE
+        tx.updated_at = now
+        tx.finished_at = None if waits else now
         tx.steps = [*tx.steps, repository.step(name, outcome)]
 
     async def commit_ends(
-        self, txs: list[Transaction], now: datetime, answers: list[repository.Answer]
+        self, txs: list[Transaction], now: datetime, answers: Sequence[repository.Answer]
     ) -> dict[uuid.UUID, Transaction]:
         """Terminal states (set by `end`) and all they leave behind, for any number of
         transactions: one statement, one commit. A keyed create's stored answer goes
@@ -180,6 +217,8 @@ class Saga:
             done = self.terminal(tx)
             events += [(*row, tx.id) for row in done.events]
             records += [(*row, tx.id) for row in done.records]
+            # (kept only while the key has no answer: a capture's end leaves the
+            # create's answer, AUTHORIZED, as it was)
             if tx.idempotency_key is not None and tx.batch_id is None:
                 answers.append(
                     repository.Answer(
@@ -201,12 +240,24 @@ class Saga:
         return result
 
     async def finish(
-        self, tx: Transaction, status: Status, failure_code: str | None, name: str, outcome: str
+        self,
+        tx: Transaction,
+        status: Status,
+        failure_code: str | None,
+        name: str,
+        outcome: str,
+        keep: KeyRef | None = None,
     ) -> Transaction:
-        """The terminal state of one transaction and all it leaves behind."""
+        """The new state of one transaction and all it leaves behind; `keep`: the key
+        of the request this ends (a capture's, a void's), which keeps the answer."""
         now = utcnow()
         self.end(tx, status, failure_code, name, outcome, now)
-        return (await self.commit_ends([tx], now, []))[tx.id]
+        answers = [repository.Answer(*keep, *self.step_answer(tx), tx.id)] if keep else []
+        return (await self.commit_ends([tx], now, answers))[tx.id]
+
+    def step_answer(self, tx: Transaction) -> tuple[int, dict[str, Any]]:
+        """The answer of a capture or a void: 200 with the transaction."""
+        return 200, self.view(tx)
 
     async def read(self, tx_id: uuid.UUID) -> Transaction:
         async with self.db.uow() as session:
@@ -226,7 +277,11 @@ class Saga:
     # -- running
 
     async def drive(
-        self, tx_id: uuid.UUID, card: dict[str, Any] | None = None, fresh: Transaction | None = None
+        self,
+        tx_id: uuid.UUID,
+        card: dict[str, Any] | None = None,
+        fresh: Transaction | None = None,
+        keep: KeyRef | None = None,
     ) -> Transaction:
         """Runs (or resumes) the saga to a terminal state. Raises OutcomeUnknown when a
         service gives no definite answer, or when another runner took the saga over;
@@ -234,9 +289,11 @@ class Saga:
         runner) finishes it. `fresh`: the row as just committed by the caller, which
         saves reading it back."""
         tx = fresh or await self.read(tx_id)
-        if tx.status in TERMINAL:
+        if tx.status in TERMINAL or (tx.status, tx.phase) == (Status.AUTHORIZED, Phase.HELD):
             return tx
         try:
+            if tx.authorization_expires_at is not None:
+                return await self._authorization(tx, keep)
             if tx.type == "deposit":
                 return await self._deposit(tx, card)
             if tx.type == "refund" and tx.destination_wallet_id is None:
@@ -263,6 +320,36 @@ class Saga:
         # Transfers from the legacy saga (debited, compensating) were put back to
         # `started` by migration 0004; wallets finishes or gives back a half-moved one.
         raise AssertionError(f"unknown phase {tx.phase} of a {tx.type}")
+
+    async def _authorization(self, tx: Transaction, keep: KeyRef | None) -> Transaction:
+        """A manual-capture payment:
+
+            started -hold-> AUTHORIZED (held) -capturing: capture-> COMPLETED
+            (refused: FAILED)                 -voiding: release-> VOIDED
+                                  (capture refused: back to held, AUTHORIZED)
+
+        A capture or a void is claimed first (repository.claim_held: one of those
+        racing wins), then done at wallets, idempotent on the transaction id."""
+        if tx.phase == Phase.STARTED:
+            try:
+                await self.clients.hold(tx)
+            except StepFailed as exc:
+                return await self.finish(tx, Status.FAILED, exc.code, "hold", exc.code)
+            return await self.finish(tx, Status.AUTHORIZED, None, "hold", "ok")
+        if tx.phase == Phase.CAPTURING:
+            assert tx.captured_amount is not None
+            try:
+                await self.clients.capture(tx.id, tx.captured_amount)
+            except StepFailed as exc:
+                entry = repository.step("capture", exc.code)
+                async with self.db.raw() as conn:
+                    await repository.reopen(conn, tx.id, entry, keep)
+                raise CaptureRefused(exc.code) from None
+            return await self.finish(tx, Status.COMPLETED, None, "capture", "ok", keep)
+        if tx.phase == Phase.VOIDING:
+            await self.clients.release(tx.id)
+            return await self.finish(tx, Status.VOIDED, tx.failure_code, "release", "ok", keep)
+        raise AssertionError(f"unknown phase {tx.phase} of an authorization")
 
     async def _deposit(self, tx: Transaction, card: dict[str, Any] | None) -> Transaction:
         amount = format_amount(tx.amount, tx.currency)
@@ -359,8 +446,10 @@ class Saga:
     async def recover(self, tx_id: uuid.UUID) -> None:
         async with self.db.uow() as session:
             claimed = await repository.claim(session, tx_id, self.lease)
-        if not claimed:
-            return
+        if claimed:
+            await self.recover_claimed(tx_id)
+
+    async def recover_claimed(self, tx_id: uuid.UUID) -> None:
         tx = await self.read(tx_id)
         bind_request(tx.correlation_id)  # the original request's id
         log.info("saga_recovering", transaction_id=str(tx_id))
@@ -368,6 +457,24 @@ class Saga:
             await self.drive(tx_id, fresh=tx)
         except OutcomeUnknown as exc:
             log.warning("saga_recovery_pending", transaction_id=str(tx_id), error=str(exc))
+        except CaptureRefused as exc:
+            log.info("capture_refused", transaction_id=str(tx_id), code=exc.code)
+
+    async def expire(self, tx_id: uuid.UUID) -> None:
+        """Voids an authorization nobody captured before it expired (unless a capture
+        or a void takes it first)."""
+        async with self.db.raw() as conn:
+            why = await repository.claim_held(
+                conn,
+                tx_id,
+                Phase.VOIDING,
+                lease=self.lease,
+                entry=repository.step("expire", "ok"),
+                failure_code="AUTHORIZATION_EXPIRED",
+                when="expired",
+            )
+        if why is None:
+            await self.recover_claimed(tx_id)
 
 
 def _str(value: uuid.UUID | None) -> str | None:

@@ -59,6 +59,10 @@ class PaymentIn(Input):
     amount: AmountStr
     currency: CurrencyCode | None = None
     description: Description | None = None
+    # "manual": authorize now (the money held), capture later (or void); it expires
+    # after authorization_ttl_seconds (by default, and at most, the configured maximum).
+    capture: Literal["automatic", "manual"] = "automatic"
+    authorization_ttl_seconds: Annotated[int, Field(strict=True, ge=1)] | None = None
 
 
 CreateIn = Annotated[DepositIn | TransferIn | PaymentIn, Field(discriminator="type")]
@@ -78,6 +82,16 @@ class RefundIn(Input):
 
     amount: AmountStr | None = None
     reason: Description | None = None
+
+
+class CaptureIn(Input):
+    """POST /transactions/{id}/capture: all that was authorized by default."""
+
+    amount: AmountStr | None = None
+
+
+class VoidIn(Input):
+    """POST /transactions/{id}/void: no fields."""
 
 
 class TransactionOut(BaseModel):

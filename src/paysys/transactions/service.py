@@ -25,6 +25,8 @@ from paysys.kit.outbox import insert_rows
 from paysys.transactions import repository
 from paysys.transactions.clients import OutcomeUnknown
 from paysys.transactions.exceptions import (
+    AmountExceedsAuthorized,
+    CaptureRefusedError,
     Forbidden,
     IdempotencyKeyReused,
     InvalidTransactionState,
@@ -36,8 +38,15 @@ from paysys.transactions.exceptions import (
 )
 from paysys.transactions.group import GroupCommit, KeyTaken
 from paysys.transactions.models import Phase, Status, Transaction
-from paysys.transactions.saga import Saga
-from paysys.transactions.schemas import BatchItemIn, CreateIn, DepositIn, RefundIn
+from paysys.transactions.saga import CaptureRefused, Saga
+from paysys.transactions.schemas import (
+    BatchItemIn,
+    CaptureIn,
+    CreateIn,
+    DepositIn,
+    PaymentIn,
+    RefundIn,
+)
 
 log = structlog.get_logger()
 
@@ -51,6 +60,11 @@ def request_hash(body: dict[str, Any], key: str) -> str:
     anyone who reads the database recover a card by guessing bodies. The card counts by
     brand, last 4 and expiry, which the transaction keeps anyway."""
     view = dict(body)
+    # A payment's defaults leave its fingerprint as it was before they existed.
+    if view.get("capture") == "automatic":
+        del view["capture"]
+    if "authorization_ttl_seconds" in view and view["authorization_ttl_seconds"] is None:
+        del view["authorization_ttl_seconds"]
     if isinstance(view.get("card"), dict):
         view["card"] = keepable(view["card"])
     canonical = json.dumps(view, sort_keys=True, separators=(",", ":")).encode()
@@ -97,6 +111,8 @@ async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
             raise Replay(row["response_status"], json.loads(row["response_body"]))
         if row["batch_id"] is not None:
             await _answer_ended_batch(saga, user_id, keyed.key, row["batch_id"])
+        if row["transaction_id"] is not None:
+            await _answer_ended_step(saga, user_id, keyed.key, row["transaction_id"])
         raise RequestInProgress(IN_PROGRESS)
     raise RequestInProgress(IN_PROGRESS)
 
@@ -112,6 +128,25 @@ async def _answer_ended_batch(
         if not txs or any(tx.status not in (Status.COMPLETED, Status.FAILED) for tx in txs):
             return
         status, body = saga.answer_batch(txs)
+        await conn.execute(repository.SET_ANSWER, user_id, key, status, json.dumps(body))
+    raise Replay(status, body)
+
+
+# What a capture's or a void's end leaves, by the prefix of its key.
+_STEP_ENDS = {"capture": Status.COMPLETED, "void": Status.VOIDED}
+
+
+async def _answer_ended_step(saga: Saga, user_id: uuid.UUID, key: str, tx_id: uuid.UUID) -> None:
+    """A capture or void that the recovery worker ended (its request died first): its
+    answer is made from the transaction, stored, and replayed (raises Replay)."""
+    ends = _STEP_ENDS.get(key.partition(":")[0])
+    if ends is None:
+        return
+    tx = await saga.read(tx_id)
+    if tx.status != ends:
+        return
+    status, body = saga.step_answer(tx)
+    async with saga.db.raw() as conn:
         await conn.execute(repository.SET_ANSWER, user_id, key, status, json.dumps(body))
     raise Replay(status, body)
 
@@ -149,11 +184,12 @@ async def create(
 
 
 async def _validate(
-    saga: Saga, user_id: uuid.UUID, body: CreateIn, keyed: Keyed | None
+    saga: Saga, user_id: uuid.UUID, body: CreateIn, keyed: Keyed | None, in_batch: bool = False
 ) -> tuple[Transaction, dict[str, Any] | None, str | None]:
     """The transaction the request asks for, not yet stored; its card; and why it is
     refused (None: it may go ahead). Raises AppError for requests that create none."""
     clients = saga.clients
+    ttl = _authorization_ttl(saga, body, in_batch)
     card = body.card.model_dump() if isinstance(body, DepositIn) else None
     source = None
     if isinstance(body, DepositIn):
@@ -212,8 +248,37 @@ async def _validate(
         attempts=1,
         created_at=now,
         updated_at=now,
+        authorization_expires_at=now + timedelta(seconds=ttl) if ttl else None,
     )
     return tx, card, failure
+
+
+def _authorization_ttl(saga: Saga, body: CreateIn, in_batch: bool) -> int | None:
+    """How long a manual-capture payment's authorization lives; None for any other
+    transaction. A lifetime without a manual capture, one beyond the maximum, or a
+    manual capture in a batch: 422."""
+    if not isinstance(body, PaymentIn):
+        return None
+    longest = saga.settings.authorization_ttl_seconds
+    ttl = body.authorization_ttl_seconds
+    if body.capture != "manual":
+        if ttl is not None:
+            raise ValidationFailed(
+                "authorization_ttl_seconds goes only with a manual capture.",
+                errors=[{"loc": ["authorization_ttl_seconds"], "msg": "needs capture manual"}],
+            )
+        return None
+    if in_batch:
+        raise ValidationFailed(
+            "A batch moves money at once: no manual capture.",
+            errors=[{"loc": ["capture"], "msg": "must be automatic in a batch"}],
+        )
+    if ttl is not None and ttl > longest:
+        raise ValidationFailed(
+            f"An authorization lives at most {longest} seconds.",
+            errors=[{"loc": ["authorization_ttl_seconds"], "msg": f"at most {longest}"}],
+        )
+    return ttl or longest
 
 
 async def _start(
@@ -240,7 +305,7 @@ async def _start(
         if keyed
         else None
     )
-    if tx.type != "deposit":
+    if tx.type != "deposit" and tx.authorization_expires_at is None:
         (done,) = await group.submit([tx], [None], key)
         return done
     async with saga.db.raw() as conn:
@@ -251,11 +316,7 @@ async def _start(
         return await saga.drive(tx.id, card, fresh=tx)
     except OutcomeUnknown as exc:
         log.warning("saga_outcome_pending", transaction_id=str(tx.id), error=str(exc))
-        raise OutcomePending(
-            "A service did not answer; this transaction will be completed or refunded "
-            "automatically within a minute.",
-            transaction_id=str(tx.id),
-        ) from None
+        raise OutcomePending.of_transaction(tx.id) from None
 
 
 async def create_batch(
@@ -279,7 +340,7 @@ async def create_batch(
         checked = []
         for index, item in enumerate(items):
             try:
-                checked.append(await _validate(saga, user_id, item, None))
+                checked.append(await _validate(saga, user_id, item, None, in_batch=True))
             except ValidationFailed as exc:
                 errors = [
                     {**e, "loc": ["items", index, *e.get("loc", [])]}
@@ -379,7 +440,8 @@ async def refund(
     if original.destination_user_id != user_id:
         raise Forbidden("Only the party that received the money can refund it.")
     to_card = original.type == "deposit"  # back to the card it came from
-    left = original.amount - original.refunded_amount - original.refund_reserved
+    moved = original.captured_amount or original.amount  # a manual capture: what it took
+    left = moved - original.refunded_amount - original.refund_reserved
     try:
         amount = parse_amount(body.amount, original.currency) if body.amount else left
     except MoneyError as exc:
@@ -434,11 +496,122 @@ async def refund(
         return await saga.drive(tx.id, fresh=tx)
     except OutcomeUnknown as exc:
         log.warning("saga_outcome_pending", transaction_id=str(tx.id), error=str(exc))
-        raise OutcomePending(
-            "A service did not answer; this refund will be completed or given back "
-            "automatically within a minute.",
+        raise OutcomePending.of_transaction(tx.id) from None
+
+
+# -- authorizations: capture and void
+
+
+async def capture(
+    saga: Saga, user_id: uuid.UUID, tx_id: uuid.UUID, body: CaptureIn, keyed: Keyed | None
+) -> Transaction:
+    """POST /transactions/{id}/capture, by the merchant: takes all or part of what an
+    AUTHORIZED payment holds (COMPLETED). Checked in this order: 404, 409 (not an
+    authorization waiting, or expired), 403 (the payer), 400 AMOUNT_EXCEEDS_AUTHORIZED;
+    then 400 WALLET_INACTIVE from wallets, the authorization left as it was."""
+    scoped = _scoped("capture", keyed)
+    if scoped is not None:
+        await check_key(saga, user_id, scoped)
+    tx = await visible(saga.db, tx_id, user_id)
+    if not _waiting(tx) or utcnow() >= _expiry(tx):
+        raise InvalidTransactionState(
+            f"Only an AUTHORIZED payment can be captured, before it expires; this "
+            f"{tx.type} is {tx.status}."
+        )
+    if tx.destination_user_id != user_id:
+        raise Forbidden("Only the merchant that was paid can capture.")
+    try:
+        amount = parse_amount(body.amount, tx.currency) if body.amount else tx.amount
+    except MoneyError as exc:
+        raise ValidationFailed(str(exc), errors=[{"loc": ["amount"], "msg": str(exc)}]) from None
+    if amount > tx.amount:
+        raise AmountExceedsAuthorized(
+            f"At most {format_amount(tx.amount, tx.currency)} {tx.currency} was authorized."
+        )
+    return await _take(
+        saga, tx, user_id, scoped, Phase.CAPTURING, "capture", captured=amount, when="unexpired"
+    )
+
+
+async def void(
+    saga: Saga, user_id: uuid.UUID, tx_id: uuid.UUID, keyed: Keyed | None
+) -> Transaction:
+    """POST /transactions/{id}/void, by the payer or the merchant: the hold released,
+    VOIDED. 404 for anyone else, 409 unless it is an AUTHORIZED payment waiting."""
+    scoped = _scoped("void", keyed)
+    if scoped is not None:
+        await check_key(saga, user_id, scoped)
+    tx = await visible(saga.db, tx_id, user_id)
+    if not _waiting(tx):
+        raise InvalidTransactionState(
+            f"Only an AUTHORIZED payment can be voided; this {tx.type} is {tx.status}."
+        )
+    return await _take(saga, tx, user_id, scoped, Phase.VOIDING, "void")
+
+
+def _scoped(operation: str, keyed: Keyed | None) -> Keyed | None:
+    """Keys are scoped per operation: stored as "<operation>:<key>"."""
+    return Keyed(f"{operation}:{keyed.key}", keyed.digest) if keyed else None
+
+
+def _waiting(tx: Transaction) -> bool:
+    return tx.status == Status.AUTHORIZED and tx.phase == Phase.HELD
+
+
+def _expiry(tx: Transaction) -> datetime:
+    assert tx.authorization_expires_at is not None
+    return tx.authorization_expires_at
+
+
+async def _take(
+    saga: Saga,
+    tx: Transaction,
+    user_id: uuid.UUID,
+    keyed: Keyed | None,
+    phase: Phase,
+    name: str,
+    *,
+    captured: int | None = None,
+    when: str = "any",
+) -> Transaction:
+    """Claims the authorization for this capture or void (of several racing, one wins:
+    the others answer 409), with the request's key; then drives it to its end."""
+    key = (
+        repository.NewKey(
+            user_id, keyed.key, keyed.digest, Keyed.expiry(saga, tx), transaction_id=tx.id
+        )
+        if keyed
+        else None
+    )
+    async with saga.db.raw() as conn:
+        why = await repository.claim_held(
+            conn,
+            tx.id,
+            phase,
+            lease=saga.lease,
+            entry=repository.step(name, "started", by=str(user_id)),
+            captured=captured,
+            when=when,
+            key=key,
+        )
+    if why == "key":
+        assert keyed is not None
+        await check_key(saga, user_id, keyed)
+        raise RequestInProgress(IN_PROGRESS)
+    if why == "state":
+        raise InvalidTransactionState("This authorization was captured, voided or expired.")
+    keep = (user_id, keyed.key) if keyed else None
+    try:
+        return await saga.drive(tx.id, keep=keep)
+    except CaptureRefused as exc:
+        raise CaptureRefusedError(
+            "A wallet of this payment is inactive; the authorization stays as it was.",
+            code=exc.code,
             transaction_id=str(tx.id),
         ) from None
+    except OutcomeUnknown as exc:
+        log.warning("saga_outcome_pending", transaction_id=str(tx.id), error=str(exc))
+        raise OutcomePending.of_transaction(tx.id) from None
 
 
 # -- reads

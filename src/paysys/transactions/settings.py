@@ -26,6 +26,8 @@ class TransactionsSettings(KitSettings):
     recovery_interval_seconds: float = 2.0
     recovery_window_seconds: float = 60.0  # the contract's bound on in-flight time
     idempotency_ttl_hours: int = 48
+    # The longest (and default) life of an authorization before it is voided.
+    authorization_ttl_seconds: int = Field(default=604_800, ge=1)
     # Group commit: at most this many transactions per group (one wallets call); a
     # bulk request larger than it still goes whole, alone.
     group_commit_max_items: int = Field(default=1000, ge=1, le=10_000)

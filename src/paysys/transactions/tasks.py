@@ -1,7 +1,7 @@
 """The recovery worker: resumes sagas whose runner died or lost a dependency (their
-lease ran out), reports in-flight counts, and drops expired idempotency keys. Several
-instances can run: the lease is claimed with a conditional UPDATE, so each saga has one
-runner at a time."""
+lease ran out), voids the authorizations that expired uncaptured, reports in-flight
+counts, and drops expired idempotency keys. Several instances can run: the lease is
+claimed with a conditional UPDATE, so each saga has one runner at a time."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ async def recovery_loop(saga: Saga) -> None:
                 stale = await repository.stale_in_flight(session)
             for tx_id in stale:
                 await saga.recover(tx_id)
+            async with db.uow() as session:
+                expired = await repository.expired_authorizations(session)
+            for tx_id in expired:
+                await saga.expire(tx_id)
             async with db.uow() as session:
                 for status, n in (await repository.in_flight_counts(session)).items():
                     IN_FLIGHT_TRANSACTIONS.labels(status).set(n)

@@ -10,7 +10,14 @@ from paysys.kit.settings import KitSettings
 from paysys.wallets import models
 from paysys.wallets.cache import WalletCache
 from paysys.wallets.clients import Users
-from paysys.wallets.router import internal, internal_misc, router, transfer, transfer_batch
+from paysys.wallets.router import (
+    holds,
+    internal,
+    internal_misc,
+    router,
+    transfer,
+    transfer_batch,
+)
 
 
 def create_app(settings: KitSettings | None = None) -> FastAPI:
@@ -34,6 +41,7 @@ def create_app(settings: KitSettings | None = None) -> FastAPI:
     # internal first: /wallets/{id}/add-funds must not be shadowed by a public route
     app.include_router(internal)
     app.include_router(internal_misc)
+    app.include_router(holds)
     app.add_route("/internal/transfers", transfer, methods=["POST"], include_in_schema=False)
     app.add_route(
         "/internal/transfers/batch", transfer_batch, methods=["POST"], include_in_schema=False

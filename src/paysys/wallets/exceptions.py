@@ -10,6 +10,18 @@ class WalletNotFound(AppError):
     code = "WALLET_NOT_FOUND"
 
 
+class HoldNotFound(AppError):
+    status = 404
+    code = "HOLD_NOT_FOUND"
+
+
+class HoldEndedError(AppError):
+    """A capture of a released hold, or a release of a captured one."""
+
+    status = 409
+    code = "HOLD_ENDED"
+
+
 class WalletExists(AppError):
     status = 409
     code = "WALLET_EXISTS"

@@ -10,10 +10,12 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     MetaData,
     String,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -119,3 +121,33 @@ class LedgerEntry(Base):
     amount: Mapped[int] = mapped_column(BigInteger)  # signed minor units
     balance_after: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Hold(Base):
+    """Money an authorization reserves on its wallet (a manual-capture payment), under
+    its transaction's id: open, then captured or released, each exactly once; a refusal
+    is kept as `refused`. The wallet's held_balance is the sum of its open holds."""
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("status IN ('open', 'captured', 'released', 'refused')", name="status"),
+        CheckConstraint("(status = 'refused') = (code IS NOT NULL)", name="code"),
+        CheckConstraint(
+            "(status = 'captured') = (captured_amount IS NOT NULL) "
+            "AND (captured_amount IS NULL OR captured_amount BETWEEN 1 AND amount)",
+            name="captured_within_amount",
+        ),
+        Index("ix_holds_open", "wallet_id", postgresql_where=text("status = 'open'")),
+    )
+
+    transaction_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"))
+    destination_wallet_id: Mapped[uuid.UUID]
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(10))
+    code: Mapped[str | None] = mapped_column(String(40))
+    captured_amount: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -9,7 +9,14 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paysys.wallets.models import CreditFence, LedgerEntry, Refusal, TransferOutcome, Wallet
+from paysys.wallets.models import (
+    CreditFence,
+    Hold,
+    LedgerEntry,
+    Refusal,
+    TransferOutcome,
+    Wallet,
+)
 
 
 async def get(session: AsyncSession, wallet_id: uuid.UUID) -> Wallet | None:
@@ -127,6 +134,22 @@ async def set_status(session: AsyncSession, wallet_id: uuid.UUID, status: str) -
             .execution_options(synchronize_session=False, populate_existing=True)
         )
     ).scalar_one_or_none()
+
+
+async def lock_wallets(session: AsyncSession, ids: list[uuid.UUID]) -> list[Wallet]:
+    """The wallets that exist among `ids`, locked in id order (as move_batch locks)."""
+    rows = await session.execute(
+        select(Wallet)
+        .where(Wallet.id.in_(ids))
+        .order_by(Wallet.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(rows.scalars())
+
+
+async def hold(session: AsyncSession, transaction_id: uuid.UUID) -> Hold | None:
+    return await session.get(Hold, transaction_id, populate_existing=True)
 
 
 # -- transfers and payments in batches, on the raw (asyncpg) connection: the money path

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.auth import CurrentUserId, require_internal
 from paysys.kit.deps import PROBLEM, RuntimeDep
@@ -19,12 +21,15 @@ from paysys.kit.text import Input
 from paysys.wallets import repository, service
 from paysys.wallets.cache import WalletCache
 from paysys.wallets.clients import Users
-from paysys.wallets.exceptions import WalletNotFound
+from paysys.wallets.exceptions import HoldEndedError, HoldNotFound, WalletNotFound
 from paysys.wallets.models import Wallet
 from paysys.wallets.schemas import (
+    CaptureHoldIn,
     CreateWalletIn,
     FundsIn,
     FundsOut,
+    HoldIn,
+    HoldOut,
     PayeeOut,
     RefundIn,
     TransferBatchIn,
@@ -293,3 +298,73 @@ async def internal_get(wallet_id: str, rt: RuntimeDep) -> dict[str, object]:
         raise WalletNotFound("No such wallet.")
     state = service.to_state(wallet)
     return {**state, "balance_minor": wallet.balance}
+
+
+# -- holds (internal): authorize now, capture later
+
+holds = APIRouter(
+    prefix="/internal/holds", include_in_schema=False, dependencies=[Depends(require_internal)]
+)
+
+
+async def _hold_step(
+    rt: Runtime[Any], cache: WalletCache, step: Callable[[AsyncSession], Awaitable[Any]]
+) -> Any:
+    async with rt.db.uow() as session:
+        outcome = await step(session)
+    if outcome is None:
+        raise HoldNotFound("No such hold.")
+    if isinstance(outcome, service.Missing):
+        raise WalletNotFound("No such wallet.")
+    if isinstance(outcome, service.Refused):
+        raise outcome.error()
+    if isinstance(outcome, service.HoldEnded):
+        raise HoldEndedError(f"The hold is {outcome.status} already.")
+    if outcome.states:
+        await cache.put_many(outcome.states)
+    return outcome
+
+
+@holds.post("", response_model=HoldOut)
+async def hold(body: HoldIn, rt: RuntimeDep, cache: Cache) -> HoldOut:
+    """Reserves the money of a manual-capture payment, once per transaction id."""
+    await _hold_step(
+        rt,
+        cache,
+        lambda session: service.hold(
+            session,
+            rt.outbox_or_fail,
+            body.transaction_id,
+            body.source_wallet_id,
+            body.destination_wallet_id,
+            body.amount_minor,
+            body.currency,
+        ),
+    )
+    return HoldOut(transaction_id=body.transaction_id, status="held")
+
+
+@holds.post("/{transaction_id}/capture", response_model=HoldOut)
+async def capture(
+    transaction_id: uuid.UUID, body: CaptureHoldIn, rt: RuntimeDep, cache: Cache
+) -> HoldOut:
+    """Takes part or all of a hold, once: asked again, the first capture's amount."""
+    done = await _hold_step(
+        rt,
+        cache,
+        lambda session: service.capture(
+            session, rt.outbox_or_fail, transaction_id, body.amount_minor
+        ),
+    )
+    return HoldOut(
+        transaction_id=transaction_id, status="captured", captured_amount_minor=done.amount
+    )
+
+
+@holds.post("/{transaction_id}/release", response_model=HoldOut)
+async def release(transaction_id: uuid.UUID, rt: RuntimeDep, cache: Cache) -> HoldOut:
+    """Gives a hold's money back to what is available (a void, an expiry), once."""
+    await _hold_step(
+        rt, cache, lambda session: service.release(session, rt.outbox_or_fail, transaction_id)
+    )
+    return HoldOut(transaction_id=transaction_id, status="released")

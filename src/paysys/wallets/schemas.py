@@ -106,3 +106,23 @@ class TransferResult(BaseModel):
 
 class TransferBatchOut(BaseModel):
     items: list[TransferResult]
+
+
+class HoldIn(Input):
+    """Reserve money for a manual-capture payment (internal: the transactions service)."""
+
+    transaction_id: uuid.UUID
+    source_wallet_id: uuid.UUID
+    destination_wallet_id: uuid.UUID
+    amount_minor: int = Field(gt=0, le=10**15)
+    currency: CurrencyCode
+
+
+class CaptureHoldIn(Input):
+    amount_minor: int = Field(gt=0, le=10**15)
+
+
+class HoldOut(BaseModel):
+    transaction_id: uuid.UUID
+    status: Literal["held", "captured", "released"]
+    captured_amount_minor: int | None = None

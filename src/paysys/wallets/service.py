@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.db import Database
 from paysys.kit.errors import AppError, ValidationFailed
+from paysys.kit.events import utcnow
 from paysys.kit.money import MoneyError, exponent, format_amount, parse_amount
 from paysys.kit.outbox import Outbox
 from paysys.wallets import repository
 from paysys.wallets.exceptions import REFUSALS, CreditFenced, WalletExists, WalletNotFound
-from paysys.wallets.models import LedgerEntry, Wallet
+from paysys.wallets.models import Hold, LedgerEntry, Wallet
 from paysys.wallets.schemas import FundsOut, WalletOut
 
 SIGN = {"credit": 1, "refund": 1, "debit": -1}
@@ -411,3 +412,198 @@ async def _legacy_refusal(session: AsyncSession, tx: uuid.UUID, destination: uui
         if earlier
         else Refused("WALLET_INACTIVE", destination)
     )
+
+
+# -- holds: authorize now, capture later (issue 22). Not the hot path: each is one
+# database transaction through the ORM, under the transaction's lock and then the
+# wallets' locks in id order (as move_batch takes them, so the two never deadlock).
+
+
+@dataclass(frozen=True)
+class Held:
+    """The money is reserved (now, or by an earlier call)."""
+
+    states: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Captured:
+    """The hold was captured (now, or by an earlier call) for `amount`."""
+
+    amount: int
+    states: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Released:
+    """The hold no longer reserves anything (now, or since an earlier call)."""
+
+    states: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class HoldEnded:
+    """The hold was already captured (for a release) or released (for a capture)."""
+
+    status: str
+
+
+def _touch(*wallets: Wallet) -> None:
+    """A wallet about to change: a newer version (the cache keeps only newer ones)."""
+    for wallet in wallets:
+        wallet.version += 1
+        wallet.updated_at = utcnow()
+
+
+async def _locked(session: AsyncSession, *ids: uuid.UUID) -> dict[uuid.UUID, Wallet]:
+    return {w.id: w for w in await repository.lock_wallets(session, list(ids))}
+
+
+async def _hold_event(
+    outbox: Outbox, session: AsyncSession, topic: str, wallet: Wallet, hold: Hold, amount: int
+) -> None:
+    await outbox.add(
+        session,
+        topic,
+        str(wallet.id),
+        {
+            "wallet_id": str(wallet.id),
+            "user_id": str(wallet.user_id),
+            "transaction_id": str(hold.transaction_id),
+            "amount": format_amount(amount, wallet.currency),
+            "currency": wallet.currency,
+            "balance": format_amount(wallet.balance, wallet.currency),
+            "held_balance": format_amount(wallet.held_balance, wallet.currency),
+        },
+    )
+
+
+async def hold(
+    session: AsyncSession,
+    outbox: Outbox,
+    tx: uuid.UUID,
+    source: uuid.UUID,
+    destination: uuid.UUID,
+    amount: int,
+    currency: str,
+) -> Held | Refused | Missing:
+    """Reserves `amount` on the source for a payment to `destination`, if the payment
+    could move now: both wallets active, in its currency, the source's available
+    balance enough. Once per transaction id: asked again, the first outcome."""
+    await repository.lock_transaction(session, tx)
+    kept = await repository.hold(session, tx)
+    if kept is not None:
+        if kept.status == "refused":
+            assert kept.code is not None
+            return Refused(kept.code, kept.wallet_id)
+        return Held([])
+    wallets = await _locked(session, source, destination)
+    s, d = wallets.get(source), wallets.get(destination)
+    if s is None or d is None or source == destination:
+        return Missing()
+    why: tuple[str, Wallet] | None = None
+    if s.currency != currency or d.currency != currency:
+        why = ("CURRENCY_MISMATCH", s if s.currency != currency else d)
+    elif s.status != "ACTIVE" or d.status != "ACTIVE":
+        why = ("WALLET_INACTIVE", s if s.status != "ACTIVE" else d)
+    elif s.balance - s.held_balance < amount:
+        why = ("INSUFFICIENT_FUNDS", s)
+    row = Hold(
+        transaction_id=tx,
+        wallet_id=source,
+        destination_wallet_id=destination,
+        amount=amount,
+        currency=currency,
+        status="refused" if why else "open",
+        code=why[0] if why else None,
+    )
+    session.add(row)
+    if why is not None:
+        await session.flush()
+        return Refused(why[0], why[1].id)
+    _touch(s)
+    s.held_balance += amount
+    await session.flush()
+    await _hold_event(outbox, session, "wallet.funds_held", s, row, amount)
+    return Held([to_state(s)])
+
+
+async def capture(
+    session: AsyncSession, outbox: Outbox, tx: uuid.UUID, amount: int
+) -> Captured | Refused | HoldEnded | None:
+    """Takes `amount` (at most what is held) of an open hold: the whole hold released,
+    the amount debited from the payer and credited to the merchant, with their ledger
+    entries and events (funds_released, then funds_deducted and funds_added). Refused
+    (nothing kept: the hold stays open) while either wallet is inactive. Once per
+    transaction id: asked again, the first capture. None: no such hold."""
+    await repository.lock_transaction(session, tx)
+    h = await repository.hold(session, tx)
+    if h is None or h.status == "refused":
+        return None
+    if h.status == "captured":
+        assert h.captured_amount is not None
+        return Captured(h.captured_amount, [])
+    if h.status != "open":
+        return HoldEnded(h.status)
+    if not 0 < amount <= h.amount:
+        raise ValidationFailed("More than the hold reserves.", code="AMOUNT_EXCEEDS_AUTHORIZED")
+    wallets = await _locked(session, h.wallet_id, h.destination_wallet_id)
+    s, d = wallets[h.wallet_id], wallets.get(h.destination_wallet_id)
+    if d is None or s.status != "ACTIVE" or d.status != "ACTIVE":
+        return Refused("WALLET_INACTIVE", s.id if s.status != "ACTIVE" or d is None else d.id)
+    _touch(s, d)
+    s.held_balance -= h.amount
+    await session.flush()
+    await _hold_event(outbox, session, "wallet.funds_released", s, h, h.amount)
+    s.balance -= amount
+    d.balance += amount
+    h.status, h.captured_amount, h.updated_at = "captured", amount, utcnow()
+    for wallet, operation, delta in ((s, "debit", -amount), (d, "credit", amount)):
+        session.add(
+            LedgerEntry(
+                wallet_id=wallet.id,
+                transaction_id=tx,
+                operation=operation,
+                amount=delta,
+                balance_after=wallet.balance,
+            )
+        )
+    await session.flush()
+    for wallet, operation in ((s, "debit"), (d, "credit")):
+        await outbox.add(
+            session,
+            TOPIC[operation],
+            str(wallet.id),
+            {
+                "wallet_id": str(wallet.id),
+                "user_id": str(wallet.user_id),
+                "transaction_id": str(tx),
+                "amount": format_amount(amount, wallet.currency),
+                "currency": wallet.currency,
+                "balance": format_amount(wallet.balance, wallet.currency),
+            },
+        )
+    return Captured(amount, [to_state(s), to_state(d)])
+
+
+async def release(
+    session: AsyncSession, outbox: Outbox, tx: uuid.UUID
+) -> Released | HoldEnded | None:
+    """Gives an open hold's money back to what is available (a void, an expiry),
+    whatever the wallet's status. Once: a hold released (or refused) before answers
+    Released again; a captured one, HoldEnded. None: no such hold."""
+    await repository.lock_transaction(session, tx)
+    h = await repository.hold(session, tx)
+    if h is None:
+        return None
+    if h.status == "captured":
+        return HoldEnded(h.status)
+    if h.status != "open":
+        return Released([])
+    (s,) = (await _locked(session, h.wallet_id)).values()
+    _touch(s)
+    s.held_balance -= h.amount
+    h.status, h.updated_at = "released", utcnow()
+    await session.flush()
+    await _hold_event(outbox, session, "wallet.funds_released", s, h, h.amount)
+    return Released([to_state(s)])
