@@ -31,6 +31,7 @@ import platform
 import random
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -47,12 +48,14 @@ from invariants import (  # bench/ is the script's folder
     WALLET_TOPICS,
     CardRefund,
     Charge,
+    HoldRow,
     Leg,
     Tx,
     WalletEvent,
     emails_sent_once,
     events_in_commit_order,
     events_match_ledger,
+    holds_match,
     legs_match_outcomes,
     money_conserved,
     run_messages,
@@ -101,13 +104,14 @@ class Seen:
 
 # The operations that need a component: a fault's window closes at the first success of
 # one of them (an answer from some other service proves nothing about the faulted one).
-ALL_OPS = frozenset(
-    {"register", "login", "refresh", "wallet", "activate", "deactivate", "tx", "bulk", "refund"}
+MONEY_OPS = frozenset({"tx", "bulk", "refund", "auth", "capture", "void"})
+ALL_OPS = (
+    frozenset({"register", "login", "refresh", "wallet", "activate", "deactivate"}) | MONEY_OPS
 )
 NEEDS: dict[str, frozenset[str]] = {
     "users": frozenset({"register", "login", "refresh"}),
-    "wallets": frozenset({"wallet", "activate", "deactivate", "tx", "bulk", "refund"}),
-    "transactions": frozenset({"tx", "bulk", "refund"}),
+    "wallets": frozenset({"wallet", "activate", "deactivate"}) | MONEY_OPS,
+    "transactions": MONEY_OPS,
     "payment_gateway": frozenset({"tx", "refund"}),
 }
 
@@ -137,6 +141,8 @@ class World:
     by_wallet: dict[str, Person] = field(default_factory=dict)
     # Per bulk Idempotency-Key, every distinct list of transactions its 200s named.
     batch_answers: dict[str, set[tuple[str, ...]]] = field(default_factory=dict)
+    # Authorizations answered 201 (AUTHORIZED): (transaction, payer, merchant).
+    authorizations: list[tuple[str, Person, Person]] = field(default_factory=list)
 
     def recovery(self, f: FaultRecord) -> float | None:
         """When the first success came of a call that needs the faulted component, sent
@@ -208,7 +214,7 @@ async def call(
     tx_id = None
     if isinstance(payload, dict):
         tx_id = payload.get("transaction_id") or (
-            payload.get("id") if op in ("tx", "refund") else None
+            payload.get("id") if op in ("tx", "refund", "auth", "capture", "void") else None
         )
     world.seen.append(Seen(op, status, tx_id, key, user_id, began=began))
     return status, payload
@@ -297,6 +303,12 @@ async def one_op(session: aiohttp.ClientSession, world: World) -> None:
     if roll < 0.18 and world.received:
         await refund(session, world)
         return
+    if roll < 0.21 and world.merchants:
+        await authorize(session, world, who)
+        return
+    if roll < 0.24 and world.authorizations:
+        await capture_or_void(session, world)
+        return
     kind = rng.choices(["deposit", "transfer", "payment"], weights=[25, 55, 20])[0]
     if kind == "payment" and not world.merchants:
         kind = "transfer"
@@ -328,6 +340,54 @@ async def one_op(session: aiohttp.ClientSession, world: World) -> None:
         # a retry with the same key: the same body replays, another body is refused
         again = body if rng.random() < 0.7 else {**body, "description": "another body"}
         await call(session, world, "tx", "POST", "/transactions/create", again, headers, key, uid)
+
+
+async def authorize(session: aiohttp.ClientSession, world: World, who: Person) -> None:
+    """A manual-capture payment to a merchant, living 2 to 12 s: captured, voided, or
+    left to expire (the recovery worker voids it) while the faults go on."""
+    rng = world.rng
+    merchant = rng.choice(world.merchants)
+    body = {
+        **tx_body(world, "payment", who),
+        "destination_wallet_id": merchant.wallet,
+        "capture": "manual",
+        "authorization_ttl_seconds": rng.randint(2, 12),
+    }
+    key = f"chaos-auth-{uuid.uuid4().hex}" if rng.random() < 0.5 else None
+    headers = {**who.auth, **({"Idempotency-Key": key} if key else {})}
+    status, out = await call(
+        session, world, "auth", "POST", "/transactions/create", body, headers, key, who.user_id
+    )
+    if status == 201 and isinstance(out, dict):
+        world.authorizations.append((out["id"], who, merchant))
+    elif status == 401:
+        await relogin(session, world, who)
+
+
+async def capture_or_void(session: aiohttp.ClientSession, world: World) -> None:
+    """On a recent authorization: the merchant captures all or part of it, the payer or
+    the merchant voids it, or a capture and a void race (one wins, the other is 409)."""
+    rng = world.rng
+    tx_id, payer, merchant = rng.choice(world.authorizations[-50:])
+    amount = {} if rng.random() < 0.5 else {"amount": f"{rng.randint(1, 500) / 100:.2f}"}
+
+    async def step(name: str, who: Person, body: dict[str, str]) -> None:
+        key = f"chaos-{name}-{uuid.uuid4().hex}" if rng.random() < 0.5 else None
+        headers = {**who.auth, **({"Idempotency-Key": key} if key else {})}
+        path = f"/transactions/{tx_id}/{name}"
+        status, _ = await call(session, world, name, "POST", path, body, headers, key, who.user_id)
+        if status == 200 and name == "capture":
+            world.received.append((tx_id, merchant))  # refundable by the merchant now
+        elif status == 401:
+            await relogin(session, world, who)
+
+    choice = rng.random()
+    if choice < 0.45:
+        await step("capture", merchant, amount)
+    elif choice < 0.8:
+        await step("void", rng.choice([payer, merchant]), {})
+    else:
+        await asyncio.gather(step("capture", merchant, amount), step("void", payer, {}))
 
 
 async def refund(session: aiohttp.ClientSession, world: World) -> None:
@@ -435,7 +495,7 @@ async def settle(dsn: str, timeout: float) -> bool:
         while time.monotonic() < deadline:
             busy = await conn.fetchval(
                 """SELECT (SELECT count(*) FROM transactions.transactions
-                           WHERE status IN ('PENDING', 'PROCESSING'))
+                           WHERE status IN ('PENDING', 'PROCESSING', 'AUTHORIZED'))
                         + (SELECT count(*) FROM transactions.outbox)
                         + (SELECT count(*) FROM transactions.records_outbox)
                         + (SELECT count(*) FROM wallets.outbox)
@@ -452,7 +512,12 @@ async def settle(dsn: str, timeout: float) -> bool:
         await conn.close()
 
 
-TERMINAL_TOPICS = ("transaction.completed", "transaction.failed")
+TERMINAL_TOPICS = (
+    "transaction.authorized",
+    "transaction.completed",
+    "transaction.failed",
+    "transaction.voided",
+)
 MONEY_TOPICS = ("payment.processed", "wallet.funds_added", "wallet.funds_deducted")
 
 
@@ -524,6 +589,25 @@ async def kafka_events_of_run(kafka: str, prefix: str, ids: set[str]) -> KafkaFi
     return KafkaFindings(found, card_hits, sequences, list(wallet_events.values()))
 
 
+def expected_events(tx: Tx) -> list[str]:
+    """The transaction.* events one transaction leaves, sorted: its end's, and an
+    authorization's first (a manual-capture payment refused at once never was one)."""
+    end = [f"transaction.{tx.status.lower()}"]
+    if tx.manual and tx.status in ("COMPLETED", "VOIDED", "AUTHORIZED"):
+        return sorted({"transaction.authorized", *end})
+    return end
+
+
+# What an answer means for the state its transaction ends in, per operation and status.
+ANSWERED: dict[str, dict[int, set[str]]] = {
+    "tx": {201: {"COMPLETED"}, 400: {"FAILED"}},
+    "refund": {201: {"COMPLETED"}, 400: {"FAILED"}},
+    "auth": {201: {"COMPLETED", "VOIDED"}, 400: {"FAILED"}},
+    "capture": {200: {"COMPLETED"}},
+    "void": {200: {"VOIDED"}},
+}
+
+
 def _card_hits(text: str) -> int:
     """How many of the test card numbers, or a CVC field, the text holds."""
     return sum(text.count(number) for number in set(CARDS)) + text.count('"cvc"')
@@ -572,12 +656,33 @@ async def check(
                 r["currency"],
                 str(r["source_wallet_id"]) if r["source_wallet_id"] else None,
                 str(r["destination_wallet_id"]) if r["destination_wallet_id"] else None,
+                r["captured_amount"] if r["status"] == "COMPLETED" else None,
+                r["authorization_expires_at"] is not None,
             )
             for r in await conn.fetch(
                 "SELECT id, type, status, amount, currency, source_wallet_id,"
-                " destination_wallet_id FROM transactions.transactions"
+                " destination_wallet_id, captured_amount, authorization_expires_at"
+                " FROM transactions.transactions"
             )
         }
+        holds = [
+            HoldRow(
+                str(r["transaction_id"]),
+                str(r["wallet_id"]),
+                r["amount"],
+                r["status"],
+                r["captured_amount"],
+            )
+            for r in await conn.fetch(
+                "SELECT transaction_id, wallet_id, amount, status, captured_amount"
+                " FROM wallets.holds"
+            )
+        ]
+        held = {
+            str(r["id"]): r["held_balance"]
+            for r in await conn.fetch("SELECT id, held_balance FROM wallets.wallets")
+        }
+        results.append(holds_match(txs, holds, held))
         legs = [
             Leg(r["id"], str(r["transaction_id"]), str(r["wallet_id"]), r["amount"])
             for r in await conn.fetch(
@@ -611,8 +716,8 @@ async def check(
             "HAVING w.balance <> coalesce(sum(e.amount), 0) OR w.balance < 0"
         )
         results.append(("every balance = its ledger, none negative", len(bad), ""))
-        stuck = sum(1 for t in txs.values() if t.status in ("PENDING", "PROCESSING"))
-        results.append(("nothing left PENDING or PROCESSING", stuck, ""))
+        stuck = sum(1 for t in txs.values() if t.status in ("PENDING", "PROCESSING", "AUTHORIZED"))
+        results.append(("nothing left PENDING, PROCESSING or AUTHORIZED (expired)", stuck, ""))
         kafka_found = await kafka_events_of_run(kafka, run_stack.topic_prefix, set(txs))
         events, kafka_card_hits = kafka_found.terminal, kafka_found.card_hits
         results.append(events_match_ledger(legs, kafka_found.wallet_events))
@@ -620,7 +725,7 @@ async def check(
         wrong = [
             t
             for t, tx in txs.items()
-            if [topic for _, topic in events.get(t, set())] != [f"transaction.{tx.status.lower()}"]
+            if sorted(topic for _, topic in events.get(t, set())) != expected_events(tx)
         ]
         results.append(
             (
@@ -660,7 +765,8 @@ async def check(
         expect = {"deposit": 1, "transfer": 2, "payment": 2, "refund": 2}
         no_mail = 0
         for t, tx in txs.items():
-            ids = [e for e, _ in events.get(t, set())]
+            # the email goes with the end (an authorization's event tells nobody)
+            ids = [e for e, topic in events.get(t, set()) if topic != "transaction.authorized"]
             want = expect[tx.type] if tx.status == "COMPLETED" else 1
             if tx.type == "refund" and tx.destination is None and tx.status == "COMPLETED":
                 want = 1  # back to a card: only its sender is told
@@ -669,12 +775,10 @@ async def check(
         results.append(("its emails, each sent or recorded failed", no_mail, ""))
         unreflected = 0
         for s in world.seen:
-            if s.op not in ("tx", "refund") or not s.tx_id:
+            if s.op not in ANSWERED or not s.tx_id:
                 continue
             status = txs[s.tx_id].status if s.tx_id in txs else None
-            if s.status == 201 and status != "COMPLETED":
-                unreflected += 1
-            if s.status == 400 and status != "FAILED":
+            if s.status in ANSWERED[s.op] and status not in ANSWERED[s.op][s.status]:
                 unreflected += 1
         results.append(("every answer the clients saw is the transaction's state", unreflected, ""))
         results.append(legs_match_outcomes(txs, legs))
@@ -757,11 +861,21 @@ def main() -> None:
     stack = Stack(env, logs, args.instances)
     world = World(random.Random(args.seed))
     started, started_at = time.monotonic(), time.time()
+    def phase(name: str, since: float) -> float:
+        now = time.monotonic()
+        print(f"chaos phase {name}: {now - since:.1f} s", file=sys.stderr, flush=True)
+        return now
+
     try:
+        at = time.monotonic()
         stack.start_all()
+        at = phase("start", at)
         asyncio.run(run(args, stack, world, faults, lease))
+        at = phase("workload and faults", at)
         settled = asyncio.run(settle(dsn, 180))
+        at = phase("settle", at)
         results = asyncio.run(check(run_stack, logs, world, started_at))
+        phase("checks", at)
     finally:
         stack.stop()
         subprocess.run(["bash", str(STACK), "up"], cwd=ROOT, capture_output=True, check=False)

@@ -32,6 +32,24 @@ class Tx:
     currency: str
     source: str | None  # wallet ids: no source for a deposit (from a card), no
     destination: str | None  # destination for a refund to a card
+    captured: int | None = None  # a manual-capture payment's capture, once completed
+    manual: bool = False  # a manual-capture payment (authorized first)
+
+    @property
+    def moved(self) -> int:
+        """What the transaction moves when it completes."""
+        return self.amount if self.captured is None else self.captured
+
+
+@dataclass(frozen=True)
+class HoldRow:
+    """wallets' record of an authorization's hold."""
+
+    tx_id: str
+    wallet_id: str
+    amount: int
+    status: str  # open | captured | released | refused
+    captured: int | None
 
 
 @dataclass(frozen=True)
@@ -75,9 +93,10 @@ class WalletEvent:
 
 
 def legs_match_outcomes(txs: Mapping[str, Tx], legs: Iterable[Leg]) -> Result:
-    """Per (transaction, wallet): a FAILED transaction nets 0 on every wallet; a
-    COMPLETED one nets -amount on its source and +amount on its destination, and
-    nothing anywhere else. A ledger row of no known transaction is a violation too."""
+    """Per (transaction, wallet): a FAILED or VOIDED transaction nets 0 on every wallet;
+    a COMPLETED one nets -amount (a captured payment: what was captured) on its source
+    and as much on its destination, and nothing anywhere else. A ledger row of no known
+    transaction is a violation too."""
     net: dict[str, dict[str, int]] = collections.defaultdict(lambda: collections.defaultdict(int))
     orphans = 0
     for leg in legs:
@@ -90,9 +109,9 @@ def legs_match_outcomes(txs: Mapping[str, Tx], legs: Iterable[Leg]) -> Result:
         want: dict[str, int] = collections.defaultdict(int)
         if tx.status == "COMPLETED":
             if tx.source is not None:
-                want[tx.source] -= tx.amount
+                want[tx.source] -= tx.moved
             if tx.destination is not None:
-                want[tx.destination] += tx.amount
+                want[tx.destination] += tx.moved
         got = {w: n for w, n in net.get(tx.id, {}).items() if n}
         if got != {w: n for w, n in want.items() if n}:
             wrong += 1
@@ -101,6 +120,45 @@ def legs_match_outcomes(txs: Mapping[str, Tx], legs: Iterable[Leg]) -> Result:
         wrong + orphans,
         f"{len(txs)} transactions"
         + (f"; {orphans} ledger rows of no transaction" if orphans else ""),
+    )
+
+
+# What a manual-capture payment's hold must be, by the transaction's status.
+HOLD_OF: dict[str, set[str | None]] = {
+    "AUTHORIZED": {"open"},
+    "COMPLETED": {"captured"},
+    "VOIDED": {"released"},
+    "FAILED": {"refused", None},  # refused by wallets, or refused before any hold
+}
+
+
+def holds_match(txs: Mapping[str, Tx], holds: Iterable[HoldRow], held: Mapping[str, int]) -> Result:
+    """Every wallet's held_balance is the sum of its open holds; every manual-capture
+    payment's hold agrees with its status (a completed one captured for what the
+    transaction says it captured, a voided one released, a failed one refused or never
+    held); no hold belongs to anything else, or to another wallet."""
+    by_tx = {h.tx_id: h for h in holds}
+    open_sum: dict[str, int] = collections.Counter()
+    wrong = 0
+    for h in by_tx.values():
+        if h.status == "open":
+            open_sum[h.wallet_id] += h.amount
+        tx = txs.get(h.tx_id)
+        if tx is None or not tx.manual or tx.source != h.wallet_id or tx.amount != h.amount:
+            wrong += 1
+    for tx in txs.values():
+        if not tx.manual:
+            continue
+        hold = by_tx.get(tx.id)
+        agrees = (hold.status if hold else None) in HOLD_OF.get(tx.status, set())
+        if not agrees or (tx.status == "COMPLETED" and hold and hold.captured != tx.captured):
+            wrong += 1
+    wallets = set(held) | set(open_sum)
+    off = sum(1 for w in wallets if held.get(w, 0) != open_sum.get(w, 0))
+    return (
+        "held = sum of open holds per wallet; each hold agrees with its authorization",
+        wrong + off,
+        f"{sum(1 for t in txs.values() if t.manual)} authorizations, {len(by_tx)} holds",
     )
 
 

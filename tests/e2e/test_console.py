@@ -405,6 +405,72 @@ async def test_a_payee_is_named_before_paying_and_a_merchant_refunds_from_the_hi
     assert problems == []
 
 
+async def test_a_payer_authorizes_and_the_merchant_captures_part_or_it_is_voided(
+    browser: Browser, stack: Stack, api: httpx.AsyncClient
+) -> None:
+    # Issue 22: "authorize only" in the payment form; balance, held and available; a
+    # merchant's open authorizations with Capture (an amount) and Void.
+    payer, p_auth, p_wallet = await funded_user(api, "40.00")
+    shop_email = unique_email("hotel")
+    resp = await api.post(
+        "/users/register",
+        json={
+            "email": shop_email,
+            "password": PASSWORD,
+            "full_name": "Harbour Hotel",
+            "account_type": "merchant",
+        },
+    )
+    assert resp.status_code == 201
+    login = await api.post("/users/login", json={"email": shop_email, "password": PASSWORD})
+    m_auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    hotel = await wallet_for(api, m_auth)
+    _, page, problems = await open_console(browser, stack, bypass_csp=True)
+    await login_ui(page, payer["email"])
+    for amount, description in (("30.00", "two nights"), ("5.00", "minibar")):
+        await page.click("#nav >> text=Send or pay")
+        await page.check("input[name=kind][value=payment]")
+        await page.check("#send-manual")
+        await page.fill("#send-destination", hotel["id"])
+        await page.fill("#send-amount", amount)
+        await page.fill("#send-description", description)
+        await page.click("#send-form button")
+        await page.wait_for_selector("#confirm:not([hidden])")
+        assert "Authorize a payment to Harbour Hotel" in await page.inner_text("#confirm-text")
+        await page.click("#confirm-yes")
+        await page.wait_for_selector(f"#notice:has-text('Authorized: {amount} USD held')")
+    await page.click("#nav >> text=Wallets")
+    row = page.locator("#wallet-rows tr", has_text="USD")
+    await page.wait_for_selector("#authorizations:not([hidden])")
+    assert "35.00 USD" in await row.inner_text()  # held
+    assert "5.00 USD" in await row.inner_text()  # available
+    # The payer may void, not capture.
+    mine = page.locator("#authorization-rows tr", has_text="minibar")
+    assert await mine.locator("text=Capture").count() == 0
+    await mine.locator("button", has_text="Void").click()
+    await page.wait_for_selector("#notice:has-text('Voided: the 5.00 USD held')")
+    await page.click("#logout")
+    await page.wait_for_selector("#view-auth:not([hidden])")
+
+    await login_ui(page, shop_email)
+    await page.click("#nav >> text=Wallets")
+    stay = page.locator("#authorization-rows tr", has_text="two nights")
+    await stay.wait_for()
+    await stay.locator("input").fill("20")
+    await shot(page, "authorizations")
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    assert [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")] == []
+    await stay.locator("button", has_text="Capture").click()
+    await page.wait_for_selector("#notice:has-text('Captured: 20.00 USD of the 30.00 USD')")
+    await page.wait_for_selector("#authorizations[hidden]", state="attached")
+    assert await balance(api, p_auth, p_wallet["id"]) == "20.00"
+    assert await balance(api, m_auth, hotel["id"]) == "20.00"
+    held = (await api.get(f"/wallets/{p_wallet['id']}", headers=p_auth)).json()["held_balance"]
+    assert held == "0.00"
+    assert problems == []
+
+
 async def test_names_and_descriptions_holding_markup_render_as_text(
     browser: Browser, stack: Stack, api: httpx.AsyncClient
 ) -> None:

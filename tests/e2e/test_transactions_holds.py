@@ -11,10 +11,11 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import Stack, eventually
 from tests.e2e.helpers import assert_problem, kafka_events, mails_to
-from tests.e2e.money import db_fetch, funded_user, move
+from tests.e2e.money import arm_fault, db_fetch, funded_user, move, uid
 
 
 async def wallet(api: httpx.AsyncClient, auth: dict[str, str], wallet_id: str) -> dict[str, Any]:
@@ -331,3 +332,45 @@ async def test_a_capture_key_replays_and_captures_once(api: httpx.AsyncClient) -
     )
     assert await balances(api, p_auth, p_wallet["id"]) == ("46.00", "0.00", "46.00")
     assert await balances(api, m_auth, m_wallet["id"]) == ("4.00", "0.00", "4.00")
+
+
+@pytest.mark.parametrize("end", ["capture", "void", "expire"])
+async def test_transactions_killed_after_wallets_ended_a_hold_ends_it_once_by_recovery(
+    api: httpx.AsyncClient, stack: Stack, end: str
+) -> None:
+    # The crash window of each end of an authorization: wallets captured (or released)
+    # the hold, and the transactions process dies (SIGKILL) before the end is recorded.
+    ttl = {"authorization_ttl_seconds": 2} if end == "expire" else {}
+    p_wallet, p_auth, m_wallet, m_auth, auth_tx = await authorized(api, "10.00", **ttl)
+    tx = auth_tx["id"]
+    await arm_fault(stack, m_wallet["id"], "pause_mid_saga", seconds=60)
+    request = None
+    if end != "expire":
+        who = m_auth if end == "capture" else p_auth
+        request = asyncio.create_task(step(api, who, tx, end))
+    wallets_did = "captured" if end == "capture" else "released"
+
+    async def hold_ended() -> bool:
+        rows = await db_fetch(
+            stack, "SELECT status FROM wallets.holds WHERE transaction_id = $1", uid(tx)
+        )
+        return bool(rows) and rows[0]["status"] == wallets_did
+
+    await eventually(hold_ended, timeout=30)
+    stack.kill("transactions")
+    if request is not None:
+        assert (await request).status_code in (502, 503)  # no answer: the outcome unknown
+    stack.start("transactions")
+    final = await eventually(lambda: ended(api, tx, p_auth), timeout=90)
+    want = "COMPLETED" if end == "capture" else "VOIDED"
+    assert final["status"] == want
+    if end == "expire":
+        assert final["failure_code"] == "AUTHORIZATION_EXPIRED"
+    if want == "COMPLETED":
+        assert await balances(api, p_auth, p_wallet["id"]) == ("40.00", "0.00", "40.00")
+        assert await balances(api, m_auth, m_wallet["id"]) == ("10.00", "0.00", "10.00")
+    else:
+        assert await balances(api, p_auth, p_wallet["id"]) == ("50.00", "0.00", "50.00")
+    events = await kafka_events(stack, "transaction." + want.lower(), tx, 1)
+    assert len({e["event_id"] for e in events}) == len(events) == 1
+    await held_matches_open_holds(stack)

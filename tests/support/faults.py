@@ -25,7 +25,8 @@ log = structlog.get_logger()
 #   would reach it (a transfer's move, a deposit's credit).
 # pause_mid_saga: the saga stalls for `seconds` where a crash hurts most: a transfer
 #   after its money moved and before COMPLETED is recorded, a deposit after the card
-#   was charged and before the wallet is credited.
+#   was charged and before the wallet is credited, a capture or a void (or an expiry)
+#   of an authorization after wallets did it and before its end is recorded.
 FAULT_NAMES = ("deactivate_destination", "pause_mid_saga")
 
 
@@ -80,6 +81,16 @@ class FaultyClients(Clients):
             if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
                 await asyncio.sleep(fault.seconds)
         return codes
+
+    async def capture(self, tx: Any) -> None:
+        await super().capture(tx)
+        if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
+            await asyncio.sleep(fault.seconds)
+
+    async def release(self, tx: Any) -> None:
+        await super().release(tx)
+        if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
+            await asyncio.sleep(fault.seconds)
 
     async def credit(
         self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str

@@ -9,12 +9,14 @@ from pathlib import Path
 from bench.invariants import (
     CardRefund,
     Charge,
+    HoldRow,
     Leg,
     Tx,
     WalletEvent,
     emails_sent_once,
     events_in_commit_order,
     events_match_ledger,
+    holds_match,
     legs_match_outcomes,
     money_conserved,
     run_messages,
@@ -153,3 +155,50 @@ def test_the_mail_check_reads_only_its_runs_messages_and_never_crashes_on_one(
     (tmp_path / "junk.eml").write_bytes(b"\xff\xfe not a message at all")
     found = run_messages(tmp_path, {"a@x.example"}, since=2000)
     assert found == [("a@x.example", "<1>")]
+
+
+# -- authorizations (issue 22)
+
+M = "wallet-merchant"
+CAPTURED = Tx("t-cap", "payment", "COMPLETED", 500, "USD", A, M, captured=300, manual=True)
+VOIDED = Tx("t-void", "payment", "VOIDED", 200, "USD", A, M, manual=True)
+WAITING = Tx("t-wait", "payment", "AUTHORIZED", 100, "USD", A, M, manual=True)
+REFUSED = Tx("t-ref", "payment", "FAILED", 9000, "USD", A, M, manual=True)
+AUTHS = {t.id: t for t in (CAPTURED, VOIDED, WAITING, REFUSED)}
+HOLDS = [
+    HoldRow(CAPTURED.id, A, 500, "captured", 300),
+    HoldRow(VOIDED.id, A, 200, "released", None),
+    HoldRow(WAITING.id, A, 100, "open", None),
+    HoldRow(REFUSED.id, A, 9000, "refused", None),
+]
+
+
+def test_holds_agree_with_their_authorizations_and_the_held_balances() -> None:
+    assert holds_match(AUTHS, HOLDS, {A: 100})[1] == 0
+    # a held balance that is not the sum of the open holds
+    assert holds_match(AUTHS, HOLDS, {A: 0})[1] == 1
+    assert holds_match(AUTHS, HOLDS, {A: 100, M: 5})[1] == 1
+    # a voided authorization whose hold still reserves money
+    still_open = [
+        HoldRow(VOIDED.id, A, 200, "open", None) if h.tx_id == VOIDED.id else h for h in HOLDS
+    ]
+    assert holds_match(AUTHS, still_open, {A: 300})[1] == 1
+    # a capture that took another amount than the transaction says
+    other = [
+        HoldRow(CAPTURED.id, A, 500, "captured", 500) if h.tx_id == CAPTURED.id else h
+        for h in HOLDS
+    ]
+    assert holds_match(AUTHS, other, {A: 100})[1] == 1
+    # a completed authorization with no hold at all, and a hold of no authorization
+    assert holds_match(AUTHS, [h for h in HOLDS if h.tx_id != CAPTURED.id], {A: 100})[1] == 1
+    stray = [*HOLDS, HoldRow("t-none", A, 50, "released", None)]
+    assert holds_match(AUTHS, stray, {A: 100})[1] == 1
+
+
+def test_a_captured_payment_moves_what_was_captured_and_a_voided_one_nothing() -> None:
+    legs = [Leg(1, CAPTURED.id, A, -300), Leg(2, CAPTURED.id, M, 300)]
+    assert legs_match_outcomes({CAPTURED.id: CAPTURED, VOIDED.id: VOIDED}, legs)[1] == 0
+    whole = [Leg(1, CAPTURED.id, A, -500), Leg(2, CAPTURED.id, M, 500)]
+    assert legs_match_outcomes({CAPTURED.id: CAPTURED}, whole)[1] == 1
+    moved = [Leg(1, VOIDED.id, A, -200), Leg(2, VOIDED.id, M, 200)]
+    assert legs_match_outcomes({VOIDED.id: VOIDED}, moved)[1] == 1

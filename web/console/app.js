@@ -230,6 +230,8 @@ async function loadWallets() {
         {},
         el("td", { text: w.currency }),
         el("td", { text: `${w.balance} ${w.currency}`, class: "num" }),
+        el("td", { text: `${w.held_balance} ${w.currency}`, class: "num" }),
+        el("td", { text: `${w.available_balance} ${w.currency}`, class: "num" }),
         el("td", { text: w.status === "ACTIVE" ? "Active" : "Inactive" }),
         el("td", {}, el("code", { text: w.id })),
         el(
@@ -250,7 +252,8 @@ async function loadWallets() {
   const open = Object.keys(CURRENCIES).filter((c) => !have.has(c));
   $("open-currency").replaceChildren(...open.map((c) => option(c, c)));
   $("open-form").hidden = open.length === 0;
-  const choices = () => wallets.map((w) => option(w.id, `${w.currency} (${w.balance} ${w.currency})`));
+  const choices = () =>
+    wallets.map((w) => option(w.id, `${w.currency} (${w.available_balance} ${w.currency} available)`));
   for (const id of ["topup-wallet", "send-source", "payouts-source"]) {
     const select = $(id);
     const keep = select.value;
@@ -262,6 +265,98 @@ async function loadWallets() {
   filter.replaceChildren(option("", "All"), ...wallets.map((w) => option(w.id, w.currency)));
   filter.value = wallets.some((w) => w.id === keep) ? keep : "";
   hints();
+  await loadAuthorizations();
+}
+
+// -- authorizations: money held for a payment, captured or voided later
+
+function mineAt(walletId) {
+  return wallets.some((w) => w.id === walletId);
+}
+
+async function loadAuthorizations() {
+  const data = await api.call("GET", "/transactions?status=AUTHORIZED&limit=100");
+  const open = data.items.sort((a, b) => a.authorization_expires_at.localeCompare(b.authorization_expires_at));
+  $("authorization-rows").replaceChildren(
+    ...open.map((t) => {
+      const label = `${t.description || "payment"} of ${t.amount} ${t.currency}`;
+      const actions = el("td", {});
+      if (mineAt(t.destination_wallet_id)) {
+        const input = el("input", {
+          inputmode: "decimal",
+          autocomplete: "off",
+          value: t.amount,
+          "aria-label": `Amount to capture of the ${label}`,
+          class: "short",
+        });
+        actions.append(
+          input,
+          el("button", {
+            type: "button",
+            text: "Capture",
+            "aria-label": `Capture the ${label}`,
+            onclick: (event) => capture(t, input.value, event.target),
+          }),
+        );
+      }
+      actions.append(
+        el("button", {
+          type: "button",
+          class: "secondary",
+          text: "Void",
+          "aria-label": `Void the ${label}`,
+          onclick: (event) => voidIt(t, event.target),
+        }),
+      );
+      return el(
+        "tr",
+        {},
+        el("td", { text: `${t.description || "Payment"} (${mineAt(t.destination_wallet_id) ? "to you" : "by you"})` }),
+        el("td", { text: `${t.amount} ${t.currency}`, class: "num" }),
+        el("td", { text: when(t.authorization_expires_at) }),
+        actions,
+      );
+    }),
+  );
+  $("authorizations").hidden = open.length === 0;
+}
+
+const stepSubmission = new Submission();
+
+async function capture(t, amountText, button) {
+  clearMessages();
+  const amount = parseAmount(amountText, t.currency);
+  if (!amount) return say(`Please check the amount. ${amountHint(t.currency)}`);
+  const body = { amount };
+  await attempt(async () => {
+    const r = await submitAndCheck(button, stepSubmission, { id: t.id, ...body }, (key) =>
+      api.call("POST", `/transactions/${encodeURIComponent(t.id)}/capture`, { body, idempotencyKey: key }),
+    );
+    if (!r) return;
+    await afterStep(t.id);
+    say(`Captured: ${r.captured_amount} ${r.currency} of the ${r.amount} ${r.currency} authorized; the rest is released.`, "notice");
+  });
+  return undefined;
+}
+
+async function voidIt(t, button) {
+  clearMessages();
+  await attempt(async () => {
+    const r = await submitAndCheck(button, stepSubmission, { id: t.id, void: true }, (key) =>
+      api.call("POST", `/transactions/${encodeURIComponent(t.id)}/void`, { body: {}, idempotencyKey: key }),
+    );
+    if (!r) return;
+    await afterStep(t.id);
+    say(`Voided: the ${r.amount} ${r.currency} held is available to the payer again.`, "notice");
+  });
+}
+
+async function afterStep(id) {
+  await loadWallets();
+  if (!$("tx-detail").hidden) {
+    await loadHistory(cursor);
+    await showDetail(id);
+  }
 }
 
 async function toggleWallet(w) {
@@ -355,6 +450,8 @@ $("send-form").addEventListener("submit", async (event) => {
     amount,
     currency: w.currency,
   };
+  const manual = kind === "payment" && form.manual.checked;
+  if (manual) pending.capture = "manual";
   const description = form.description.value.trim();
   if (description) pending.description = description;
   // Confirmation of payee: who the money goes to, before it goes.
@@ -364,14 +461,22 @@ $("send-form").addEventListener("submit", async (event) => {
   } catch (err) {
     return say(explain(err));
   }
-  const verb = kind === "payment" ? "Pay" : "Send to";
+  const verb = manual ? "Authorize a payment to" : kind === "payment" ? "Pay" : "Send to";
   const who = `${payee.name} (${payee.account_type === "merchant" ? "merchant" : "person"})`;
-  $("confirm-text").textContent = `${verb} ${who}, wallet ${destination}: ${amount} ${w.currency}, from your ${w.currency} wallet.`;
+  const later = manual ? " The money stays in your wallet, held, until the merchant takes it." : "";
+  $("confirm-text").textContent = `${verb} ${who}, wallet ${destination}: ${amount} ${w.currency}, from your ${w.currency} wallet.${later}`;
   form.hidden = true;
   $("confirm").hidden = false;
   $("confirm-yes").focus();
   return undefined;
 });
+
+function manualChoice() {
+  const payment = $("send-form").kind.value === "payment";
+  $("send-manual-choice").hidden = !payment;
+  if (!payment) $("send-manual").checked = false;
+}
+for (const radio of document.querySelectorAll("input[name=kind]")) radio.addEventListener("change", manualChoice);
 
 $("confirm-back").addEventListener("click", () => {
   pending = null;
@@ -392,8 +497,12 @@ $("confirm-yes").addEventListener("click", async () => {
     $("confirm").hidden = true;
     $("send-form").hidden = false;
     $("send-form").reset();
-    const what = tx.type === "payment" ? "Paid" : "Sent";
-    say(`${what}: ${tx.amount} ${tx.currency}.`, "notice");
+    if (tx.status === "AUTHORIZED") {
+      say(`Authorized: ${tx.amount} ${tx.currency} held for the merchant until ${when(tx.authorization_expires_at)}.`, "notice");
+    } else {
+      const what = tx.type === "payment" ? "Paid" : "Sent";
+      say(`${what}: ${tx.amount} ${tx.currency}.`, "notice");
+    }
     await loadWallets();
   } catch (err) {
     say(explain(err));
@@ -541,7 +650,7 @@ async function loadHistory(from) {
         el("td", { text: when(t.created_at) }),
         el("td", { text: t.type }),
         el("td", { text: `${t.amount} ${t.currency}`, class: "num" }),
-        el("td", { text: t.status === "FAILED" ? `FAILED: ${failureInWords(t.failure_code)}` : t.status }),
+        el("td", { text: t.failure_code ? `${t.status}: ${failureInWords(t.failure_code)}` : t.status }),
         el("td", { text: t.description || "" }),
         el(
           "td",
@@ -578,14 +687,25 @@ async function showDetail(id) {
       ["Created", when(t.created_at)],
       ["Last change", when(t.updated_at)],
     ];
+    if (t.authorization_expires_at) {
+      const until = t.status === "AUTHORIZED" ? "Expires" : "Would have expired";
+      fields.push([until, when(t.authorization_expires_at)]);
+    }
+    if (t.captured_amount) fields.push(["Captured", `${t.captured_amount} ${t.currency} of ${t.amount} ${t.currency} authorized`]);
     if (t.refunded_transaction_id) fields.push(["Refund of", t.refunded_transaction_id]);
     if (t.refunded_amount && Number(t.refunded_amount) > 0) fields.push(["Refunded", `${t.refunded_amount} ${t.currency}`]);
     $("tx-fields").replaceChildren(
       ...fields.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]),
     );
     // What you received (a transfer or a payment) you may give back, in full or in part.
-    const mine = wallets.some((w) => w.id === t.destination_wallet_id);
-    const left = (Number(t.amount) - Number(t.refunded_amount || 0)).toFixed(CURRENCIES[t.currency] ?? 2);
+    const mine = mineAt(t.destination_wallet_id);
+    const moved = Number(t.captured_amount || t.amount);
+    const left = (moved - Number(t.refunded_amount || 0)).toFixed(CURRENCIES[t.currency] ?? 2);
+    const waiting = t.status === "AUTHORIZED";
+    $("capture-form").hidden = !(waiting && mine);
+    $("void-button").hidden = !waiting;
+    detailed = t;
+    if (waiting) $("capture-amount").value = t.amount;
     const refundable = mine && t.status === "COMPLETED" && ["transfer", "payment"].includes(t.type) && Number(left) > 0;
     $("refund-form").hidden = !refundable;
     if (refundable) {
@@ -599,6 +719,10 @@ async function showDetail(id) {
 }
 
 let refunding = null; // the transaction shown, when it can be refunded
+let detailed = null; // the transaction shown
+
+onSubmit("capture-form", (form) => capture(detailed, form.amount.value, form.querySelector("button")));
+$("void-button").addEventListener("click", (event) => voidIt(detailed, event.target));
 const refundSubmission = new Submission();
 
 onSubmit("refund-form", async (form) => {

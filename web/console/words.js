@@ -26,6 +26,8 @@ const CODES = {
   WALLET_NOT_FOUND: "No such wallet. Check the wallet id.",
   REFUND_EXCEEDS_AMOUNT: "That is more than can still be refunded.",
   INVALID_TRANSACTION_STATE: "This transaction cannot be changed any more.",
+  AMOUNT_EXCEEDS_AUTHORIZED: "That is more than was authorized.",
+  AUTHORIZATION_EXPIRED: "Nobody captured it before it expired: the money was released.",
   FORBIDDEN: "Only the one who received the money can refund it.",
   TRANSACTION_NOT_FOUND: "No such transaction.",
   WALLET_EXISTS: "You already have a wallet in that currency.",

@@ -140,17 +140,16 @@ class Clients:
         resp = await self._call(self.wallets, "POST", "/internal/holds", body)
         _moved_or_refused(resp, "hold")
 
-    async def capture(self, tx: uuid.UUID, amount: int) -> None:
-        """Takes `amount` of the hold (once): raises StepFailed (WALLET_INACTIVE) when a
-        wallet is inactive; the hold then stays as it was."""
-        resp = await self._call(
-            self.wallets, "POST", f"/internal/holds/{tx}/capture", {"amount_minor": amount}
-        )
+    async def capture(self, tx: Any) -> None:
+        """Takes the transaction's captured amount of its hold (once): raises StepFailed
+        (WALLET_INACTIVE) when a wallet is inactive; the hold then stays as it was."""
+        body = {"amount_minor": tx.captured_amount}
+        resp = await self._call(self.wallets, "POST", f"/internal/holds/{tx.id}/capture", body)
         _moved_or_refused(resp, "capture")
 
-    async def release(self, tx: uuid.UUID) -> None:
-        """Gives the hold back to what is available (once)."""
-        resp = await self._call(self.wallets, "POST", f"/internal/holds/{tx}/release")
+    async def release(self, tx: Any) -> None:
+        """Gives the transaction's hold back to what is available (once)."""
+        resp = await self._call(self.wallets, "POST", f"/internal/holds/{tx.id}/release")
         if resp.status != 200:
             raise OutcomeUnknown(f"release answered {resp.status}")
 

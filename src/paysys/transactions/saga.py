@@ -337,9 +337,8 @@ class Saga:
                 return await self.finish(tx, Status.FAILED, exc.code, "hold", exc.code)
             return await self.finish(tx, Status.AUTHORIZED, None, "hold", "ok")
         if tx.phase == Phase.CAPTURING:
-            assert tx.captured_amount is not None
             try:
-                await self.clients.capture(tx.id, tx.captured_amount)
+                await self.clients.capture(tx)
             except StepFailed as exc:
                 entry = repository.step("capture", exc.code)
                 async with self.db.raw() as conn:
@@ -347,7 +346,7 @@ class Saga:
                 raise CaptureRefused(exc.code) from None
             return await self.finish(tx, Status.COMPLETED, None, "capture", "ok", keep)
         if tx.phase == Phase.VOIDING:
-            await self.clients.release(tx.id)
+            await self.clients.release(tx)
             return await self.finish(tx, Status.VOIDED, tx.failure_code, "release", "ok", keep)
         raise AssertionError(f"unknown phase {tx.phase} of an authorization")
 
