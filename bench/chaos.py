@@ -60,7 +60,7 @@ from invariants import (  # bench/ is the script's folder
     money_conserved,
     run_messages,
 )
-from isolated import Isolated, free_ports, isolated
+from isolated import NOTIFIED_TOPICS, Isolated, free_ports, isolated
 from paysys_dev.fleet import Fleet
 from paysys_dev.stack import ROOT, SERVICES, STACK, wait_ready
 from reports import write_section
@@ -487,12 +487,39 @@ async def injector(
 # -- checks
 
 
-async def settle(dsn: str, timeout: float) -> bool:
-    """Waits until nothing is in flight and every outbox and email job has settled."""
+async def consumer_lag(kafka: str, group: str, topics: list[str]) -> int:
+    """How many events of `topics` the consumer group has not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        described = await admin.describe_topics(topics)
+        partitions = [
+            TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+        ]
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        ends = await consumer.end_offsets(partitions)
+        return sum(
+            end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)
+            for tp, end in ends.items()
+        )
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def settle(dsn: str, timeout: float, run_stack: Isolated | None = None) -> bool:
+    """Waits until nothing is in flight, every outbox and email job has settled, and
+    the notifications consumer has taken every event it reads (an email job is made
+    only then: an event published at the end, an authorization's expiry, would
+    otherwise be checked before its email exists)."""
     conn = await asyncpg.connect(dsn)
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            # the consumer's lag first: the email jobs it makes are then in `busy`
+            lag = await _notified(run_stack) if run_stack is not None else 0
             busy = await conn.fetchval(
                 """SELECT (SELECT count(*) FROM transactions.transactions
                            WHERE status IN ('PENDING', 'PROCESSING', 'AUTHORIZED'))
@@ -504,12 +531,18 @@ async def settle(dsn: str, timeout: float) -> bool:
                         + (SELECT count(*) FROM notifications.email_jobs
                            WHERE status IN ('pending', 'sending'))"""
             )
-            if busy == 0:
+            if busy == 0 and lag == 0:
                 return True
             await asyncio.sleep(1)
         return False
     finally:
         await conn.close()
+
+
+async def _notified(run_stack: Isolated) -> int:
+    group = run_stack.env["PAYSYS_CONSUMER_GROUP"]
+    kafka = run_stack.base["KAFKA_BOOTSTRAP_SERVERS"]
+    return await consumer_lag(kafka, group, [run_stack.topic_prefix + t for t in NOTIFIED_TOPICS])
 
 
 TERMINAL_TOPICS = (
@@ -836,9 +869,12 @@ def main() -> None:
         faults += ["killall:transactions", "killall:gateway"]
     if args.smoke:
         args.ops, args.fault_every = 400, 3.0
-        faults = [f"kill:{s}{one}" for s in ("transactions", "wallets", "notifications", "gateway")]
-        if args.instances > 1:
-            faults.append("killall:wallets")
+        if args.instances == 1:
+            killed = ("transactions", "wallets", "notifications", "gateway")
+            faults = [f"kill:{s}" for s in killed]
+        else:  # what only N instances add: an instance of the money path, then all
+            # of one service (each restart waits for readiness: about 20 s here)
+            faults = ["kill:transactions#0", "kill:wallets#0", "killall:wallets"]
     else:
         faults = faults * 2
     print(f"chaos seed {args.seed}: replay with --seed {args.seed}", flush=True)
@@ -861,6 +897,7 @@ def main() -> None:
     stack = Stack(env, logs, args.instances)
     world = World(random.Random(args.seed))
     started, started_at = time.monotonic(), time.time()
+
     def phase(name: str, since: float) -> float:
         now = time.monotonic()
         print(f"chaos phase {name}: {now - since:.1f} s", file=sys.stderr, flush=True)
@@ -872,7 +909,7 @@ def main() -> None:
         at = phase("start", at)
         asyncio.run(run(args, stack, world, faults, lease))
         at = phase("workload and faults", at)
-        settled = asyncio.run(settle(dsn, 180))
+        settled = asyncio.run(settle(dsn, 180, run_stack))
         at = phase("settle", at)
         results = asyncio.run(check(run_stack, logs, world, started_at))
         phase("checks", at)

@@ -1,7 +1,7 @@
 """A stack of the six processes for one bench or chaos run: its own fresh database and
-MongoDB database, its own Kafka consumer group (starting at the latest offset, since
-the broker is shared with tests and earlier runs), its own ports, and rate limits out
-of the way (a run is one client address and a few users on purpose)."""
+MongoDB database, its own Kafka consumer group (pinned at the topics' ends when the run
+starts, since the broker is shared with tests and earlier runs), its own ports, and
+rate limits out of the way (a run is one client address and a few users on purpose)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,43 @@ from dataclasses import dataclass
 import asyncpg
 
 from paysys_dev.stack import SERVICES, infra_env
+
+# What the notifications service reads (notifications/consumers.py).
+NOTIFIED_TOPICS = (
+    "user.registered",
+    "transaction.completed",
+    "transaction.failed",
+    "transaction.voided",
+)
+
+
+async def pin_consumer_group(kafka: str, group: str, topics: list[str]) -> None:
+    """Commits a new consumer group's offsets at the topics' current ends: it then reads
+    what comes after this moment, and a restarted consumer resumes where the group left
+    off. ("latest" as the reset policy instead would skip, at each restart, what a
+    partition the group never committed received meanwhile: a rare topic's events.)"""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    from paysys.kit.consumer import ensure_topics
+
+    await ensure_topics(kafka, topics)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+        ]
+        if len({tp.topic for tp in partitions}) < len(topics):
+            await consumer._client.force_metadata_update()
+            partitions = [
+                TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+            ]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.commit({tp: OffsetAndMetadata(end, "") for tp, end in ends.items()})
+    finally:
+        await consumer.stop()
 
 
 @dataclass(frozen=True)
@@ -102,7 +139,7 @@ def isolated(prefix: str, first_port: int, **settings: str) -> Isolated:
         "PAYSYS_MONGODB_DATABASE": db_name,
         "DATABASE_URL": base["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name,
         "PAYSYS_CONSUMER_GROUP": f"paysys-notifications-{db_name}",
-        "PAYSYS_CONSUMER_START": "latest",
+        "PAYSYS_CONSUMER_START": "earliest",  # from where the group is pinned, below
         # Topics of their own: a test stack running beside (make test runs the chaos
         # smoke run while its own stack is up) neither sends this run's email nor
         # counts in its figures.
@@ -114,4 +151,8 @@ def isolated(prefix: str, first_port: int, **settings: str) -> Isolated:
         **settings,
     }
     dsn = root_dsn.rsplit("/", 1)[0] + "/" + db_name
+    topics = [env["PAYSYS_KAFKA_TOPIC_PREFIX"] + t for t in NOTIFIED_TOPICS]
+    asyncio.run(
+        pin_consumer_group(base["KAFKA_BOOTSTRAP_SERVERS"], env["PAYSYS_CONSUMER_GROUP"], topics)
+    )
     return Isolated(base, db_name, dsn, env, env["PAYSYS_KAFKA_TOPIC_PREFIX"], root_dsn)

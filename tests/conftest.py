@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from bench.isolated import create_database, drop_database
+from bench.isolated import NOTIFIED_TOPICS, create_database, drop_database, pin_consumer_group
 
 from paysys.kit.crypto import DEV_DATA_KEYS
 from paysys_dev.fleet import spawn_service, stop_processes
@@ -95,7 +95,7 @@ def infra() -> Iterator[Infra]:
         # Kafka is shared with anything else running here (the bench's smoke run): a
         # consumer group of this run's own, so no other stack takes its events.
         PAYSYS_CONSUMER_GROUP=f"paysys-notifications-{db_name}",
-        PAYSYS_CONSUMER_START="latest",
+        PAYSYS_CONSUMER_START="earliest",  # from where the group is pinned, below
         # Two data keys, the first current: tests/e2e/test_personal_data.py rotates.
         PAYSYS_DATA_KEYS=f"{DEV_DATA_KEYS},{ROTATION_KEY}",
         PAYSYS_LOG_LEVEL="INFO",
@@ -108,6 +108,11 @@ def infra() -> Iterator[Infra]:
     )
     for service, port in TEST_PORTS.items():
         env[f"PAYSYS_{service.upper()}_PORT"] = str(port)
+    asyncio.run(
+        pin_consumer_group(
+            base["KAFKA_BOOTSTRAP_SERVERS"], env["PAYSYS_CONSUMER_GROUP"], list(NOTIFIED_TOPICS)
+        )
+    )
     yield Infra(
         env=env,
         database_url=database_url,

@@ -40,9 +40,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/transactions", "transactions", True, "user", "listTransactions"),
     Route("GET", "/transactions/{id}", "transactions", True, "user", "getTransaction"),
     Route("POST", "/transactions/{id}/refund", "transactions", True, "user", "refundTransaction"),
-    Route(
-        "POST", "/transactions/{id}/capture", "transactions", True, "user", "captureTransaction"
-    ),
+    Route("POST", "/transactions/{id}/capture", "transactions", True, "user", "captureTransaction"),
     Route("POST", "/transactions/{id}/void", "transactions", True, "user", "voidTransaction"),
 )
 

@@ -10,6 +10,7 @@ from paysys.notifications.models import inbox
 from paysys.notifications.service import handle_events
 from paysys.notifications.settings import NotificationsSettings
 
+# (bench/isolated.py's NOTIFIED_TOPICS names the same: keep them together)
 TOPICS = ("user.registered", "transaction.completed", "transaction.failed", "transaction.voided")
 
 
