@@ -2,8 +2,8 @@
 processes are SIGKILLed and restarted, then every invariant checked (0 violations).
 Once with one instance of each service (a killed process is replaced by its warm
 spare), and once with two behind HAProxy (an instance of transactions, then one of
-wallets killed, then every instance of wallets at once): the relays of both instances share the outbox and each
-wallet's events must still reach Kafka in commit order."""
+wallets killed, then every instance of wallets at once): the relays of both instances
+share the outbox and each wallet's events must still reach Kafka in commit order."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -118,6 +119,23 @@ async def send(
     await page.click("#send-form button")
     await page.wait_for_selector("#confirm:not([hidden]), #alert:not([hidden])")
     assert await page.is_visible("#confirm"), await page.inner_text("#alert")
+
+
+async def merchant(
+    api: httpx.AsyncClient, label: str, full_name: str
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """A merchant with a wallet: (email, auth headers, wallet)."""
+    email = unique_email(label)
+    body = {
+        "email": email,
+        "password": PASSWORD,
+        "full_name": full_name,
+        "account_type": "merchant",
+    }
+    assert (await api.post("/users/register", json=body)).status_code == 201
+    login = await api.post("/users/login", json={"email": email, "password": PASSWORD})
+    auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    return email, auth, await wallet_for(api, auth)
 
 
 async def shot(page: Page, name: str, full_page: bool = True) -> None:
@@ -362,20 +380,7 @@ async def test_a_payee_is_named_before_paying_and_a_merchant_refunds_from_the_hi
 ) -> None:
     # Issue 22: confirmation of payee; a refund from the transaction's details.
     payer, p_auth, p_wallet = await funded_user(api, "40.00")
-    shop_email = unique_email("shop")
-    resp = await api.post(
-        "/users/register",
-        json={
-            "email": shop_email,
-            "password": PASSWORD,
-            "full_name": "Corner Shop Ltd",
-            "account_type": "merchant",
-        },
-    )
-    assert resp.status_code == 201
-    login = await api.post("/users/login", json={"email": shop_email, "password": PASSWORD})
-    m_auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
-    shop = await wallet_for(api, m_auth)
+    shop_email, m_auth, shop = await merchant(api, "shop", "Corner Shop Ltd")
     _, page, problems = await open_console(browser, stack, bypass_csp=True)
     await login_ui(page, payer["email"])
     await send(page, "payment", shop["id"], "25.00", "a lamp", source=p_wallet["id"])
@@ -411,20 +416,7 @@ async def test_a_payer_authorizes_and_the_merchant_captures_part_or_it_is_voided
     # Issue 22: "authorize only" in the payment form; balance, held and available; a
     # merchant's open authorizations with Capture (an amount) and Void.
     payer, p_auth, p_wallet = await funded_user(api, "40.00")
-    shop_email = unique_email("hotel")
-    resp = await api.post(
-        "/users/register",
-        json={
-            "email": shop_email,
-            "password": PASSWORD,
-            "full_name": "Harbour Hotel",
-            "account_type": "merchant",
-        },
-    )
-    assert resp.status_code == 201
-    login = await api.post("/users/login", json={"email": shop_email, "password": PASSWORD})
-    m_auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
-    hotel = await wallet_for(api, m_auth)
+    shop_email, m_auth, hotel = await merchant(api, "hotel", "Harbour Hotel")
     _, page, problems = await open_console(browser, stack, bypass_csp=True)
     await login_ui(page, payer["email"])
     for amount, description in (("30.00", "two nights"), ("5.00", "minibar")):

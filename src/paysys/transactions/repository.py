@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -424,16 +424,31 @@ async def insert_refund(
     """Stores a refund (in flight) with its reservation and its key, in one database
     transaction: None when done, else why not, with nothing kept ("key": another request
     holds the key; "exceeds": not that much is left to refund)."""
+
+    async def reserve() -> bool:
+        if await conn.fetchval(RESERVE_REFUND, refund.refunded_transaction_id, amount) is None:
+            return False
+        await insert_many(conn, [refund], [False], [])
+        return True
+
+    return await _with_key(conn, key, reserve, "exceeds")
+
+
+async def _with_key(
+    conn: Any, key: NewKey | None, then: Callable[[], Awaitable[bool]], declined: str
+) -> str | None:
+    """In one database transaction: takes the request's key (if any), then does `then`.
+    Both are rolled back, and why is said, when another request holds the key ("key")
+    or `then` declines (`declined`); None when both are kept."""
     tr = conn.transaction()
     await tr.start()
     try:
         if key is not None and await conn.fetchval(TAKE_KEY, *_key_args(key)) is None:
             await tr.rollback()
             return "key"
-        if await conn.fetchval(RESERVE_REFUND, refund.refunded_transaction_id, amount) is None:
-            await tr.rollback()  # the key too
-            return "exceeds"
-        await insert_many(conn, [refund], [False], [])
+        if not await then():
+            await tr.rollback()
+            return declined
     except BaseException:
         await tr.rollback()
         raise
@@ -497,12 +512,8 @@ async def claim_held(
     request's key, in one database transaction: None when taken, else why not ("key":
     another request holds the key; "state": it is not waiting any more, or not in
     `when`: "unexpired", "expired", "any")."""
-    tr = conn.transaction()
-    await tr.start()
-    try:
-        if key is not None and await conn.fetchval(TAKE_KEY, *_key_args(key)) is None:
-            await tr.rollback()
-            return "key"
+
+    async def claim() -> bool:
         taken = await conn.fetchval(
             CLAIM_HELD,
             tx_id,
@@ -513,14 +524,9 @@ async def claim_held(
             json.dumps([entry]),
             when,
         )
-        if taken is None:
-            await tr.rollback()  # the key too
-            return "state"
-    except BaseException:
-        await tr.rollback()
-        raise
-    await tr.commit()
-    return None
+        return taken is not None
+
+    return await _with_key(conn, key, claim, "state")
 
 
 async def reopen(

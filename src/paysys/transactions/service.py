@@ -84,6 +84,17 @@ class Keyed:
         return tx.created_at + timedelta(hours=saga.settings.idempotency_ttl_hours)
 
 
+def new_key(
+    saga: Saga, user_id: uuid.UUID, keyed: Keyed | None, tx: Transaction
+) -> repository.NewKey | None:
+    """The request's key, to be taken with (or for) one transaction."""
+    if keyed is None:
+        return None
+    return repository.NewKey(
+        user_id, keyed.key, keyed.digest, Keyed.expiry(saga, tx), transaction_id=tx.id
+    )
+
+
 class Replay(Exception):
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(status)
@@ -298,13 +309,7 @@ async def _start(
     tx.phase = Phase.STARTED
     tx.steps = [repository.step("created", "ok")]
     tx.lease_until = now + saga.lease
-    key = (
-        repository.NewKey(
-            user_id, keyed.key, keyed.digest, Keyed.expiry(saga, tx), transaction_id=tx.id
-        )
-        if keyed
-        else None
-    )
+    key = new_key(saga, user_id, keyed, tx)
     if tx.type != "deposit" and tx.authorization_expires_at is None:
         (done,) = await group.submit([tx], [None], key)
         return done
@@ -474,13 +479,7 @@ async def refund(
         created_at=now,
         updated_at=now,
     )
-    key = (
-        repository.NewKey(
-            user_id, scoped.key, scoped.digest, Keyed.expiry(saga, tx), transaction_id=tx.id
-        )
-        if scoped
-        else None
-    )
+    key = new_key(saga, user_id, scoped, tx)
     async with saga.db.raw() as conn:
         why = await repository.insert_refund(conn, tx, amount, key)
     if why == "key":
@@ -576,13 +575,7 @@ async def _take(
 ) -> Transaction:
     """Claims the authorization for this capture or void (of several racing, one wins:
     the others answer 409), with the request's key; then drives it to its end."""
-    key = (
-        repository.NewKey(
-            user_id, keyed.key, keyed.digest, Keyed.expiry(saga, tx), transaction_id=tx.id
-        )
-        if keyed
-        else None
-    )
+    key = new_key(saga, user_id, keyed, tx)
     async with saga.db.raw() as conn:
         why = await repository.claim_held(
             conn,
