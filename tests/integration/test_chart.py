@@ -191,6 +191,20 @@ def test_migrations_run_once_before_install_and_upgrade(
             assert {e["name"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})} == {
                 e["name"] for e in served["env"] if "secretKeyRef" in e.get("valueFrom", {})
             }, service
+    # Issue 25.4: the Jobs run under a hook-only account of their own; the release's
+    # account is an ordinary resource (no hook: Helm tracks and upgrades it).
+    for docs in rendered.values():
+        accounts = by_kind(docs, "ServiceAccount")
+        assert "annotations" not in accounts["paysys-paysys"]["metadata"]
+        hook = accounts["paysys-paysys-migrate"]["metadata"]["annotations"]
+        assert hook["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert int(hook["helm.sh/hook-weight"]) < 0  # made before the Jobs (weight 0)
+        for job in by_kind(docs, "Job").values():
+            spec = job["spec"]["template"]["spec"]
+            assert spec["serviceAccountName"] == "paysys-paysys-migrate"
+            assert spec["automountServiceAccountToken"] is False
+        for deployment in by_kind(docs, "Deployment").values():
+            assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "paysys-paysys"
     prod = by_kind(rendered["production"], "Job")
 
     def db_key(service: str) -> str:

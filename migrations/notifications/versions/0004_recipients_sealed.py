@@ -13,6 +13,10 @@ down_revision: str | Sequence[str] | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# Written before the expand/contract rule (src/paysys_dev/expand_contract.py), for
+# upgrades that stopped every replica first; kept as it was applied.
+CONTRACT_STEP = "historical: before the expand/contract rule, for stop-the-world upgrades"
+
 
 def upgrade() -> None:
     op.add_column('recipients', sa.Column('email_sealed', sa.LargeBinary(), nullable=True))

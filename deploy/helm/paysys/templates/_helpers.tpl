@@ -116,6 +116,10 @@ app.kubernetes.io/component: {{ .service | replace "_" "-" }}
 {{- define "paysys.podSpecCommon" -}}
 serviceAccountName: {{ .Release.Name }}-paysys
 automountServiceAccountToken: {{ .Values.serviceAccount.automountToken }}
+{{ include "paysys.podPlacement" . }}
+{{- end -}}
+
+{{- define "paysys.podPlacement" -}}
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- with .Values.imagePullSecrets }}
