@@ -147,10 +147,11 @@ class Result:
     ok_ids: list[str] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
     busy: float = 0.0
+    ok_status: int = 201  # a capture answers 200
 
     @property
     def ok(self) -> int:
-        return self.codes.get(201, 0)
+        return self.codes.get(self.ok_status, 0)
 
     @property
     def rate(self) -> float:
@@ -220,6 +221,51 @@ async def drive(
             result.latencies.append(time.perf_counter() - start)
             if r.status == 201:
                 result.ok_ids.append(payload["id"])
+
+    meter.start()
+    started = time.monotonic()
+    await asyncio.gather(*(client(i) for i in range(result.clients)))
+    result.elapsed = time.monotonic() - started
+    result.cpu, result.busy, _ = meter.stop()
+
+
+async def drive_steps(
+    session: aiohttp.ClientSession,
+    result: Result,
+    seconds: float,
+    make: Any,
+    step: str,
+    meter: CpuMeter,
+) -> None:
+    """A step on a transaction made for it: each client creates one (`make`: an
+    authorization, a payment; not timed), then POSTs `/transactions/{id}/<step>`
+    (capture, refund), timed. CPU is metered over both: per step, it is what one
+    authorization and its capture (one payment and its refund) cost together."""
+    deadline = time.monotonic() + seconds
+
+    async def client(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.monotonic() < deadline:
+            auth, body, by = make(rng)
+            headers = {**auth, "Idempotency-Key": uuid.uuid4().hex}
+            async with session.post(
+                f"{GATEWAY}/transactions/create", json=body, headers=headers
+            ) as r:
+                made = await r.json(content_type=None)
+            if r.status != 201:
+                result.codes[1000 + r.status] += 1  # the making failed (shown as 1xxx)
+                continue
+            start = time.perf_counter()
+            async with session.post(
+                f"{GATEWAY}/transactions/{made['id']}/{step}",
+                json={},
+                headers={**by, "Idempotency-Key": uuid.uuid4().hex},
+            ) as r:
+                await r.read()
+                result.codes[r.status] += 1
+            result.latencies.append(time.perf_counter() - start)
+            if r.status in (200, 201):
+                result.ok_ids.append(made["id"])
 
     meter.start()
     started = time.monotonic()
@@ -563,6 +609,7 @@ class Report:
     bulk: Result | None = None
     bulk_tail: float = 0.0
     sizes: dict[str, int] = field(default_factory=dict)
+    steps: list[Result] = field(default_factory=list)  # captures, refunds
 
     def render(self, args: argparse.Namespace) -> str:
         t = self.transfers
@@ -601,9 +648,21 @@ class Report:
                 f"| {r.name} | {r.clients} | {r.elapsed:.0f} | {r.rate:.1f} | {r.pct(50):.1f} "
                 f"| {r.pct(95):.1f} | {r.pct(99):.1f} | {r.max_ms:.1f} | "
                 f"{', '.join(f'{c}: {n}' for c, n in sorted(r.codes.items()))} |"
-                for r in (t, self.deposits, self.payments)
+                for r in (t, self.deposits, self.payments, *self.steps)
             ],
             "",
+            *(
+                [
+                    "A capture's and a refund's latency is that of the step alone; each "
+                    "client first makes the transaction it acts on (an authorization, a "
+                    "payment), untimed. Request-path CPU per step, with its making: "
+                    + ", ".join(f"{r.name}: {path_ms(r):.2f} ms" for r in self.steps)
+                    + ".",
+                    "",
+                ]
+                if self.steps
+                else []
+            ),
             "## Against the database's own limit (same run, same PostgreSQL)",
             "",
             f"pgbench (a C client) doing what one transfer does to the database (both "
@@ -763,11 +822,31 @@ async def run(
                 "amount": "2.50",
             }
 
+        def authorization(rng: random.Random) -> tuple[Any, ...]:
+            p, m = rng.choice(people), rng.choice(merchants)
+            _, body = payment(rng)
+            body = {**body, "source_wallet_id": p.wallet, "destination_wallet_id": m.wallet}
+            return p.auth, {**body, "capture": "manual"}, m.auth
+
+        def refundable(rng: random.Random) -> tuple[Any, ...]:
+            p, m = rng.choice(people), rng.choice(merchants)
+            _, body = payment(rng)
+            body = {**body, "source_wallet_id": p.wallet, "destination_wallet_id": m.wallet}
+            return p.auth, body, m.auth
+
         sizes = await batch_sizes(f"http://127.0.0.1:{PORTS['wallets']}")
         deposits = Result("deposit", args.clients)
         await drive(session, deposits, args.short_seconds, deposit, meter)
         payments = Result("payment", args.clients)
         await drive(session, payments, args.short_seconds, payment, meter)
+        steps = []
+        for name, step, make in (
+            ("capture (of an authorization)", "capture", authorization),
+            ("refund (of a payment)", "refund", refundable),
+        ):
+            result = Result(name, args.clients, ok_status=200 if step == "capture" else 201)
+            await drive_steps(session, result, args.short_seconds, make, step, meter)
+            steps.append(result)
         bulk = Result("bulk transfer (items)", args.bulk_clients)
         await drive_bulk(session, bulk, args.short_seconds, transfer, meter, args.bulk_size)
         drained = time.monotonic()
@@ -787,6 +866,7 @@ async def run(
         bulk=bulk,
         bulk_tail=bulk_tail,
         sizes=sizes,
+        steps=steps,
     )
 
 

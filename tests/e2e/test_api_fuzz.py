@@ -122,9 +122,11 @@ def test_no_input_gets_a_server_error_or_an_undocumented_answer(
 
 def _pays(ctx: Any, body: Any) -> Any:
     """Guides the fuzzer onto the money path: a deposit it generates (into a wallet a
-    link gave it) gets a test card that succeeds and a modest amount; everything else
-    of the body stays as generated. Without it no generated card passes the Luhn check
-    and createTransaction never answered 201 (docs/reliability.md's table)."""
+    link gave it) gets a test card that succeeds and a modest amount, and keeps only a
+    deposit's fields (a link sets `type` on a body generated for any of the three
+    kinds: a transfer's or a payment's fields would make it a 422); the rest stays as
+    generated. Without it no generated card passes the Luhn check and
+    createTransaction never answered 201 (docs/reliability.md's table)."""
     operation = getattr(ctx, "operation", None)
     if operation is None or operation.path != "/transactions/create":
         return body
@@ -132,15 +134,38 @@ def _pays(ctx: Any, body: Any) -> Any:
         return body
     amount = body.get("amount")
     modest = isinstance(amount, str) and re.fullmatch(r"[1-9][0-9]{0,2}(\.[0-9]{1,2})?", amount)
-    return {**body, "card": dict(CARD), "amount": amount if modest else "5.00"}
+    kept = {k: v for k, v in body.items() if k in DEPOSIT_FIELDS}
+    if SCENARIO_WALLET and not _is_scenario_wallet(kept.get("destination_wallet_id")):
+        # a generated id names no wallet: the scenario's own (a link's stays)
+        kept["destination_wallet_id"] = SCENARIO_WALLET[0]
+    return {**kept, "card": dict(CARD), "amount": amount if modest else "5.00"}
+
+
+# The current scenario's EUR wallet, and every wallet id its answers named so far.
+SCENARIO_WALLET: list[str] = []
+KNOWN_WALLETS: set[str] = set()
+
+
+def _is_scenario_wallet(wallet_id: Any) -> bool:
+    return isinstance(wallet_id, str) and wallet_id in KNOWN_WALLETS
+
+
+DEPOSIT_FIELDS = ("type", "destination_wallet_id", "amount", "currency", "description")
 
 
 def test_stateful_sequences_follow_the_links(public_schema: Any, stack: Stack) -> None:
     public_schema.hook("map_body")(_pays)
+    # The scenarios follow the links with valid input: negative cases (a missing token,
+    # a broken body) are the two tests above's; here they would end most scenarios at
+    # their first 401 or 422, short of the money path.
+    generation = public_schema.config.generation
+    modes = list(generation.modes)
+    generation.update(modes=[GenerationMode.POSITIVE])
     try:
-        paid = _stateful(public_schema, stack)
+        paid = _stateful(public_schema, stack, STATEFUL_STEPS)
     finally:
         public_schema.hooks.unregister(_pays)
+        generation.update(modes=modes)
     # The money path was reached: transactions created (201), each read back as created.
     assert paid, SEEN
     with httpx.Client(base_url=stack.gateway, timeout=30) as c:
@@ -152,7 +177,9 @@ def test_stateful_sequences_follow_the_links(public_schema: Any, stack: Stack) -
             }
 
 
-def _stateful(public_schema: Any, stack: Stack) -> list[tuple[dict[str, Any], dict[str, str]]]:
+def _stateful(
+    public_schema: Any, stack: Stack, steps: int
+) -> list[tuple[dict[str, Any], dict[str, str]]]:
     """Runs the scenarios; the transactions they created, with their owner's auth."""
     machine = public_schema.as_state_machine()
     created: set[str] = set()
@@ -162,8 +189,13 @@ def _stateful(public_schema: Any, stack: Stack) -> list[tuple[dict[str, Any], di
     class Sequences(machine):  # type: ignore[misc, valid-type]
         def setup(self) -> None:
             # A new user per scenario, so that its first wallets are created (one per
-            # currency) and what follows the links acts on them.
+            # currency) and what follows the links acts on them; it has a EUR wallet
+            # from the start, where a generated deposit that names no wallet goes.
             self.auth, _ = _user(stack)
+            with httpx.Client(base_url=stack.gateway, timeout=30) as c:
+                made = c.post("/wallets/create", json={"currency": "EUR"}, headers=self.auth)
+            SCENARIO_WALLET[:] = [made.json()["id"]]
+            KNOWN_WALLETS.add(made.json()["id"])
 
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"base_url": stack.gateway, "headers": _headers_for(case, self.auth)}
@@ -171,6 +203,13 @@ def _stateful(public_schema: Any, stack: Stack) -> list[tuple[dict[str, Any], di
         def after_call(self, response: Any, case: Any) -> None:
             super().after_call(response, case)
             SEEN[(f"{case.method} {case.path}", "stateful", response.status_code)] += 1
+            if case.path.startswith("/wallets") and response.status_code in (200, 201):
+                body = response.json()
+                KNOWN_WALLETS.update(
+                    str(w["id"])
+                    for w in body.get("items", [body])
+                    if isinstance(w, dict) and "id" in w
+                )
             if case.method == "POST" and response.status_code == 201:
                 created.add(str(response.json().get("id")))
                 if case.path == "/transactions/create":
@@ -184,7 +223,7 @@ def _stateful(public_schema: Any, stack: Stack) -> list[tuple[dict[str, Any], di
 
     Sequences.run(
         settings=settings(
-            max_examples=STATEFUL_STEPS,
+            max_examples=steps,
             stateful_step_count=6,
             deadline=None,
             database=None,

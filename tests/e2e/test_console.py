@@ -463,6 +463,56 @@ async def test_a_payer_authorizes_and_the_merchant_captures_part_or_it_is_voided
     assert problems == []
 
 
+async def test_a_merchants_payment_link_and_its_qr_code_fill_in_the_payers_form(
+    browser: Browser, stack: Stack, api: httpx.AsyncClient
+) -> None:
+    # Issue 22: a "Receive" page: a payment link, with a QR code drawn in the page (no
+    # CDN), that opens the pay form filled in, "authorize only" where the merchant asks.
+    payer, p_auth, p_wallet = await funded_user(api, "30.00")
+    shop_email, _, shop = await merchant(api, "taxi", "City Cabs")
+    _, page, problems = await open_console(browser, stack, bypass_csp=True)
+    await login_ui(page, shop_email)
+    await page.click("#nav >> text=Receive")
+    await page.wait_for_selector("#receive-manual-choice:not([hidden])")
+    await page.fill("#receive-amount", "12.5")
+    await page.fill("#receive-description", "ride to the station & back")
+    await page.check("#receive-manual")
+    await page.click("#receive-form button")
+    await page.wait_for_selector("#receive-result:not([hidden])")
+    link = await page.input_value("#receive-link")
+    assert shop["id"] in link and "amount=12.50" in link and "capture=manual" in link
+    assert link.isascii()
+    qr = await page.eval_on_selector(
+        "#receive-qr", "img => [img.src.slice(0, 14), img.complete, img.naturalWidth]"
+    )
+    assert qr[0] == "data:image/gif" and qr[1] and qr[2] > 100
+    await shot(page, "receive")
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    assert [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")] == []
+    await page.click("#logout")
+    await page.wait_for_selector("#view-auth:not([hidden])")
+
+    # The payer opens the link, logged out: after login, the form is filled in.
+    await page.goto(link)
+    await login_ui(page, payer["email"])
+    await page.wait_for_selector("#notice:has-text('Filled in from a payment link')")
+    assert await page.input_value("#send-destination") == shop["id"]
+    assert await page.input_value("#send-amount") == "12.50"
+    assert await page.input_value("#send-description") == "ride to the station & back"
+    assert await page.is_checked("input[name=kind][value=payment]")
+    assert await page.is_checked("#send-manual")
+    await page.select_option("#send-source", p_wallet["id"])
+    await page.click("#send-form button")
+    await page.wait_for_selector("#confirm:not([hidden])")
+    assert "Authorize a payment to City Cabs" in await page.inner_text("#confirm-text")
+    await page.click("#confirm-yes")
+    await page.wait_for_selector("#notice:has-text('Authorized: 12.50 USD held')")
+    held = (await api.get(f"/wallets/{p_wallet['id']}", headers=p_auth)).json()
+    assert (held["balance"], held["held_balance"]) == ("30.00", "12.50")
+    assert problems == []
+
+
 async def test_names_and_descriptions_holding_markup_render_as_text(
     browser: Browser, stack: Stack, api: httpx.AsyncClient
 ) -> None:
@@ -483,7 +533,7 @@ async def test_names_and_descriptions_holding_markup_render_as_text(
     await page.click("#nav >> text=History")
     await page.wait_for_selector("#tx-rows tr")
     assert hostile in await page.inner_text("#tx-rows")
-    assert await page.locator("img").count() == 0
+    assert await page.locator("img:not(#receive-qr)").count() == 0  # none injected
     assert await page.locator("main script, header script").count() == 0
     assert not any("dialog" in p for p in problems), problems
 

@@ -301,3 +301,66 @@ def test_values_that_must_never_reach_a_cluster_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=r"values don't meet the specifications"):
         helm_template(*values)
+
+
+def test_service_down_fires_for_every_service_as_the_service_monitor_labels_it(
+    tmp_path: Path,
+) -> None:
+    # Issue 25.5: under the ServiceMonitor, a series' job is the Service's label named by
+    # jobLabel. Every Service's derived job must be one that the ServiceDown rule (and
+    # the dashboard's `up` panel) matches: promtool runs the rule on those series.
+    if shutil.which("promtool") is None:
+        pytest.fail("needs promtool (Debian's prometheus): make test installs it")
+    docs = helm_template("--set", "metrics.serviceMonitor.enabled=true")
+    [monitor] = by_kind(docs, "ServiceMonitor").values()
+    # The operator's rule: the Service's label named by jobLabel, else the Service's name.
+    label = monitor["spec"].get("jobLabel")
+    jobs = sorted(
+        s["metadata"]["labels"][label] if label else s["metadata"]["name"]
+        for s in by_kind(docs, "Service").values()
+    )
+    assert len(jobs) == 6
+    rules = ROOT / "infra" / "prometheus" / "rules" / "paysys.yml"
+    test = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'up{{job="{job}", instance="{job}:8000"}}', "values": "0 0 0 0 0 0"}
+                    for job in jobs
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "5m",
+                        "alertname": "ServiceDown",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "page",
+                                    "job": job,
+                                    "instance": f"{job}:8000",
+                                },
+                                "exp_annotations": {
+                                    "summary": f"{job} is down",
+                                    "description": f"Prometheus cannot scrape {job} at {job}:8000.",
+                                    "runbook": "docs/operations.md#servicedown",
+                                },
+                            }
+                            for job in jobs
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "service_monitor_test.yml"
+    path.write_text(yaml.safe_dump(test))
+    proc = subprocess.run(
+        ["promtool", "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    dashboard = (ROOT / "infra" / "grafana" / "dashboards" / "paysys-overview.json").read_text()
+    [panel] = re.findall(r'up\{job=~\\"([^\\]+)\\"\}', dashboard)
+    assert all(re.fullmatch(panel, job) for job in jobs), (panel, jobs)

@@ -8,6 +8,7 @@ import json
 import uuid
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,3 +57,48 @@ async def test_same_event_delivered_twice_is_handled_once(scratch: Scratch, infr
 
 async def _done(handled: list[str], marker: str) -> bool:
     return marker in handled
+
+
+async def test_a_stopping_consumer_finishes_its_batch_commits_and_leaves_its_group(
+    scratch: Scratch, infra: Infra
+) -> None:
+    # Issue 25.3: SIGTERM cancels the consumer's task while it handles a batch. The batch
+    # is handled and committed all the same, then the consumer leaves its group, so that
+    # its partitions go elsewhere at once and nothing is handled twice.
+    topic = f"test.stop.{uuid.uuid4().hex[:8]}"
+    group = f"test-stop-{uuid.uuid4().hex[:6]}"
+    started, release = asyncio.Event(), asyncio.Event()
+    handled: list[str] = []
+
+    async def handler(session: AsyncSession, envelopes: list[EventEnvelope]) -> None:
+        started.set()
+        await release.wait()  # still handling when the stop comes
+        handled.extend(str(e.event_id) for e in envelopes)
+
+    event = EventEnvelope(event_type=topic, producer="test", data={"x": 1})
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, json.dumps(event.model_dump(mode="json")).encode())
+    finally:
+        await producer.stop()
+    consumer = EventConsumer(scratch.db, scratch.inbox, group, [topic], handler, infra.kafka)
+    task = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(started.wait(), 60)
+    task.cancel()
+    await asyncio.sleep(0.2)
+    release.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 30)
+    assert handled == [str(event.event_id)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        [response] = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    assert [o.offset for o in committed.values()] == [1]  # the batch, committed
+    # (error_code, group_id, state, protocol_type, protocol, members, ...)
+    [described] = response.groups
+    assert (described[1], described[2], described[5]) == (group, "Empty", [])  # it left

@@ -2,6 +2,7 @@
 // as markup: names and descriptions come from other people.
 
 import * as api from "./api.js";
+import qrcode from "./vendor/qrcode/qrcode.mjs";
 import {
   CURRENCIES,
   TEST_CARDS,
@@ -14,7 +15,7 @@ import {
 } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["auth", "wallets", "topup", "send", "payouts", "history"];
+const VIEWS = ["auth", "wallets", "topup", "send", "receive", "payouts", "history"];
 let wallets = [];
 let user = null;
 let resumeTo = null; // the view an expired session interrupted, to return to after login
@@ -137,15 +138,18 @@ function show(view) {
 }
 
 async function route() {
-  const view = (location.hash || "#wallets").slice(1);
+  const [view, query] = (location.hash || "#wallets").slice(1).split("?");
   if (!api.signedIn()) {
+    if (query) resumeTo = `${view}?${query}`; // a payment link: back to it after login
     show("auth");
     return;
   }
   const target = VIEWS.includes(view) && view !== "auth" ? view : "wallets";
   show(target);
   await attempt(async () => {
-    if (["wallets", "topup", "send", "payouts"].includes(target)) await loadWallets();
+    if (["wallets", "topup", "send", "receive", "payouts"].includes(target)) await loadWallets();
+    if (target === "send" && query) fillFromLink(new URLSearchParams(query));
+    if (target === "receive") $("receive-manual-choice").hidden = user?.account_type !== "merchant";
     if (target === "history") {
       await loadWallets();
       await loadHistory(null);
@@ -254,7 +258,7 @@ async function loadWallets() {
   $("open-form").hidden = open.length === 0;
   const choices = () =>
     wallets.map((w) => option(w.id, `${w.currency} (${w.available_balance} ${w.currency} available)`));
-  for (const id of ["topup-wallet", "send-source", "payouts-source"]) {
+  for (const id of ["topup-wallet", "send-source", "payouts-source", "receive-wallet"]) {
     const select = $(id);
     const keep = select.value;
     select.replaceChildren(...choices());
@@ -513,6 +517,47 @@ $("confirm-yes").addEventListener("click", async () => {
     }
   }
 });
+
+// -- receive: a payment link (and its QR code) that opens the send form, filled in
+
+onSubmit("receive-form", async (form) => {
+  const w = walletById(form.wallet.value);
+  if (!w) return say("Open a wallet first.");
+  const params = new URLSearchParams({ to: w.id });
+  const merchant = user?.account_type === "merchant";
+  params.set("kind", merchant ? "payment" : "transfer");
+  if (form.amount.value.trim()) {
+    const amount = parseAmount(form.amount.value, w.currency);
+    if (!amount) return say(`Please check the amount. ${amountHint(w.currency)}`);
+    params.set("amount", amount);
+  }
+  const description = form.description.value.trim();
+  if (description) params.set("description", description);
+  if (merchant && form.manual.checked) params.set("capture", "manual");
+  // Parameters are percent-encoded: the link (and the code) is plain ASCII.
+  const link = `${location.origin}/app/#send?${params}`;
+  $("receive-link").value = link;
+  const qr = qrcode(0, "M");
+  qr.addData(link);
+  qr.make();
+  $("receive-qr").src = qr.createDataURL(4, 4);
+  $("receive-result").hidden = false;
+  return undefined;
+});
+
+function fillFromLink(params) {
+  const form = $("send-form");
+  const kind = params.get("kind") === "payment" ? "payment" : "transfer";
+  form.querySelector(`input[name=kind][value=${kind}]`).checked = true;
+  form.destination.value = params.get("to") || "";
+  form.amount.value = params.get("amount") || "";
+  form.description.value = params.get("description") || "";
+  manualChoice();
+  $("send-manual").checked = kind === "payment" && params.get("capture") === "manual";
+  $("confirm").hidden = true;
+  form.hidden = false;
+  say("Filled in from a payment link: check it, then Review. Nothing is sent before you confirm.", "notice");
+}
 
 // -- payouts: a CSV of transfers, sent as one POST /transactions/batch
 

@@ -92,8 +92,24 @@ LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
             "parameters": {"query.wallet_id": _ID},
         },
     },
+    ("getWallet", "200"): {
+        "DepositInto": {
+            "operationId": "createTransaction",
+            "requestBody": {"type": "deposit", "destination_wallet_id": _ID},
+        },
+    },
+    ("activateWallet", "200"): {
+        "DepositInto": {
+            "operationId": "createTransaction",
+            "requestBody": {"type": "deposit", "destination_wallet_id": _ID},
+        },
+    },
     ("listWallets", "200"): {
         "GetWallet": {"operationId": "getWallet", "parameters": {"wallet_id": _FIRST_ID}},
+        "DepositInto": {
+            "operationId": "createTransaction",
+            "requestBody": {"type": "deposit", "destination_wallet_id": _FIRST_ID},
+        },
         "TransferFrom": {
             "operationId": "createTransaction",
             "requestBody": {"type": "transfer", "source_wallet_id": _FIRST_ID},

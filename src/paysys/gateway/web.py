@@ -64,7 +64,17 @@ class Secured:
 
 def mount_web(app: FastAPI, web_dir: Path) -> None:
     """/app/ (the console) and /docs (Swagger UI with its assets from npm's
-    swagger-ui-dist, installed from web/package-lock.json by `make run`)."""
+    swagger-ui-dist, installed from web/package-lock.json by `make run`). The console's
+    one library, qrcode-generator (payment links' QR codes), comes from npm the same way."""
+    app.mount(
+        "/app/vendor/qrcode",
+        Secured(
+            StaticFiles(
+                directory=web_dir / "node_modules" / "qrcode-generator" / "dist", check_dir=False
+            )
+        ),
+        name="console-qrcode",
+    )
     app.mount(
         "/app",
         Secured(StaticFiles(directory=web_dir / "console", html=True, check_dir=False)),

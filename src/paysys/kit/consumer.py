@@ -39,6 +39,7 @@ class EventConsumer:
         bootstrap_servers: str,
         max_attempts: int = 8,
         start_from: str = "earliest",
+        stop_grace_seconds: float = 20.0,
     ) -> None:
         self.db = db
         self.inbox = inbox
@@ -48,9 +49,11 @@ class EventConsumer:
         self.bootstrap_servers = bootstrap_servers
         self.max_attempts = max_attempts
         # Where a consumer group that has no committed offsets starts: "earliest" (every
-        # event still in Kafka) or "latest" (from now: a fresh test or bench stack that
-        # shares a broker with older runs).
+        # event still in Kafka; test and bench stacks pin their new group's offsets at
+        # the topics' ends first) or "latest".
         self.start_from = start_from
+        # How long a stop waits for the batch in hand to be handled and committed.
+        self.stop_grace_seconds = stop_grace_seconds
         self.connected = False
         self.assigned = False  # partitions assigned and positions known: /ready
         # One statement for a whole batch, the same text whatever its size (a multi-row
@@ -183,18 +186,30 @@ class EventConsumer:
                 for r in records
                 if (e := self.decode(r)) is not None
             ]
-            if envelopes:
-                try:
-                    await self.handle_batch(envelopes)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("event_batch_failed", consumer=self.name, error=str(exc)[:300])
-                    for envelope in envelopes:
-                        await self._process(envelope)
             if batches:
-                await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+                # A batch in hand is handled and committed whole, even when the process is
+                # stopping (SIGTERM cancels this task): the stop waits for it, then the
+                # consumer leaves its group (run's `finally`), and the partitions go to
+                # another instance at once, from the committed offsets.
+                done = asyncio.ensure_future(self._handle_and_commit(consumer, batches, envelopes))
+                try:
+                    await asyncio.shield(done)
+                except asyncio.CancelledError:
+                    await asyncio.wait_for(done, self.stop_grace_seconds)
+                    raise
             await self._report_lag(consumer)
+
+    async def _handle_and_commit(
+        self, consumer: AIOKafkaConsumer, batches: dict[Any, Any], envelopes: list[EventEnvelope]
+    ) -> None:
+        if envelopes:
+            try:
+                await self.handle_batch(envelopes)
+            except Exception as exc:
+                log.warning("event_batch_failed", consumer=self.name, error=str(exc)[:300])
+                for envelope in envelopes:
+                    await self._process(envelope)
+        await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():

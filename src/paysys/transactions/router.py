@@ -106,6 +106,13 @@ async def get_group(request: Request) -> GroupCommit:
 
 
 GroupDep = Annotated[GroupCommit, Depends(get_group)]
+# A step on an existing transaction (refund, capture, void) may also be forbidden to a
+# party who sees it (the payer capturing, the payer refunding).
+STEP_PROBLEMS = {
+    **PROBLEM,
+    403: {"content": {PROBLEM_JSON: {}}},
+    503: {"content": {PROBLEM_JSON: {}}},
+}
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
 ]
@@ -171,7 +178,7 @@ async def create_batch(
     "/{transaction_id}/refund",
     status_code=201,
     response_model=TransactionOut,
-    responses={**PROBLEM, 503: {"content": {PROBLEM_JSON: {}}}},
+    responses=STEP_PROBLEMS,
     summary="Refund a completed transfer or payment, in full or in part",
 )
 async def refund_transaction(
@@ -195,7 +202,7 @@ async def refund_transaction(
     "/{transaction_id}/capture",
     status_code=200,
     response_model=TransactionOut,
-    responses={**PROBLEM, 503: {"content": {PROBLEM_JSON: {}}}},
+    responses=STEP_PROBLEMS,
     summary="Capture an authorized payment, in full or in part (the merchant)",
 )
 async def capture_transaction(
@@ -218,7 +225,7 @@ async def capture_transaction(
     "/{transaction_id}/void",
     status_code=200,
     response_model=TransactionOut,
-    responses={**PROBLEM, 503: {"content": {PROBLEM_JSON: {}}}},
+    responses=STEP_PROBLEMS,
     summary="Void an authorized payment: its money held is released (payer or merchant)",
 )
 async def void_transaction(
