@@ -25,6 +25,17 @@ NAMING = {
 }
 
 
+class RawTransaction:
+    """The connection of `Database.raw_transaction`, and the way to give its work up."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        self.abandoned = True
+
+
 class Database:
     def __init__(self, url: str, schema: str, pool_size: int = 10) -> None:
         self.schema = schema
@@ -67,6 +78,25 @@ class Database:
             yield fairy.driver_connection
         finally:
             await asyncio.shield(greenlet_spawn(fairy.close))
+
+    @asynccontextmanager
+    async def raw_transaction(self) -> AsyncIterator[RawTransaction]:
+        """One database transaction on a raw connection, owned here as `uow` owns its
+        session's: committed when the block ends, rolled back if it raises or if the
+        block called `abandon()` (a step declined: nothing of it is kept)."""
+        async with self.raw() as conn:
+            tx = RawTransaction(conn)
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                yield tx
+            except BaseException:
+                await transaction.rollback()
+                raise
+            if tx.abandoned:
+                await transaction.rollback()
+            else:
+                await transaction.commit()
 
     def written(self, *tables: str) -> None:
         """After a raw commit that wrote these outbox tables: wake their relays."""

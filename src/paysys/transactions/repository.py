@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paysys.kit.db import RawTransaction
 from paysys.kit.events import utcnow
 from paysys.kit.outbox import columns
 from paysys.transactions.models import IdempotencyKey, Phase, Status, Transaction
@@ -419,11 +420,13 @@ RETURNING id
 
 
 async def insert_refund(
-    conn: Any, refund: Transaction, amount: int, key: NewKey | None
+    tx: RawTransaction, refund: Transaction, amount: int, key: NewKey | None
 ) -> str | None:
     """Stores a refund (in flight) with its reservation and its key, in one database
     transaction: None when done, else why not, with nothing kept ("key": another request
     holds the key; "exceeds": not that much is left to refund)."""
+
+    conn = tx.conn
 
     async def reserve() -> bool:
         if await conn.fetchval(RESERVE_REFUND, refund.refunded_transaction_id, amount) is None:
@@ -431,28 +434,21 @@ async def insert_refund(
         await insert_many(conn, [refund], [False], [])
         return True
 
-    return await _with_key(conn, key, reserve, "exceeds")
+    return await _with_key(tx, key, reserve, "exceeds")
 
 
 async def _with_key(
-    conn: Any, key: NewKey | None, then: Callable[[], Awaitable[bool]], declined: str
+    tx: RawTransaction, key: NewKey | None, then: Callable[[], Awaitable[bool]], declined: str
 ) -> str | None:
-    """In one database transaction: takes the request's key (if any), then does `then`.
-    Both are rolled back, and why is said, when another request holds the key ("key")
-    or `then` declines (`declined`); None when both are kept."""
-    tr = conn.transaction()
-    await tr.start()
-    try:
-        if key is not None and await conn.fetchval(TAKE_KEY, *_key_args(key)) is None:
-            await tr.rollback()
-            return "key"
-        if not await then():
-            await tr.rollback()
-            return declined
-    except BaseException:
-        await tr.rollback()
-        raise
-    await tr.commit()
+    """In the caller's database transaction: takes the request's key (if any), then
+    does `then`. The transaction is abandoned (nothing kept), and why is said, when
+    another request holds the key ("key") or `then` declines (`declined`)."""
+    if key is not None and await tx.conn.fetchval(TAKE_KEY, *_key_args(key)) is None:
+        tx.abandon()
+        return "key"
+    if not await then():
+        tx.abandon()
+        return declined
     return None
 
 
@@ -497,7 +493,7 @@ RETURNING id
 
 
 async def claim_held(
-    conn: Any,
+    tx: RawTransaction,
     tx_id: uuid.UUID,
     phase: Phase,
     *,
@@ -514,7 +510,7 @@ async def claim_held(
     `when`: "unexpired", "expired", "any")."""
 
     async def claim() -> bool:
-        taken = await conn.fetchval(
+        taken = await tx.conn.fetchval(
             CLAIM_HELD,
             tx_id,
             phase.value,
@@ -526,25 +522,25 @@ async def claim_held(
         )
         return taken is not None
 
-    return await _with_key(conn, key, claim, "state")
+    return await _with_key(tx, key, claim, "state")
 
 
 async def reopen(
     conn: Any, tx_id: uuid.UUID, entry: dict[str, Any], key: tuple[uuid.UUID, str] | None
 ) -> None:
     """A capture refused (a wallet inactive): the authorization waits again, as it
-    was, and the request's key is let go (a retry may capture)."""
-    async with conn.transaction():
+    was, and the request's key is let go (a retry may capture). In the caller's
+    database transaction."""
+    await conn.execute(
+        "UPDATE transactions SET phase = 'held', captured_amount = NULL, lease_until = NULL,"
+        " updated_at = now(), steps = steps || $2::jsonb"
+        " WHERE id = $1 AND status = 'AUTHORIZED' AND phase = 'capturing'",
+        tx_id,
+        json.dumps([entry]),
+    )
+    if key is not None:
         await conn.execute(
-            "UPDATE transactions SET phase = 'held', captured_amount = NULL, lease_until = NULL,"
-            " updated_at = now(), steps = steps || $2::jsonb"
-            " WHERE id = $1 AND status = 'AUTHORIZED' AND phase = 'capturing'",
-            tx_id,
-            json.dumps([entry]),
+            "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2"
+            " AND response_status IS NULL",
+            *key,
         )
-        if key is not None:
-            await conn.execute(
-                "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2"
-                " AND response_status IS NULL",
-                *key,
-            )

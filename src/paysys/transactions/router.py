@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -214,11 +215,8 @@ async def capture_transaction(
 ) -> JSONResponse:
     body = body or CaptureIn()
     keyed = _keyed(saga, body, idempotency_key)
-    try:
-        tx = await service.capture(saga, user_id, _tx_id(transaction_id), body, keyed)
-    except service.Replay as replay:
-        return _json(replay.status, replay.body, replayed=True)
-    return _json(*saga.step_answer(tx))
+    tx_id = _tx_id(transaction_id)
+    return await _step(saga, service.capture(saga, user_id, tx_id, body, keyed))
 
 
 @router.post(
@@ -236,8 +234,13 @@ async def void_transaction(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     keyed = _keyed(saga, body or VoidIn(), idempotency_key)
+    return await _step(saga, service.void(saga, user_id, _tx_id(transaction_id), keyed))
+
+
+async def _step(saga: Saga, done: Awaitable[Transaction]) -> JSONResponse:
+    """The answer of a capture or a void: the transaction, or the key's replay."""
     try:
-        tx = await service.void(saga, user_id, _tx_id(transaction_id), keyed)
+        tx = await done
     except service.Replay as replay:
         return _json(replay.status, replay.body, replayed=True)
     return _json(*saga.step_answer(tx))

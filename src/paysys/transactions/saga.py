@@ -341,8 +341,8 @@ class Saga:
                 await self.clients.capture(tx)
             except StepFailed as exc:
                 entry = repository.step("capture", exc.code)
-                async with self.db.raw() as conn:
-                    await repository.reopen(conn, tx.id, entry, keep)
+                async with self.db.raw_transaction() as held:
+                    await repository.reopen(held.conn, tx.id, entry, keep)
                 raise CaptureRefused(exc.code) from None
             return await self.finish(tx, Status.COMPLETED, None, "capture", "ok", keep)
         if tx.phase == Phase.VOIDING:
@@ -462,9 +462,9 @@ class Saga:
     async def expire(self, tx_id: uuid.UUID) -> None:
         """Voids an authorization nobody captured before it expired (unless a capture
         or a void takes it first)."""
-        async with self.db.raw() as conn:
+        async with self.db.raw_transaction() as claim:
             why = await repository.claim_held(
-                conn,
+                claim,
                 tx_id,
                 Phase.VOIDING,
                 lease=self.lease,

@@ -480,8 +480,8 @@ async def refund(
         updated_at=now,
     )
     key = new_key(saga, user_id, scoped, tx)
-    async with saga.db.raw() as conn:
-        why = await repository.insert_refund(conn, tx, amount, key)
+    async with saga.db.raw_transaction() as stored:
+        why = await repository.insert_refund(stored, tx, amount, key)
     if why == "key":
         assert scoped is not None
         await check_key(saga, user_id, scoped)
@@ -576,9 +576,9 @@ async def _take(
     """Claims the authorization for this capture or void (of several racing, one wins:
     the others answer 409), with the request's key; then drives it to its end."""
     key = new_key(saga, user_id, keyed, tx)
-    async with saga.db.raw() as conn:
+    async with saga.db.raw_transaction() as claim:
         why = await repository.claim_held(
-            conn,
+            claim,
             tx.id,
             phase,
             lease=saga.lease,
