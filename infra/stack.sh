@@ -147,6 +147,7 @@ cmd_install() {
   command -v prometheus-alertmanager >/dev/null || pkgs+=(prometheus-alertmanager)
   command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
   command -v haproxy >/dev/null || pkgs+=(haproxy)  # PAYSYS_INSTANCES=N
+  command -v pdftotext >/dev/null || pkgs+=(poppler-utils)  # statements' PDF, in tests
   [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
   PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
   install_python

@@ -93,7 +93,7 @@ class FaultyClients(Clients):
             await asyncio.sleep(fault.seconds)
 
     async def credit(
-        self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
+        self, wallet_id: uuid.UUID, tx: Any, amount: str, currency: str
     ) -> dict[str, Any]:
         if self.faults.take(wallet_id, "deactivate_destination"):
             await self._deactivate(wallet_id)

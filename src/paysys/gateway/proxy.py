@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import structlog
 from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
@@ -62,6 +64,9 @@ class Proxy:
         self.settings = settings
         self.limiter = RateLimiter(settings.rate_limit_window_seconds)
         self.timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_seconds, connect=2)
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=2, sock_read=settings.upstream_timeout_seconds
+        )
         # Tokens whose signature and claims were checked, by their exact text, until
         # they expire: a client sends the same token for 15 minutes, and verifying it
         # each time was a tenth of the gateway's CPU. Revocation is unaffected: the
@@ -159,7 +164,7 @@ class Proxy:
         )
         for attempt in range(self.settings.upstream_attempts):
             try:
-                return await self._send(request.method, url, body, headers)
+                return await self._send(request.method, url, body, headers, route.streams)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 unsent = isinstance(exc, aiohttp.ClientConnectorError)
                 retry = isinstance(exc, aiohttp.ClientError) and (unsent or repeatable)
@@ -177,15 +182,35 @@ class Proxy:
                 await asyncio.sleep(0.05 * 4**attempt)  # 50 ms, then 200 ms
         raise AssertionError("unreachable")
 
-    async def _send(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> Response:
-        async with self.rt.http.request(
+    async def _send(
+        self, method: str, url: str, body: bytes, headers: dict[str, str], streams: bool
+    ) -> Response:
+        upstream = await self.rt.http.request(
             method,
             url,
             data=body or None,
             headers=headers,
-            timeout=self.timeout,
+            # A long answer (a year's statement) is bounded by the wait between its
+            # chunks, not by its whole length.
+            timeout=self.stream_timeout if streams else self.timeout,
             allow_redirects=False,  # never carry the internal credential elsewhere
-        ) as upstream:
+        )
+        out_headers = {k: v for k in FORWARD_RESPONSE_HEADERS if (v := upstream.headers.get(k))}
+        if streams and upstream.status == 200:
+            # Passed on as it comes: the gateway never holds a whole statement either.
+            return StreamingResponse(
+                _relay(upstream), status_code=upstream.status, headers=out_headers
+            )
+        try:
             content = await upstream.read()
-            out_headers = {k: v for k in FORWARD_RESPONSE_HEADERS if (v := upstream.headers.get(k))}
-            return Response(content, status_code=upstream.status, headers=out_headers)
+        finally:
+            upstream.release()
+        return Response(content, status_code=upstream.status, headers=out_headers)
+
+
+async def _relay(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+    finally:
+        upstream.release()

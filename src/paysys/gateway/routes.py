@@ -21,6 +21,8 @@ class Route:
     # The operation's name in the public OpenAPI document: short and stable, since
     # generated clients name their functions after it.
     operation_id: str
+    # Its answer is passed on as it comes (a statement's CSV), not read whole first.
+    streams: bool = False
 
 
 ROUTES: tuple[Route, ...] = (
@@ -35,6 +37,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/wallets/{id}/payee", "wallets", True, "user", "getWalletPayee"),
     Route("POST", "/wallets/{id}/deactivate", "wallets", True, "user", "deactivateWallet"),
     Route("POST", "/wallets/{id}/activate", "wallets", True, "user", "activateWallet"),
+    Route("GET", "/wallets/{id}/balance", "wallets", True, "user", "getWalletBalanceAt"),
+    Route("GET", "/wallets/{id}/statement", "wallets", True, "user", "getWalletStatement", True),
+    Route("GET", "/wallets/{id}/limits", "wallets", True, "user", "getWalletLimits"),
+    Route("PUT", "/wallets/{id}/limits", "wallets", True, "user", "setWalletLimits"),
     Route("POST", "/transactions/create", "transactions", True, "user", "createTransaction"),
     Route("POST", "/transactions/batch", "transactions", True, "user", "createTransactionBatch"),
     Route("GET", "/transactions", "transactions", True, "user", "listTransactions"),
@@ -47,4 +53,10 @@ ROUTES: tuple[Route, ...] = (
 # Request headers a client may send on to a service; everything else (notably any
 # X-User-Id or X-Internal-Token of its own) is dropped.
 FORWARD_REQUEST_HEADERS = ("content-type", "accept", "idempotency-key")
-FORWARD_RESPONSE_HEADERS = ("content-type", "idempotent-replayed", "retry-after", "location")
+FORWARD_RESPONSE_HEADERS = (
+    "content-type",
+    "content-disposition",
+    "idempotent-replayed",
+    "retry-after",
+    "location",
+)

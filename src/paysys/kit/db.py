@@ -80,6 +80,14 @@ class Database:
             await asyncio.shield(greenlet_spawn(fairy.close))
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Any]:
+        """A raw connection in a read-only REPEATABLE READ transaction: every statement
+        in the block sees the same committed state (a statement's opening balance, its
+        entries and its closing balance agree), and a cursor can stream from it."""
+        async with self.raw() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            yield conn
+
+    @asynccontextmanager
     async def raw_transaction(self) -> AsyncIterator[RawTransaction]:
         """One database transaction on a raw connection, owned here as `uow` owns its
         session's: committed when the block ends, rolled back if it raises or if the

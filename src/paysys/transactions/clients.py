@@ -27,7 +27,7 @@ class StepFailed(Exception):
 
 
 # What wallets may answer to a balance change that did not happen (and never will).
-REFUSALS = ("INSUFFICIENT_FUNDS", "WALLET_INACTIVE", "CURRENCY_MISMATCH")
+REFUSALS = ("INSUFFICIENT_FUNDS", "WALLET_INACTIVE", "CURRENCY_MISMATCH", "LIMIT_EXCEEDED")
 
 
 class OutcomeUnknown(Exception):
@@ -157,27 +157,29 @@ class Clients:
     # digits can never be read as ¥ on one side and $ on the other.
 
     async def credit(
-        self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
+        self, wallet_id: uuid.UUID, tx: Any, amount: str, currency: str
     ) -> dict[str, Any]:
-        body = {"amount": amount, "currency": currency, "transaction_id": str(tx)}
+        body = {"amount": amount, "currency": currency, "transaction_id": str(tx.id)}
+        body |= _about(tx)
         return await self._funds(wallet_id, "add-funds", body)
 
     async def debit(
-        self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
+        self, wallet_id: uuid.UUID, tx: Any, amount: str, currency: str
     ) -> dict[str, Any]:
-        body = {"amount": amount, "currency": currency, "transaction_id": str(tx)}
+        body = {"amount": amount, "currency": currency, "transaction_id": str(tx.id)}
+        body |= _about(tx)
         return await self._funds(wallet_id, "deduct-funds", body)
 
     async def give_back(
-        self, wallet_id: uuid.UUID, tx: uuid.UUID, amount: str, currency: str
+        self, wallet_id: uuid.UUID, tx: Any, amount: str, currency: str
     ) -> dict[str, Any]:
         """The compensation of a debit: allowed even on a wallet deactivated since."""
         body = {
             "amount": amount,
             "currency": currency,
-            "transaction_id": str(tx),
+            "transaction_id": str(tx.id),
             "operation": "refund",
-        }
+        } | _about(tx)
         return await self._funds(wallet_id, "add-funds", body)
 
     async def fence_credit(self, tx: uuid.UUID) -> bool:
@@ -269,7 +271,14 @@ def _move_body(tx: Any) -> dict[str, Any]:
         "amount_minor": tx.amount,
         "currency": tx.currency,
         "kind": tx.type,
+        "description": tx.description,
     }
+
+
+def _about(tx: Any) -> dict[str, Any]:
+    """What a card-side balance change is for, for the wallet's statement (the other
+    side is a card: no counterparty wallet)."""
+    return {"type": tx.type, "description": tx.description}
 
 
 def _moved_or_refused(resp: ServiceResponse, what: str) -> None:

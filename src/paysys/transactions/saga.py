@@ -391,7 +391,7 @@ class Saga:
         assert tx.source_wallet_id is not None and tx.refunded_transaction_id is not None
         if tx.phase == Phase.STARTED:
             try:
-                await self.clients.debit(tx.source_wallet_id, tx.id, amount, tx.currency)
+                await self.clients.debit(tx.source_wallet_id, tx, amount, tx.currency)
             except StepFailed as exc:
                 return await self.finish(tx, Status.FAILED, exc.code, "debit", exc.code)
             await self._advance(tx, "debit", "ok", Phase.STARTED, phase=Phase.DEBITED)
@@ -408,7 +408,7 @@ class Saga:
                 failure_code="PAYMENT_GATEWAY_ERROR",
             )
         if tx.phase == Phase.COMPENSATING:
-            await self.clients.give_back(tx.source_wallet_id, tx.id, amount, tx.currency)
+            await self.clients.give_back(tx.source_wallet_id, tx, amount, tx.currency)
             return await self.finish(tx, Status.FAILED, "PAYMENT_GATEWAY_ERROR", "give_back", "ok")
         raise AssertionError(f"unknown phase {tx.phase} of a card refund")
 
@@ -417,7 +417,7 @@ class Saga:
         refused after the money left and the saga now has to give it back."""
         assert tx.destination_wallet_id is not None  # a deposit always has its wallet
         try:
-            await self.clients.credit(tx.destination_wallet_id, tx.id, amount, tx.currency)
+            await self.clients.credit(tx.destination_wallet_id, tx, amount, tx.currency)
         except StepFailed as exc:
             # A definite refusal: recorded before any refund, so that from here the saga
             # only ever goes back, whoever resumes it.

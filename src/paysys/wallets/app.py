@@ -6,7 +6,6 @@ from fastapi import FastAPI
 
 from paysys.kit.app import build_app
 from paysys.kit.runtime import Runtime
-from paysys.kit.settings import KitSettings
 from paysys.wallets import models
 from paysys.wallets.cache import WalletCache
 from paysys.wallets.clients import Users
@@ -18,10 +17,11 @@ from paysys.wallets.router import (
     transfer,
     transfer_batch,
 )
+from paysys.wallets.settings import WalletsSettings
 
 
-def create_app(settings: KitSettings | None = None) -> FastAPI:
-    settings = settings or KitSettings()
+def create_app(settings: WalletsSettings | None = None) -> FastAPI:
+    settings = settings or WalletsSettings()
     rt = Runtime(
         "wallets",
         settings,

@@ -47,9 +47,20 @@ class CurrencyMismatch(AppError):
     code = "CURRENCY_MISMATCH"
 
 
+class LimitExceeded(AppError):
+    status = 400
+    code = "LIMIT_EXCEEDED"
+
+
+class LimitAboveMaximum(AppError):
+    status = 422
+    code = "LIMIT_ABOVE_MAXIMUM"
+
+
 # A refused balance change answers with the same error every time it is asked again.
 REFUSALS: dict[str, type[AppError]] = {
     "INSUFFICIENT_FUNDS": InsufficientFunds,
     "WALLET_INACTIVE": WalletInactive,
     "CURRENCY_MISMATCH": CurrencyMismatch,
+    "LIMIT_EXCEEDED": LimitExceeded,
 }

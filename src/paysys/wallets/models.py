@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -50,6 +51,19 @@ class Wallet(Base):
     # Reserved by open authorizations; balance - held_balance is what can be spent.
     held_balance: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(10), default="ACTIVE")
+    # The owner's account type (personal, merchant): which maximums its limits have.
+    # NULL on wallets from before limits existed: counted as personal until it is known.
+    account_type: Mapped[str | None] = mapped_column(String(20))
+    # The owner's own limits, minor units; NULL: the maximum for the account type.
+    limit_per_transaction: Mapped[int | None] = mapped_column(BigInteger)
+    limit_daily: Mapped[int | None] = mapped_column(BigInteger)
+    limit_monthly: Mapped[int | None] = mapped_column(BigInteger)
+    # What left the wallet in the UTC day / month that starts on spent_day / spent_month
+    # (a window that is not the current one counts as nothing spent).
+    spent_day: Mapped[date | None] = mapped_column(Date)
+    spent_today: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_month: Mapped[date | None] = mapped_column(Date)
+    spent_this_month: Mapped[int] = mapped_column(BigInteger, default=0)
     # Bumped by every change; the cache only ever accepts a newer version.
     version: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -109,6 +123,8 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         UniqueConstraint("transaction_id", "operation"),
+        # The balance at an instant, a statement's period: one index range per wallet.
+        Index("ix_ledger_entries_wallet_id_created_at", "wallet_id", "created_at", "id"),
         CheckConstraint("operation IN ('credit', 'debit', 'refund')", name="operation"),
         CheckConstraint("amount <> 0", name="amount_not_zero"),
         CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
@@ -120,7 +136,16 @@ class LedgerEntry(Base):
     operation: Mapped[str] = mapped_column(String(10))
     amount: Mapped[int] = mapped_column(BigInteger)  # signed minor units
     balance_after: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # What the money moved for, learnt when it moved (for statements): the transaction's
+    # type and description, and the other wallet (None for a card).
+    kind: Mapped[str | None] = mapped_column(String(20))
+    description: Mapped[str | None] = mapped_column(String(500))
+    counterparty_wallet_id: Mapped[uuid.UUID | None]
+    # The clock at the insert, under the wallet's lock: a wallet's entries are in time
+    # order as in id order (see migration 0012).
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
 
 
 class Hold(Base):
@@ -149,5 +174,9 @@ class Hold(Base):
     status: Mapped[str] = mapped_column(String(10))
     code: Mapped[str | None] = mapped_column(String(40))
     captured_amount: Mapped[int | None] = mapped_column(BigInteger)
+    description: Mapped[str | None] = mapped_column(String(500))
+    # Whether the hold counted against the payer's limits (what it gives back when it
+    # is released or captured in part); holds from before limits did not.
+    counted: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -4,6 +4,8 @@ conditional UPDATEs, never read-modify-write in Python."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -154,5 +156,43 @@ async def hold(session: AsyncSession, transaction_id: uuid.UUID) -> Hold | None:
 
 # -- transfers and payments in batches, on the raw (asyncpg) connection: the money path
 
-# One round trip and one commit for the whole batch: see migration 0009.
-MOVE_BATCH = "SELECT * FROM move_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+# One round trip and one commit for the whole batch: see migrations 0009 and 0012.
+MOVE_BATCH = (
+    "SELECT * FROM move_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+    " $13, $14, $15, $16)"
+)
+
+# -- statements and balances at an instant (raw, in one snapshot: Database.snapshot)
+
+# The last entry before the instant: one step down the (wallet_id, created_at, id) index.
+BALANCE_AT = """
+SELECT balance_after FROM ledger_entries
+ WHERE wallet_id = $1 AND created_at < $2
+ ORDER BY created_at DESC, id DESC LIMIT 1
+"""
+
+ENTRIES_BETWEEN = """
+SELECT created_at, transaction_id, kind, amount, balance_after, description,
+       counterparty_wallet_id
+  FROM ledger_entries
+ WHERE wallet_id = $1 AND created_at >= $2 AND created_at < $3
+ ORDER BY created_at, id
+"""
+
+
+async def balance_at(conn: Any, wallet_id: uuid.UUID, at: datetime) -> int:
+    return int(await conn.fetchval(BALANCE_AT, wallet_id, at) or 0)
+
+
+async def lock_wallet(session: AsyncSession, wallet_id: uuid.UUID) -> Wallet | None:
+    rows = await lock_wallets(session, [wallet_id])
+    return rows[0] if rows else None
+
+
+async def set_account_type(session: AsyncSession, wallet_id: uuid.UUID, account_type: str) -> None:
+    await session.execute(
+        update(Wallet)
+        .where(Wallet.id == wallet_id, Wallet.account_type.is_(None))
+        .values(account_type=account_type)
+        .execution_options(synchronize_session=False)
+    )

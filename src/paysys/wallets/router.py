@@ -2,36 +2,44 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.auth import CurrentUserId, require_internal
-from paysys.kit.deps import PROBLEM, RuntimeDep
+from paysys.kit.deps import PROBLEM, RuntimeDep, get_runtime
 from paysys.kit.errors import ValidationFailed
+from paysys.kit.events import utcnow
 from paysys.kit.metrics import WALLET_BATCH_SIZE as BATCH_SIZE
+from paysys.kit.money import format_amount
 from paysys.kit.runtime import Runtime
 from paysys.kit.text import Input
-from paysys.wallets import repository, service
+from paysys.wallets import repository, service, statements
 from paysys.wallets.cache import WalletCache
 from paysys.wallets.clients import Users
 from paysys.wallets.exceptions import HoldEndedError, HoldNotFound, WalletNotFound
 from paysys.wallets.models import Wallet
 from paysys.wallets.schemas import (
+    BalanceAtOut,
     CaptureHoldIn,
     CreateWalletIn,
     FundsIn,
     FundsOut,
     HoldIn,
     HoldOut,
+    LimitsIn,
+    LimitsOut,
     PayeeOut,
     RefundIn,
+    StatementOut,
     TransferBatchIn,
     TransferBatchOut,
     TransferIn,
@@ -40,6 +48,7 @@ from paysys.wallets.schemas import (
     WalletList,
     WalletOut,
 )
+from paysys.wallets.settings import WalletsSettings
 
 
 async def get_cache(request: Request) -> WalletCache:
@@ -59,13 +68,35 @@ def parse_id(raw: str) -> uuid.UUID:
         raise WalletNotFound("No such wallet.") from None
 
 
+WalletsRuntime = Annotated[Runtime[WalletsSettings], Depends(get_runtime)]
+
+
+async def _users(request: Request) -> Users:
+    users: Users = request.app.state.users
+    return users
+
+
+UsersDep = Annotated[Users, Depends(_users)]
+
+
 @router.post("/create", status_code=201, response_model=WalletOut, responses=PROBLEM)
 async def create_wallet(
-    user_id: CurrentUserId, rt: RuntimeDep, cache: Cache, body: CreateWalletIn | None = None
+    user_id: CurrentUserId,
+    rt: RuntimeDep,
+    cache: Cache,
+    users: UsersDep,
+    body: CreateWalletIn | None = None,
 ) -> WalletOut:
     currency = body.currency if body else "USD"
+    owner = await users.owner(user_id)  # its account type: which maximums its limits have
     async with rt.db.uow() as session:
-        wallet = await service.create(session, rt.outbox_or_fail, user_id, currency)
+        wallet = await service.create(
+            session,
+            rt.outbox_or_fail,
+            user_id,
+            currency,
+            owner.account_type if owner else None,
+        )
         await rt.records_or_fail.audit(
             session, "wallet.created", str(user_id), {"wallet_id": str(wallet.id)}
         )
@@ -85,7 +116,13 @@ async def list_wallets(user_id: CurrentUserId, rt: RuntimeDep) -> WalletList:
 async def get_wallet(
     wallet_id: str, user_id: CurrentUserId, rt: RuntimeDep, cache: Cache
 ) -> WalletOut:
-    wid = parse_id(wallet_id)
+    return service.to_out(await _owned_state(parse_id(wallet_id), user_id, rt, cache))
+
+
+async def _owned_state(
+    wid: uuid.UUID, user_id: uuid.UUID, rt: Runtime[Any], cache: WalletCache
+) -> dict[str, Any]:
+    """The caller's wallet (cached), or 404 as for a wallet that does not exist."""
     state = await cache.get(wid)
     if state is None:
         async with rt.db.uow() as session:
@@ -94,7 +131,155 @@ async def get_wallet(
         await cache.put(state)
     if state["user_id"] != str(user_id):
         raise WalletNotFound("No such wallet.")
-    return service.to_out(state)
+    return state
+
+
+@router.get("/{wallet_id}/balance", response_model=BalanceAtOut, responses=PROBLEM)
+async def balance_at(
+    wallet_id: str,
+    user_id: CurrentUserId,
+    rt: RuntimeDep,
+    cache: Cache,
+    at: Annotated[AwareDatetime | None, Query(description="RFC 3339; default: now")] = None,
+) -> BalanceAtOut:
+    """The balance that every ledger entry before `at` adds up to (holds aside)."""
+    wid = parse_id(wallet_id)
+    state = await _owned_state(wid, user_id, rt, cache)
+    at = at or utcnow()
+    balance = await service.balance_at(rt.db, wid, at)
+    return BalanceAtOut(
+        wallet_id=wid,
+        currency=state["currency"],
+        at=at,
+        balance=format_amount(balance, state["currency"]),
+    )
+
+
+STATEMENT_TYPES = {
+    "application/json": {"schema": {"$ref": "#/components/schemas/StatementOut"}},
+    "text/csv": {"schema": {"type": "string"}},
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+}
+
+
+def _wanted(accept: str) -> str:
+    """The statement's form from the Accept header: CSV or PDF when asked, else JSON."""
+    for part in accept.split(","):
+        kind = part.split(";")[0].strip().lower()
+        if kind in ("text/csv", "application/pdf", "application/json"):
+            return kind
+    return "application/json"
+
+
+@router.get(
+    "/{wallet_id}/statement",
+    response_model=StatementOut,
+    responses={**PROBLEM, 200: {"content": STATEMENT_TYPES}},
+)
+async def get_statement(
+    wallet_id: str,
+    user_id: CurrentUserId,
+    rt: RuntimeDep,
+    cache: Cache,
+    users: UsersDep,
+    request: Request,
+    start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+) -> Response:
+    """The ledger of [from, to) with its opening and closing balances: JSON (default),
+    CSV (streamed) or PDF by the Accept header."""
+    wid = parse_id(wallet_id)
+    state = await _owned_state(wid, user_id, rt, cache)
+    currency = state["currency"]
+    start, end = service.period(start, end, utcnow())
+    kind = _wanted(request.headers.get("accept", ""))
+    name = f"statement-{wid}-{start.date()}-{end.date()}"
+    if kind == "text/csv":
+        rows = service.stream_entries(rt.db, wid, start, end)
+        return StreamingResponse(
+            statements.csv_chunks(rows, currency),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    st = await service.statement(rt.db, wid, start, end)
+    if kind == "application/pdf":
+        owner = await users.owner(user_id)
+        summary = statements.Summary(
+            str(wid),
+            currency,
+            owner.full_name if owner else "",
+            start,
+            end,
+            st.opening,
+            st.closing,
+            st.credits,
+            st.debits,
+            utcnow(),
+        )
+        return Response(
+            statements.pdf_bytes(summary, st.rows),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+        )
+    body = {
+        "wallet_id": str(wid),
+        "currency": currency,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "opening_balance": format_amount(st.opening, currency),
+        "closing_balance": format_amount(st.closing, currency),
+        "total_credits": format_amount(st.credits, currency),
+        "total_debits": format_amount(st.debits, currency),
+        "entries": [statements.entry(r, currency) for r in st.rows],
+    }
+    return Response(json.dumps(body), media_type="application/json")
+
+
+async def _limits_wallet(
+    wid: uuid.UUID, user_id: uuid.UUID, rt: Runtime[Any], users: Users
+) -> Wallet:
+    async with rt.db.uow() as session:
+        wallet = await service.owned(session, wid, user_id)
+        if wallet.account_type is None:  # a wallet from before limits: learn it now
+            owner = await users.owner(user_id)
+            if owner is not None:
+                await service.learn_account_type(session, wid, owner.account_type)
+                wallet.account_type = owner.account_type
+    return wallet
+
+
+@router.get("/{wallet_id}/limits", response_model=LimitsOut, responses=PROBLEM)
+async def get_limits(
+    wallet_id: str, user_id: CurrentUserId, rt: WalletsRuntime, users: UsersDep
+) -> LimitsOut:
+    """The wallet's spending limits, what is spent against them, and their maximums."""
+    wallet = await _limits_wallet(parse_id(wallet_id), user_id, rt, users)
+    return service.limits_out(wallet, rt.settings.maximums_minor, utcnow())
+
+
+@router.put("/{wallet_id}/limits", response_model=LimitsOut, responses=PROBLEM)
+async def put_limits(
+    wallet_id: str,
+    body: LimitsIn,
+    user_id: CurrentUserId,
+    rt: WalletsRuntime,
+    users: UsersDep,
+) -> LimitsOut:
+    """Lowers (or raises, up to the maximum) the wallet's limits; null: the maximum."""
+    wid = parse_id(wallet_id)
+    await _limits_wallet(wid, user_id, rt, users)
+    changes = {k: getattr(body, k) for k in body.model_fields_set}
+    async with rt.db.uow() as session:
+        wallet = await service.set_limits(
+            session, wid, user_id, changes, rt.settings.maximums_minor
+        )
+        await rt.records_or_fail.audit(
+            session,
+            "wallet.limits_changed",
+            str(user_id),
+            {"wallet_id": str(wid), **{k: v for k, v in changes.items()}},
+        )
+    return service.limits_out(wallet, rt.settings.maximums_minor, utcnow())
 
 
 @router.get("/{wallet_id}/payee", response_model=PayeeOut, responses=PROBLEM)
@@ -172,6 +357,7 @@ async def _change(
                 operation,
                 body.amount,
                 body.currency,
+                service.About(body.type, body.description, body.counterparty_wallet_id),
             )
     except IntegrityError:
         # A concurrent twin with the same (transaction_id, operation) won; its
@@ -218,13 +404,16 @@ def _move(body: TransferIn) -> service.Move:
         body.amount_minor,
         body.currency,
         body.correlation_id,
+        body.kind,
+        body.description,
     )
 
 
 async def _apply(request: Request, moves: list[service.Move]) -> service.Applied:
     rt: Runtime[Any] = request.app.state.rt
     cache: WalletCache = request.app.state.cache
-    applied = await service.move_batch(rt.db, rt.outbox_or_fail, moves)
+    settings: WalletsSettings = rt.settings
+    applied = await service.move_batch(rt.db, rt.outbox_or_fail, moves, settings.maximums_minor)
     if applied.states:
         await cache.put_many(applied.states)
     BATCH_SIZE.observe(len(moves))
@@ -326,7 +515,7 @@ async def _hold_step(
 
 
 @holds.post("", response_model=HoldOut)
-async def hold(body: HoldIn, rt: RuntimeDep, cache: Cache) -> HoldOut:
+async def hold(body: HoldIn, rt: WalletsRuntime, cache: Cache) -> HoldOut:
     """Reserves the money of a manual-capture payment, once per transaction id."""
     await _hold_step(
         rt,
@@ -339,6 +528,8 @@ async def hold(body: HoldIn, rt: RuntimeDep, cache: Cache) -> HoldOut:
             body.destination_wallet_id,
             body.amount_minor,
             body.currency,
+            rt.settings.maximums_minor,
+            body.description,
         ),
     )
     return HoldOut(transaction_id=body.transaction_id, status="held")

@@ -47,6 +47,11 @@ class FundsIn(Input):
     # wallet in another currency refuses the change (CURRENCY_MISMATCH) instead of
     # reading the same digits in its own currency.
     currency: CurrencyCode | None = None
+    # What the change is for, kept on its ledger entry (statements): the transaction's
+    # type and description, and the other wallet of the transaction (none: a card).
+    type: str | None = Field(default=None, max_length=20)
+    description: str | None = Field(default=None, max_length=500)
+    counterparty_wallet_id: uuid.UUID | None = None
 
 
 class RefundIn(FundsIn):
@@ -74,6 +79,7 @@ class TransferIn(Input):
     amount_minor: int = Field(gt=0, le=10**15)
     currency: CurrencyCode
     kind: Literal["transfer", "payment", "refund"] = "transfer"
+    description: str | None = Field(default=None, max_length=500)
     # The request the move is for (its events carry it), when it is not this call's own.
     correlation_id: str | None = Field(default=None, max_length=200)
 
@@ -116,6 +122,7 @@ class HoldIn(Input):
     destination_wallet_id: uuid.UUID
     amount_minor: int = Field(gt=0, le=10**15)
     currency: CurrencyCode
+    description: str | None = Field(default=None, max_length=500)
 
 
 class CaptureHoldIn(Input):
@@ -126,3 +133,57 @@ class HoldOut(BaseModel):
     transaction_id: uuid.UUID
     status: Literal["held", "captured", "released"]
     captured_amount_minor: int | None = None
+
+
+class BalanceAtOut(BaseModel):
+    wallet_id: uuid.UUID
+    currency: str
+    at: datetime
+    balance: str
+
+
+class StatementEntry(BaseModel):
+    at: datetime
+    transaction_id: uuid.UUID
+    type: str | None
+    operation: Literal["credit", "debit"]
+    amount: str
+    balance_after: str
+    description: str | None
+    counterparty_wallet_id: uuid.UUID | None
+
+
+class StatementOut(BaseModel):
+    wallet_id: uuid.UUID
+    currency: str
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime
+    opening_balance: str
+    closing_balance: str
+    total_credits: str
+    total_debits: str
+    entries: list[StatementEntry]
+
+
+class LimitValues(BaseModel):
+    """Amounts in the wallet's currency; null: no limit."""
+
+    per_transaction: str | None
+    daily: str | None
+    monthly: str | None
+
+
+class LimitsOut(LimitValues):
+    wallet_id: uuid.UUID
+    currency: str
+    spent_today: str
+    spent_this_month: str
+    maximum: LimitValues
+
+
+class LimitsIn(Input):
+    """New limits: a field left out keeps its value, null puts it back to the maximum."""
+
+    per_transaction: AmountStr | None = None
+    daily: AmountStr | None = None
+    monthly: AmountStr | None = None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asyncpg.exceptions import UniqueViolationError
@@ -16,10 +18,16 @@ from paysys.kit.errors import AppError, ValidationFailed
 from paysys.kit.events import utcnow
 from paysys.kit.money import MoneyError, exponent, format_amount, parse_amount
 from paysys.kit.outbox import Outbox
-from paysys.wallets import repository
-from paysys.wallets.exceptions import REFUSALS, CreditFenced, WalletExists, WalletNotFound
+from paysys.wallets import limits, repository
+from paysys.wallets.exceptions import (
+    REFUSALS,
+    CreditFenced,
+    LimitAboveMaximum,
+    WalletExists,
+    WalletNotFound,
+)
 from paysys.wallets.models import Hold, LedgerEntry, Wallet
-from paysys.wallets.schemas import FundsOut, WalletOut
+from paysys.wallets.schemas import FundsOut, LimitsOut, LimitValues, WalletOut
 
 SIGN = {"credit": 1, "refund": 1, "debit": -1}
 TOPIC = {
@@ -73,9 +81,20 @@ def payee_name(full_name: str, account_type: str) -> str:
 
 
 async def create(
-    session: AsyncSession, outbox: Outbox, user_id: uuid.UUID, currency: str
+    session: AsyncSession,
+    outbox: Outbox,
+    user_id: uuid.UUID,
+    currency: str,
+    account_type: str | None = None,
 ) -> Wallet:
-    wallet = Wallet(id=uuid.uuid4(), user_id=user_id, currency=currency, balance=0, version=0)
+    wallet = Wallet(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        currency=currency,
+        balance=0,
+        version=0,
+        account_type=account_type,
+    )
     session.add(wallet)
     try:
         await session.flush()
@@ -166,6 +185,7 @@ REFUSAL_TEXT = {
     "INSUFFICIENT_FUNDS": "The wallet's balance is too low.",
     "WALLET_INACTIVE": "The wallet is inactive.",
     "CURRENCY_MISMATCH": "The wallet holds another currency.",
+    "LIMIT_EXCEEDED": "This would take the wallet past one of its spending limits.",
 }
 
 
@@ -180,6 +200,16 @@ async def _refuse(
     return Refused(code, wallet_id)
 
 
+@dataclass(frozen=True)
+class About:
+    """What a balance change is for, kept on its ledger entry for statements: the
+    transaction's type and description, and the other wallet (None: a card)."""
+
+    kind: str | None = None
+    description: str | None = None
+    counterparty: uuid.UUID | None = None
+
+
 async def change_balance(
     session: AsyncSession,
     outbox: Outbox,
@@ -188,6 +218,7 @@ async def change_balance(
     operation: str,
     amount_text: str,
     currency: str | None = None,
+    about: About | None = None,
 ) -> tuple[FundsOut | Refused, Wallet | None]:
     """Applies one balance change with its ledger entry and event, once per
     (transaction_id, operation): the first outcome, a refusal included, is the answer
@@ -222,12 +253,16 @@ async def change_balance(
         inactive = fresh is not None and fresh.status != "ACTIVE" and operation != "refund"
         code = "WALLET_INACTIVE" if inactive else "INSUFFICIENT_FUNDS"
         return await _refuse(session, transaction_id, operation, wallet_id, code), None
+    about = about or About()
     entry = LedgerEntry(
         wallet_id=wallet_id,
         transaction_id=transaction_id,
         operation=operation,
         amount=delta,
         balance_after=wallet.balance,
+        kind=about.kind,
+        description=about.description,
+        counterparty_wallet_id=about.counterparty,
     )
     session.add(entry)
     await session.flush()  # a concurrent twin fails here on the unique (transaction, op)
@@ -273,6 +308,8 @@ class Move:
     amount: int
     currency: str
     correlation_id: str | None = None  # its events'; by default the current request's
+    kind: str = "transfer"  # transfer, payment, refund (which no limit counts)
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -284,13 +321,20 @@ class Applied:
     states: list[dict[str, Any]]
 
 
-async def move_batch(db: Database, outbox: Outbox, moves: list[Move]) -> Applied:
+async def move_batch(
+    db: Database,
+    outbox: Outbox,
+    moves: list[Move],
+    maximums: dict[str, dict[str, limits.Triple]] | None = None,
+    now: datetime | None = None,
+) -> Applied:
     """Applies the moves in one database transaction, in one statement (the
     `move_batch` function of migration 0009): every wallet locked in id order, then each
     move checked (currency, status, funds) and applied in order, so that a move sees the
     balances the ones before it left and a refusal touches nothing else. Idempotent per
     transaction id: asked again, a move gives its first outcome, a refusal included,
-    even once the source could pay."""
+    even once the source could pay. Transfers and payments count against the source's
+    limits at `now` (by default the clock), checked in the same statement."""
     debits = [
         outbox.row("wallet.funds_deducted", str(m.source), {}, m.correlation_id) for m in moves
     ]
@@ -310,6 +354,10 @@ async def move_batch(db: Database, outbox: Outbox, moves: list[Move]) -> Applied
         [e[3] for e in credits],
         debits[0][1] if debits else "wallet.funds_deducted",
         credits[0][1] if credits else "wallet.funds_added",
+        [m.kind for m in moves],
+        [m.description for m in moves],
+        now or utcnow(),
+        limits.as_json(limits.DEFAULT_MINOR if maximums is None else maximums),
     )
     for attempt in range(2):
         try:
@@ -486,10 +534,15 @@ async def hold(
     destination: uuid.UUID,
     amount: int,
     currency: str,
+    maximums: dict[str, dict[str, limits.Triple]],
+    description: str | None = None,
+    now: datetime | None = None,
 ) -> Held | Refused | Missing:
     """Reserves `amount` on the source for a payment to `destination`, if the payment
     could move now: both wallets active, in its currency, the source's available
-    balance enough. Once per transaction id: asked again, the first outcome."""
+    balance enough, its limits not passed (the hold counts against them from now on).
+    Once per transaction id: asked again, the first outcome."""
+    now = now or utcnow()
     await repository.lock_transaction(session, tx)
     kept = await repository.hold(session, tx)
     if kept is not None:
@@ -508,6 +561,8 @@ async def hold(
         why = ("WALLET_INACTIVE", s if s.status != "ACTIVE" else d)
     elif s.balance - s.held_balance < amount:
         why = ("INSUFFICIENT_FUNDS", s)
+    elif limits.exceeded(limits.standing(s, maximums, now), amount):
+        why = ("LIMIT_EXCEEDED", s)
     row = Hold(
         transaction_id=tx,
         wallet_id=source,
@@ -516,6 +571,9 @@ async def hold(
         currency=currency,
         status="refused" if why else "open",
         code=why[0] if why else None,
+        description=description,
+        counted=why is None,
+        created_at=now,
     )
     session.add(row)
     if why is not None:
@@ -523,6 +581,7 @@ async def hold(
         return Refused(why[0], why[1].id)
     _touch(s)
     s.held_balance += amount
+    limits.count(s, amount, now)
     await session.flush()
     await _hold_event(outbox, session, "wallet.funds_held", s, row, amount)
     return Held([to_state(s)])
@@ -553,12 +612,14 @@ async def capture(
         return Refused("WALLET_INACTIVE", s.id if s.status != "ACTIVE" or d is None else d.id)
     _touch(s, d)
     s.held_balance -= h.amount
+    if h.counted:  # what is not captured never left: no longer spent
+        limits.give_back(s, h.amount - amount, h.created_at)
     await session.flush()
     await _hold_event(outbox, session, "wallet.funds_released", s, h, h.amount)
     s.balance -= amount
     d.balance += amount
     h.status, h.captured_amount, h.updated_at = "captured", amount, utcnow()
-    for wallet, operation, delta in ((s, "debit", -amount), (d, "credit", amount)):
+    for wallet, other, operation, delta in ((s, d, "debit", -amount), (d, s, "credit", amount)):
         session.add(
             LedgerEntry(
                 wallet_id=wallet.id,
@@ -566,6 +627,9 @@ async def capture(
                 operation=operation,
                 amount=delta,
                 balance_after=wallet.balance,
+                kind="payment",
+                description=h.description,
+                counterparty_wallet_id=other.id,
             )
         )
     await session.flush()
@@ -603,7 +667,149 @@ async def release(
     (s,) = (await _locked(session, h.wallet_id)).values()
     _touch(s)
     s.held_balance -= h.amount
+    if h.counted:
+        limits.give_back(s, h.amount, h.created_at)
     h.status, h.updated_at = "released", utcnow()
     await session.flush()
     await _hold_event(outbox, session, "wallet.funds_released", s, h, h.amount)
     return Released([to_state(s)])
+
+
+# -- statements and balances at an instant: read from the append-only ledger
+
+MAX_STATEMENT_DAYS = 366
+
+
+def period(
+    start: datetime | None, end: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """A statement's [start, end): by default `from` is the first instant of the
+    current calendar month in UTC and `to` the first instant of the next."""
+    first = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = start or first
+    end = end or (first + timedelta(days=32)).replace(day=1)
+    if end < start:
+        raise ValidationFailed("`to` is before `from`.", errors=_at_query("to", "before from"))
+    if end - start > timedelta(days=MAX_STATEMENT_DAYS):
+        raise ValidationFailed(
+            f"A statement covers at most {MAX_STATEMENT_DAYS} days.",
+            errors=_at_query("to", f"more than {MAX_STATEMENT_DAYS} days after from"),
+        )
+    return start, end
+
+
+def _at_query(name: str, msg: str) -> list[dict[str, Any]]:
+    return [{"loc": ["query", name], "msg": msg, "type": "value_error"}]
+
+
+async def balance_at(db: Database, wallet_id: uuid.UUID, at: datetime) -> int:
+    async with db.snapshot() as conn:
+        return await repository.balance_at(conn, wallet_id, at)
+
+
+@dataclass(frozen=True)
+class Statement:
+    opening: int
+    closing: int
+    credits: int
+    debits: int
+    rows: list[Any]  # ledger rows, oldest first
+
+
+async def statement(
+    db: Database, wallet_id: uuid.UUID, start: datetime, end: datetime
+) -> Statement:
+    """The entries of [start, end) with the balances around them, from one snapshot:
+    opening + credits - debits = closing, and closing is the balance at `end`."""
+    async with db.snapshot() as conn:
+        opening = await repository.balance_at(conn, wallet_id, start)
+        rows = await conn.fetch(repository.ENTRIES_BETWEEN, wallet_id, start, end)
+    credits = sum(int(r["amount"]) for r in rows if r["amount"] > 0)
+    debits = -sum(int(r["amount"]) for r in rows if r["amount"] < 0)
+    closing = opening + credits - debits
+    if rows and int(rows[-1]["balance_after"]) != closing:
+        # The ledger's own chain disagrees with its sums: never show such a statement.
+        raise AssertionError(f"ledger of wallet {wallet_id} does not add up")
+    return Statement(opening, closing, credits, debits, list(rows))
+
+
+async def stream_entries(
+    db: Database, wallet_id: uuid.UUID, start: datetime, end: datetime
+) -> AsyncIterator[Any]:
+    """The entries of [start, end), oldest first, from a cursor: a year of a busy wallet
+    is never held in memory."""
+    async with db.snapshot() as conn:
+        async for row in conn.cursor(
+            repository.ENTRIES_BETWEEN, wallet_id, start, end, prefetch=500
+        ):
+            yield row
+
+
+# -- spending limits
+
+
+def limits_out(
+    wallet: Wallet, maximums: dict[str, dict[str, limits.Triple]], now: datetime
+) -> LimitsOut:
+    s = limits.standing(wallet, maximums, now)
+    cur = wallet.currency
+
+    def text(minor: int | None) -> str | None:
+        return None if minor is None else format_amount(minor, cur)
+
+    return LimitsOut(
+        wallet_id=wallet.id,
+        currency=cur,
+        per_transaction=text(s.limits[0]),
+        daily=text(s.limits[1]),
+        monthly=text(s.limits[2]),
+        spent_today=format_amount(s.spent_today, cur),
+        spent_this_month=format_amount(s.spent_this_month, cur),
+        maximum=LimitValues(
+            per_transaction=text(s.maximum[0]), daily=text(s.maximum[1]), monthly=text(s.maximum[2])
+        ),
+    )
+
+
+async def set_limits(
+    session: AsyncSession,
+    wallet_id: uuid.UUID,
+    user_id: uuid.UUID,
+    changes: dict[str, str | None],
+    maximums: dict[str, dict[str, limits.Triple]],
+) -> Wallet:
+    """The owner's limits, changed under the wallet's lock (so no move is checked
+    against half of them): a value given, or None for the maximum again; never above
+    the maximum."""
+    wallet = await repository.lock_wallet(session, wallet_id)
+    if wallet is None or wallet.user_id != user_id:
+        raise WalletNotFound("No such wallet.")
+    maximum = dict(zip(limits.WINDOWS, limits.maximum_of(wallet, maximums), strict=True))
+    for window, value in changes.items():
+        minor: int | None = None
+        if value is not None:
+            try:
+                minor = parse_amount(value, wallet.currency)
+            except MoneyError as exc:
+                raise ValidationFailed(
+                    str(exc),
+                    errors=[{"loc": ["body", window], "msg": str(exc), "type": "value_error"}],
+                ) from None
+            top = maximum[window]
+            if top is not None and minor > top:
+                raise LimitAboveMaximum(
+                    f"The {window.replace('_', ' ')} limit can be at most "
+                    f"{format_amount(top, wallet.currency)} {wallet.currency}.",
+                    field=window,
+                    maximum=format_amount(top, wallet.currency),
+                )
+        setattr(wallet, f"limit_{window}", minor)
+    await session.flush()
+    return wallet
+
+
+async def learn_account_type(
+    session: AsyncSession, wallet_id: uuid.UUID, account_type: str
+) -> None:
+    """A wallet from before limits learns its owner's account type (once it is known)."""
+    await repository.set_account_type(session, wallet_id, account_type)
