@@ -18,7 +18,7 @@ from playwright.async_api import Browser, BrowserContext, Page, Route, async_pla
 from paysys_dev.stack import ROOT
 from tests.conftest import Stack, unique_email
 from tests.e2e.helpers import PASSWORD
-from tests.e2e.money import balance, deposit, funded_user, wallet_for
+from tests.e2e.money import balance, deposit, funded_user, move, wallet_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # `make screenshots` writes them to docs/console (shown in the README); a plain test run
@@ -513,6 +513,71 @@ async def test_a_merchants_payment_link_and_its_qr_code_fill_in_the_payers_form(
     assert problems == []
 
 
+async def test_a_statement_adds_up_downloads_as_csv_and_pdf_and_limits_can_be_lowered(
+    browser: Browser, stack: Stack, api: httpx.AsyncClient
+) -> None:
+    # Issue 24: a statement page (period, entries, totals, an SVG chart, CSV and PDF
+    # downloads) and a limits page (what is spent against each limit; lower them), under
+    # the console's strict CSP.
+    user, auth, wallet = await funded_user(api, "100.00")
+    _, _, friend = await funded_user(api, "0")
+    for amount, what in (("12.50", "groceries"), ("30.00", "rent share")):
+        sent = await move(
+            api, auth, "transfer", wallet["id"], friend["id"], amount, description=what
+        )
+        assert sent.status_code == 201, sent.text
+    _, page, problems = await open_console(browser, stack, accept_downloads=True)
+    await login_ui(page, user["email"])
+    await page.click("#nav >> text=Statements")
+    await page.select_option("#statement-wallet", wallet["id"])
+    await page.click("#statement-form button")
+    await page.wait_for_selector("#statement-result:not([hidden])")
+    totals = await page.inner_text("#statement-totals")
+    for needle in (
+        "Opening balance",
+        "0.00 USD",
+        "Money in",
+        "100.00 USD",
+        "42.50 USD",
+        "57.50 USD",
+    ):
+        assert needle in totals, totals
+    rows = await page.locator("#statement-rows tr").all_inner_texts()
+    assert len(rows) == 3 and "rent share" in rows[2] and "-30.00 USD" in rows[2]
+    assert await page.locator("#statement-chart svg polyline").count() == 1
+    await shot(page, "statement")
+    async with page.expect_download() as csv_download:
+        await page.click("#statement-csv")
+    csv_text = Path(await (await csv_download.value).path()).read_bytes().decode()
+    assert csv_text.startswith("at,transaction_id,type,operation,amount,balance_after")
+    assert "groceries" in csv_text and csv_text.count("\r\n") == 4
+    async with page.expect_download() as pdf_download:
+        await page.click("#statement-pdf")
+    assert Path(await (await pdf_download.value).path()).read_bytes().startswith(b"%PDF")
+
+    await page.click("#nav >> text=Limits")
+    await page.select_option("#limits-wallet", wallet["id"])
+    await page.click("#limits-pick button")
+    await page.wait_for_selector("#limits-result:not([hidden])")
+    table = await page.inner_text("#limits-rows")
+    assert "42.50 USD" in table and "20000.00 USD" in table, table
+    await page.fill("#limits-daily", "50")
+    await page.click("#limits-form button")
+    await page.wait_for_selector("#notice:has-text('Your limits are saved')")
+    daily = await page.locator("#limits-rows tr", has_text="Per day").inner_text()
+    assert "50.00 USD" in daily and "7.50 USD" in daily, daily  # 7.50 left today
+    await shot(page, "limits")
+    await page.fill("#limits-daily", "20000.01")
+    await page.click("#limits-form button")
+    await page.wait_for_selector("#alert:has-text('above the maximum')")
+    # A transfer past the daily limit is refused, in words.
+    await send(page, "transfer", friend["id"], "10.00", "too much today")
+    await page.click("#confirm-yes")
+    await page.wait_for_selector("#alert:has-text('spending limits')")
+    assert await balance(api, auth, wallet["id"]) == "57.50"
+    assert problems == []
+
+
 async def test_names_and_descriptions_holding_markup_render_as_text(
     browser: Browser, stack: Stack, api: httpx.AsyncClient
 ) -> None:
@@ -600,6 +665,14 @@ async def test_no_serious_accessibility_violations_on_any_screen(
     await page.click("#nav >> text=History")
     await page.wait_for_selector("#tx-rows tr")
     await audit("history")
+    await page.click("#nav >> text=Statements")
+    await page.click("#statement-form button")
+    await page.wait_for_selector("#statement-rows tr")
+    await audit("statement")
+    await page.click("#nav >> text=Limits")
+    await page.click("#limits-pick button")
+    await page.wait_for_selector("#limits-rows tr")
+    await audit("limits")
     assert found == {}
 
 

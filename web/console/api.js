@@ -121,6 +121,22 @@ export async function call(method, path, { body, idempotencyKey, auth = true } =
   return answer(resp);
 }
 
+// A file from the API (a statement as CSV or PDF), as a Blob; errors as for `call`.
+export async function download(path, accept) {
+  let resp = await send("GET", path, { headers: { Accept: accept } });
+  if (resp.status === 401) {
+    try {
+      await refresh();
+    } catch (err) {
+      if (err instanceof SessionExpired) listeners.expired();
+      throw err;
+    }
+    resp = await send("GET", path, { headers: { Accept: accept } });
+  }
+  if (!resp.ok) return answer(resp); // throws the problem
+  return resp.blob();
+}
+
 export async function login(email, password) {
   const data = await answer(
     await send("POST", "/users/login", { body: { email, password }, auth: false }),

@@ -15,7 +15,7 @@ import {
 } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["auth", "wallets", "topup", "send", "receive", "payouts", "history"];
+const VIEWS = ["auth", "wallets", "topup", "send", "receive", "payouts", "history", "statement", "limits"];
 let wallets = [];
 let user = null;
 let resumeTo = null; // the view an expired session interrupted, to return to after login
@@ -147,7 +147,10 @@ async function route() {
   const target = VIEWS.includes(view) && view !== "auth" ? view : "wallets";
   show(target);
   await attempt(async () => {
-    if (["wallets", "topup", "send", "receive", "payouts"].includes(target)) await loadWallets();
+    if (["wallets", "topup", "send", "receive", "payouts", "statement", "limits"].includes(target)) {
+      await loadWallets();
+    }
+    if (target === "statement") defaultPeriod();
     if (target === "send" && query) fillFromLink(new URLSearchParams(query));
     if (target === "receive") $("receive-manual-choice").hidden = user?.account_type !== "merchant";
     if (target === "history") {
@@ -258,7 +261,7 @@ async function loadWallets() {
   $("open-form").hidden = open.length === 0;
   const choices = () =>
     wallets.map((w) => option(w.id, `${w.currency} (${w.available_balance} ${w.currency} available)`));
-  for (const id of ["topup-wallet", "send-source", "payouts-source", "receive-wallet"]) {
+  for (const id of ["topup-wallet", "send-source", "payouts-source", "receive-wallet", "statement-wallet", "limits-wallet"]) {
     const select = $(id);
     const keep = select.value;
     select.replaceChildren(...choices());
@@ -796,6 +799,182 @@ onSubmit("filter-form", () => loadHistory(null));
 
 $("next-page").addEventListener("click", () => attempt(() => loadHistory(nextCursor)));
 $("first-page").addEventListener("click", () => attempt(() => loadHistory(null)));
+
+// -- statements: the ledger of a period, its totals, a chart, CSV and PDF
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}, text = null) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+const isoDay = (d) => d.toISOString().slice(0, 10);
+
+function defaultPeriod() {
+  if ($("statement-from").value && $("statement-to").value) return;
+  const now = new Date();
+  const first = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
+  const next = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1));
+  $("statement-from").value = isoDay(first);
+  $("statement-to").value = isoDay(next);
+}
+
+function statementPath() {
+  const wallet = $("statement-wallet").value;
+  const from = `${$("statement-from").value}T00:00:00Z`;
+  const to = `${$("statement-to").value}T00:00:00Z`;
+  const q = new URLSearchParams({ from, to });
+  return `/wallets/${encodeURIComponent(wallet)}/statement?${q}`;
+}
+
+// The balance over the period as a step line (an SVG drawn here: no library, no CDN).
+function drawChart(st) {
+  const width = 600;
+  const height = 160;
+  const pad = 8;
+  const start = Date.parse(st.from);
+  const end = Math.min(Date.parse(st.to), Math.max(Date.now(), start));
+  const span = Math.max(end - start, 1);
+  const num = (text) => Number(text);
+  const points = [[start, num(st.opening_balance)]];
+  for (const e of st.entries) points.push([Date.parse(e.at), num(e.balance_after)]);
+  points.push([end, num(st.closing_balance)]);
+  const top = Math.max(...points.map(([, b]) => b), 1);
+  const x = (t) => pad + ((width - 2 * pad) * Math.min(Math.max(t - start, 0), span)) / span;
+  const y = (b) => height - pad - ((height - 2 * pad) * b) / top;
+  const line = [];
+  let previous = null;
+  for (const [t, b] of points) {
+    if (previous !== null) line.push(`${x(t).toFixed(1)},${previous.toFixed(1)}`);
+    line.push(`${x(t).toFixed(1)},${y(b).toFixed(1)}`);
+    previous = y(b);
+  }
+  const chart = svg("svg", {
+    viewBox: `0 0 ${width} ${height}`,
+    role: "img",
+    class: "chart",
+    "aria-label": `Balance from ${st.opening_balance} to ${st.closing_balance} ${st.currency}, highest ${top} ${st.currency}`,
+  });
+  chart.append(
+    svg("rect", { x: 0.5, y: 0.5, width: width - 1, height: height - 1, fill: "none", stroke: "#c9d1da" }),
+    svg("polyline", { points: line.join(" "), fill: "none", stroke: "#0b5cad", "stroke-width": 2 }),
+    svg("text", { x: pad + 2, y: 18, "font-size": 12, fill: "#4a5562" }, `${top} ${st.currency}`),
+  );
+  $("statement-chart").replaceChildren(chart);
+}
+
+
+onSubmit("statement-form", async () => {
+  const st = await api.call("GET", statementPath());
+  $("statement-period").textContent = `${st.currency} wallet, ${when(st.from)} to ${when(st.to)}`;
+  const totals = [
+    ["Opening balance", st.opening_balance],
+    ["Money in", st.total_credits],
+    ["Money out", st.total_debits],
+    ["Closing balance", st.closing_balance],
+  ];
+  $("statement-totals").replaceChildren(
+    ...totals.flatMap(([label, value]) => [el("dt", { text: label }), el("dd", { text: `${value} ${st.currency}` })]),
+  );
+  $("statement-rows").replaceChildren(
+    ...st.entries.map((e) =>
+      el(
+        "tr",
+        {},
+        el("td", { text: when(e.at) }),
+        el("td", { text: e.type || "" }),
+        el("td", { text: e.description || "" }),
+        el("td", { text: `${e.amount} ${st.currency}`, class: "num" }),
+        el("td", { text: `${e.balance_after} ${st.currency}`, class: "num" }),
+      ),
+    ),
+  );
+  $("statement-empty").hidden = st.entries.length > 0;
+  drawChart(st);
+  $("statement-result").hidden = false;
+});
+
+async function saveStatement(accept, extension) {
+  clearMessages();
+  await attempt(async () => {
+    const blob = await api.download(statementPath(), accept);
+    const link = el("a", {
+      href: URL.createObjectURL(blob),
+      download: `statement-${$("statement-from").value}-${$("statement-to").value}.${extension}`,
+    });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+    say(`The statement is downloaded as ${extension.toUpperCase()}.`, "notice");
+  });
+}
+
+$("statement-csv").addEventListener("click", () => saveStatement("text/csv", "csv"));
+$("statement-pdf").addEventListener("click", () => saveStatement("application/pdf", "pdf"));
+
+// -- spending limits
+
+const WINDOWS = [
+  ["per_transaction", "Per transaction", null],
+  ["daily", "Per day (UTC)", "spent_today"],
+  ["monthly", "Per month (UTC)", "spent_this_month"],
+];
+
+function minus(a, b, currency) {
+  const digits = CURRENCIES[currency];
+  const scale = 10 ** digits;
+  const left = Math.max(Math.round(Number(a) * scale) - Math.round(Number(b) * scale), 0);
+  return digits === 0 ? String(left) : (left / scale).toFixed(digits);
+}
+
+function showLimits(l) {
+  const money = (v) => (v === null ? "No limit" : `${v} ${l.currency}`);
+  $("limits-caption").textContent = `${l.currency} wallet`;
+  $("limits-rows").replaceChildren(
+    ...WINDOWS.map(([key, label, spentKey]) =>
+      el(
+        "tr",
+        {},
+        el("th", { scope: "row", text: label }),
+        el("td", { text: money(l[key]), class: "num" }),
+        el("td", { text: spentKey ? money(l[spentKey]) : "", class: "num" }),
+        el("td", { text: spentKey && l[key] !== null ? money(minus(l[key], l[spentKey], l.currency)) : "", class: "num" }),
+        el("td", { text: money(l.maximum[key]), class: "num" }),
+      ),
+    ),
+  );
+  $("limits-per-transaction").value = l.per_transaction === l.maximum.per_transaction ? "" : l.per_transaction;
+  $("limits-daily").value = l.daily === l.maximum.daily ? "" : l.daily;
+  $("limits-monthly").value = l.monthly === l.maximum.monthly ? "" : l.monthly;
+  $("limits-result").hidden = false;
+}
+
+onSubmit("limits-pick", async () => {
+  showLimits(await api.call("GET", `/wallets/${encodeURIComponent($("limits-wallet").value)}/limits`));
+});
+
+onSubmit("limits-form", async (form) => {
+  const w = walletById($("limits-wallet").value);
+  if (!w) return say("Open a wallet first.");
+  const body = {};
+  for (const [key, label] of WINDOWS) {
+    const text = form[key].value.trim();
+    if (!text) {
+      body[key] = null;
+      continue;
+    }
+    const amount = parseAmount(text, w.currency);
+    if (!amount) return say(`Please check ${label.toLowerCase()}. ${amountHint(w.currency)}`);
+    body[key] = amount;
+  }
+  showLimits(await api.call("PUT", `/wallets/${encodeURIComponent(w.id)}/limits`, { body }));
+  say("Your limits are saved.", "notice");
+  return undefined;
+});
 
 // -- start
 

@@ -22,7 +22,8 @@ const CODES = {
   CARD_DECLINED: "The card was declined. Nothing was charged.",
   CARD_EXPIRED: "The card has expired. Nothing was charged.",
   PAYMENT_GATEWAY_ERROR: "The card processor failed. Nothing was charged; try again later.",
-  LIMIT_EXCEEDED: "That amount is over the limit for one transaction.",
+  LIMIT_EXCEEDED: "That would take the wallet past one of its spending limits (see Limits).",
+  LIMIT_ABOVE_MAXIMUM: "That is above the maximum your account allows for this limit.",
   WALLET_NOT_FOUND: "No such wallet. Check the wallet id.",
   REFUND_EXCEEDS_AMOUNT: "That is more than can still be refunded.",
   INVALID_TRANSACTION_STATE: "This transaction cannot be changed any more.",
@@ -54,6 +55,11 @@ const FIELDS = {
   cvc: "the CVC",
   description: "the description",
   currency: "the currency",
+  per_transaction: "the limit per transaction",
+  daily: "the daily limit",
+  monthly: "the monthly limit",
+  from: "the start of the period",
+  to: "the end of the period",
 };
 
 // An answer that says nothing of what happened to a money request: none at all, "not
