@@ -175,7 +175,9 @@ class Person:
     email: str
 
 
-async def seed_person(session: aiohttp.ClientSession, i: int, merchant: bool) -> Person:
+async def seed_person(
+    session: aiohttp.ClientSession, i: int, merchant: bool, funded: bool = True
+) -> Person:
     email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
     body = {"email": email, "password": "bench-password", "full_name": f"Bench {i}"}
     if merchant:
@@ -189,6 +191,8 @@ async def seed_person(session: aiohttp.ClientSession, i: int, merchant: bool) ->
     auth = {"Authorization": f"Bearer {token}"}
     async with session.post(f"{GATEWAY}/wallets/create", json={}, headers=auth) as r:
         wallet = (await r.json())["id"]
+    if not funded:
+        return Person(auth, wallet, user_id, email)
     deposit = {"type": "deposit", "destination_wallet_id": wallet, "amount": "500000.00"}
     async with session.post(
         f"{GATEWAY}/transactions/create", json={**deposit, "card": CARD}, headers=auth
@@ -288,6 +292,74 @@ UPDATE {schema}.w SET balance = balance + 100 WHERE id = :hi;
 INSERT INTO {schema}.l (wallet, amount, balance_after) VALUES (:lo, -100, 0), (:hi, 100, 0);
 END;
 """
+
+
+# A busy wallet's ledger, written straight into the database (a bench-only shortcut: the
+# money in it comes from nowhere, and the bench's database is dropped afterwards): credit,
+# credit, debit, ... of 1.00, spread evenly over three years up to now.
+BUSY_LEDGER = """
+WITH s AS (SELECT i, now() - interval '1095 days' + (i * interval '1095 days') / $2 AS at
+             FROM generate_series(1, $2::int) AS i)
+INSERT INTO wallets.ledger_entries (wallet_id, transaction_id, operation, amount,
+  balance_after, kind, description, counterparty_wallet_id, created_at)
+SELECT $1, gen_random_uuid(), CASE WHEN i % 3 = 0 THEN 'debit' ELSE 'credit' END,
+       CASE WHEN i % 3 = 0 THEN -100 ELSE 100 END, 100 * (i - 2 * (i / 3)),
+       'transfer', 'bench entry ' || i, $3, at
+  FROM s
+"""
+
+
+async def ledger_reads(
+    session: aiohttp.ClientSession, dsn: str, person: Person, other: Person, entries: int, n: int
+) -> tuple[list[Result], float]:
+    """p50/p99 of GET /wallets/{id}/balance?at= at random instants and of one-month
+    statements (JSON), on a wallet with `entries` ledger entries over three years."""
+    conn = await asyncpg.connect(dsn)
+    started = time.monotonic()
+    try:
+        await conn.execute(BUSY_LEDGER, uuid.UUID(person.wallet), entries, uuid.UUID(other.wallet))
+        final = 100 * (entries - 2 * (entries // 3))
+        await conn.execute(
+            "UPDATE wallets.wallets SET balance = $2 WHERE id = $1", uuid.UUID(person.wallet), final
+        )
+        await conn.execute("ANALYZE wallets.ledger_entries")
+    finally:
+        await conn.close()
+    seeded = time.monotonic() - started
+    rng = random.Random(24)
+    now = dt.datetime.now(dt.UTC)
+    results = []
+    for name, path in (
+        (f"balance?at= ({entries:,} entries)", "balance"),
+        (f"statement, one month, JSON ({entries:,} entries)", "statement"),
+    ):
+        result = Result(name, 4, ok_status=200)
+        count = n if path == "balance" else max(n // 10, 3)
+        todo = list(range(count))
+
+        async def client(path: str, result: Result, todo: list[int]) -> None:
+            while todo:
+                todo.pop()
+                at = now - dt.timedelta(seconds=rng.uniform(0, 1095 * 86400))
+                if path == "balance":
+                    query = {"at": at.isoformat()}
+                else:
+                    start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+                    end = (start + dt.timedelta(days=32)).replace(day=1)
+                    query = {"from": start.isoformat(), "to": end.isoformat()}
+                t0 = time.perf_counter()
+                async with session.get(
+                    f"{GATEWAY}/wallets/{person.wallet}/{path}", params=query, headers=person.auth
+                ) as r:
+                    await r.read()
+                    result.codes[r.status] += 1
+                result.latencies.append(time.perf_counter() - t0)
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(client(path, result, todo) for _ in range(result.clients)))
+        result.elapsed = time.monotonic() - t0
+        results.append(result)
+    return results, seeded
 
 
 async def raw_db_limit(dsn: str, clients: int, seconds: float, wallets: int) -> tuple[float, float]:
@@ -610,6 +682,9 @@ class Report:
     bulk_tail: float = 0.0
     sizes: dict[str, int] = field(default_factory=dict)
     steps: list[Result] = field(default_factory=list)  # captures, refunds
+    reads: list[Result] = field(default_factory=list)  # balance?at=, statements
+    seed_seconds: float = 0.0
+    ledger_entries: int = 0
 
     def render(self, args: argparse.Namespace) -> str:
         t = self.transfers
@@ -661,6 +736,30 @@ class Report:
                     "",
                 ]
                 if self.steps
+                else []
+            ),
+            *(
+                [
+                    "## Reading a busy wallet's ledger",
+                    "",
+                    f"One wallet given {self.ledger_entries:,} ledger entries over three "
+                    f"years (about {self.ledger_entries // 36:,} a month, written by SQL in "
+                    f"{self.seed_seconds:.0f} s), then read through the gateway from 4 "
+                    "clients at random instants and months: the balance at an instant is "
+                    "one step down the (wallet_id, created_at, id) index; a month's "
+                    "statement reads and renders its entries.",
+                    "",
+                    "| read | requests | p50 ms | p95 ms | p99 ms | max ms | answers |",
+                    "|---|---|---|---|---|---|---|",
+                    *[
+                        f"| {r.name} | {len(r.latencies)} | {r.pct(50):.1f} | {r.pct(95):.1f} "
+                        f"| {r.pct(99):.1f} | {r.max_ms:.1f} | "
+                        f"{', '.join(f'{c}: {n}' for c, n in sorted(r.codes.items()))} |"
+                        for r in self.reads
+                    ],
+                    "",
+                ]
+                if self.reads
                 else []
             ),
             "## Against the database's own limit (same run, same PostgreSQL)",
@@ -852,6 +951,12 @@ async def run(
         drained = time.monotonic()
         await tail_caught_up(dsn, mongo_url, db_name, transfers.ok_ids, 120)
         bulk_tail = time.monotonic() - drained
+        busy = await seed_person(session, 900, False, funded=False)  # its ledger: SQL
+        other = await seed_person(session, 901, False, funded=False)
+        entries = 10_000 if args.smoke else 1_000_000
+        reads, seed_seconds = await ledger_reads(
+            session, dsn, busy, other, entries, 20 if args.smoke else 400
+        )
     raw_rate, raw_pg_ms = await raw_db_limit(dsn, args.clients, min(args.seconds, 15), args.users)
     return Report(
         transfers,
@@ -867,6 +972,9 @@ async def run(
         bulk_tail=bulk_tail,
         sizes=sizes,
         steps=steps,
+        reads=reads,
+        seed_seconds=seed_seconds,
+        ledger_entries=entries,
     )
 
 

@@ -31,6 +31,8 @@ def test_the_benchmark_runs_and_reports_every_figure(infra: Infra) -> None:
         "| load generator |",
         "Peak resident memory",
         "event tail",
+        "| balance?at= (10,000 entries) |",
+        "| statement, one month, JSON (10,000 entries) |",
     ):
         assert figure in out, figure
     transfer_row = next(line for line in out.splitlines() if line.startswith("| transfer |"))
