@@ -50,6 +50,7 @@ from invariants import (  # bench/ is the script's folder
     Charge,
     HoldRow,
     Leg,
+    Spend,
     Tx,
     WalletEvent,
     emails_sent_once,
@@ -57,6 +58,7 @@ from invariants import (  # bench/ is the script's folder
     events_match_ledger,
     holds_match,
     legs_match_outcomes,
+    limits_held,
     money_conserved,
     run_messages,
 )
@@ -106,11 +108,12 @@ class Seen:
 # one of them (an answer from some other service proves nothing about the faulted one).
 MONEY_OPS = frozenset({"tx", "bulk", "refund", "auth", "capture", "void"})
 ALL_OPS = (
-    frozenset({"register", "login", "refresh", "wallet", "activate", "deactivate"}) | MONEY_OPS
+    frozenset({"register", "login", "refresh", "wallet", "activate", "deactivate", "limits"})
+    | MONEY_OPS
 )
 NEEDS: dict[str, frozenset[str]] = {
     "users": frozenset({"register", "login", "refresh"}),
-    "wallets": frozenset({"wallet", "activate", "deactivate"}) | MONEY_OPS,
+    "wallets": frozenset({"wallet", "activate", "deactivate", "limits"}) | MONEY_OPS,
     "transactions": MONEY_OPS,
     "payment_gateway": frozenset({"tx", "refund"}),
 }
@@ -237,6 +240,16 @@ async def new_person(session: aiohttp.ClientSession, world: World, merchant: boo
     status, wallet = await call(session, world, "wallet", "POST", "/wallets/create", {}, auth)
     if status != 201:
         return
+    if not merchant and world.rng.random() < 0.5:
+        # Limits low enough for the workload to meet them (transfers up to 60.00); the
+        # check reads back what the database kept, whatever this call's answer.
+        limits = {
+            "per_transaction": "45.00",
+            "daily": f"{world.rng.choice([80, 150, 300])}.00",
+            "monthly": "600.00",
+        }
+        path = f"/wallets/{wallet['id']}/limits"
+        await call(session, world, "limits", "PUT", path, limits, auth)
     person = Person(email_addr, user["id"], auth, tokens["refresh_token"], wallet["id"], merchant)
     (world.merchants if merchant else world.people).append(person)
     world.by_wallet[wallet["id"]] = person
@@ -716,6 +729,30 @@ async def check(
             for r in await conn.fetch("SELECT id, held_balance FROM wallets.wallets")
         }
         results.append(holds_match(txs, holds, held))
+        limits = {
+            str(r["id"]): (r["limit_per_transaction"], r["limit_daily"], r["limit_monthly"])
+            for r in await conn.fetch(
+                "SELECT id, limit_per_transaction, limit_daily, limit_monthly"
+                " FROM wallets.wallets WHERE limit_per_transaction IS NOT NULL"
+                " OR limit_daily IS NOT NULL OR limit_monthly IS NOT NULL"
+            )
+        }
+        spends = [
+            Spend(str(r["wallet_id"]), r["amount"], r["day"])
+            for r in await conn.fetch(
+                # moved transfers and payments (a capture counts as its hold, below) ...
+                "SELECT e.wallet_id, -e.amount AS amount,"
+                " (e.created_at AT TIME ZONE 'UTC')::date AS day FROM wallets.ledger_entries e"
+                " WHERE e.amount < 0 AND e.kind IN ('transfer', 'payment') AND NOT EXISTS"
+                " (SELECT 1 FROM wallets.holds h WHERE h.transaction_id = e.transaction_id)"
+                # ... and authorizations: held while open, what was captured once captured
+                " UNION ALL SELECT h.wallet_id,"
+                " CASE WHEN h.status = 'open' THEN h.amount ELSE h.captured_amount END,"
+                " (h.created_at AT TIME ZONE 'UTC')::date FROM wallets.holds h"
+                " WHERE h.counted AND h.status IN ('open', 'captured')"
+            )
+        ]
+        results.append(limits_held(spends, limits))
         legs = [
             Leg(r["id"], str(r["transaction_id"]), str(r["wallet_id"]), r["amount"])
             for r in await conn.fetch(

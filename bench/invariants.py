@@ -16,6 +16,7 @@ import email.utils
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 Result = tuple[str, int, str]
@@ -90,6 +91,44 @@ class WalletEvent:
     wallet_id: str
     tx_id: str
     event_id: str
+
+
+@dataclass(frozen=True)
+class Spend:
+    """Money that counted against a wallet's limits: a moved transfer or payment, or an
+    authorization (what it holds while open, what was captured once captured), on the
+    UTC day it was counted."""
+
+    wallet_id: str
+    amount: int
+    day: date
+
+
+def limits_held(
+    spends: Iterable[Spend], limits: Mapping[str, tuple[int | None, int | None, int | None]]
+) -> Result:
+    """No spend above its wallet's per-transaction limit, and no UTC day or month whose
+    spends add up past its limit (reaching it exactly is allowed)."""
+    days: dict[tuple[str, date], int] = collections.Counter()
+    months: dict[tuple[str, date], int] = collections.Counter()
+    over = counted = 0
+    for s in spends:
+        if s.wallet_id not in limits:
+            continue
+        counted += 1
+        per_tx = limits[s.wallet_id][0]
+        over += per_tx is not None and s.amount > per_tx
+        days[(s.wallet_id, s.day)] += s.amount
+        months[(s.wallet_id, s.day.replace(day=1))] += s.amount
+    for windows, i in ((days, 1), (months, 2)):
+        for (wallet, _), total in windows.items():
+            limit = limits[wallet][i]
+            over += limit is not None and total > limit
+    return (
+        "no spending limit passed (per transaction, UTC day, UTC month)",
+        over,
+        f"{len(limits)} wallets with limits, {counted} spends, {len(days)} days",
+    )
 
 
 def legs_match_outcomes(txs: Mapping[str, Tx], legs: Iterable[Leg]) -> Result:

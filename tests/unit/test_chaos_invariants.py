@@ -4,6 +4,7 @@ cannot fail proves nothing. Each sound state passes; each break is counted."""
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 from bench.invariants import (
@@ -11,6 +12,7 @@ from bench.invariants import (
     Charge,
     HoldRow,
     Leg,
+    Spend,
     Tx,
     WalletEvent,
     emails_sent_once,
@@ -18,6 +20,7 @@ from bench.invariants import (
     events_match_ledger,
     holds_match,
     legs_match_outcomes,
+    limits_held,
     money_conserved,
     run_messages,
 )
@@ -202,3 +205,20 @@ def test_a_captured_payment_moves_what_was_captured_and_a_voided_one_nothing() -
     assert legs_match_outcomes({CAPTURED.id: CAPTURED}, whole)[1] == 1
     moved = [Leg(1, VOIDED.id, A, -200), Leg(2, VOIDED.id, M, 200)]
     assert legs_match_outcomes({VOIDED.id: VOIDED}, moved)[1] == 1
+
+
+def test_a_spending_limit_passed_in_a_day_a_month_or_one_transaction_is_counted() -> None:
+    limits = {"w": (45, 100, 150), "free": (None, None, None)}
+    d1, d2, next_month = date(2027, 1, 30), date(2027, 1, 31), date(2027, 2, 1)
+    sound = [Spend("w", 45, d1), Spend("w", 45, d1), Spend("w", 10, d1), Spend("w", 25, d2)]
+    sound += [
+        Spend("w", 25, d2),
+        Spend("w", 45, next_month),
+        Spend("free", 10**9, d1),
+        Spend("other", 10**9, d1),
+    ]
+    assert limits_held(sound, limits)[1] == 0  # reaching a limit exactly is allowed
+    assert limits_held([*sound, Spend("w", 1, d1)], limits)[1] == 2  # the day and the month
+    assert limits_held([*sound, Spend("w", 1, next_month)], limits)[1] == 0
+    assert limits_held([Spend("w", 46, next_month)], limits)[1] == 1  # one transaction
+    assert limits_held([Spend("w", 40, d) for d in (d1, d1, d1)], limits)[1] == 1
