@@ -25,6 +25,9 @@ import argparse
 import asyncio
 import collections
 import datetime as dt
+import hashlib
+import hmac
+import http.server
 import json
 import os
 import platform
@@ -32,6 +35,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -108,7 +112,9 @@ class Seen:
 # one of them (an answer from some other service proves nothing about the faulted one).
 MONEY_OPS = frozenset({"tx", "bulk", "refund", "auth", "capture", "void"})
 ALL_OPS = (
-    frozenset({"register", "login", "refresh", "wallet", "activate", "deactivate", "limits"})
+    frozenset(
+        {"register", "login", "refresh", "wallet", "activate", "deactivate", "limits", "webhook"}
+    )
     | MONEY_OPS
 )
 NEEDS: dict[str, frozenset[str]] = {
@@ -116,6 +122,7 @@ NEEDS: dict[str, frozenset[str]] = {
     "wallets": frozenset({"wallet", "activate", "deactivate", "limits"}) | MONEY_OPS,
     "transactions": MONEY_OPS,
     "payment_gateway": frozenset({"tx", "refund"}),
+    "notifications": frozenset({"webhook"}),
 }
 
 
@@ -146,6 +153,11 @@ class World:
     batch_answers: dict[str, set[tuple[str, ...]]] = field(default_factory=dict)
     # Authorizations answered 201 (AUTHORIZED): (transaction, payer, merchant).
     authorizations: list[tuple[str, Person, Person]] = field(default_factory=list)
+    # Webhooks: each person's endpoint secret (by user id), and what the receiver got.
+    hooks: dict[str, str] = field(default_factory=dict)
+    hook_base: str = ""
+    hooked: set[tuple[str, str]] = field(default_factory=set)  # (user id, event id)
+    bad_signatures: int = 0
 
     def recovery(self, f: FaultRecord) -> float | None:
         """When the first success came of a call that needs the faulted component, sent
@@ -250,6 +262,12 @@ async def new_person(session: aiohttp.ClientSession, world: World, merchant: boo
         }
         path = f"/wallets/{wallet['id']}/limits"
         await call(session, world, "limits", "PUT", path, limits, auth)
+    if world.hook_base:
+        # Everyone's own system: the transactions they take part in, signed.
+        body = {"url": f"{world.hook_base}/{user['id']}", "events": list(TERMINAL_TOPICS)}
+        status, hook = await call(session, world, "webhook", "POST", "/webhooks", body, auth)
+        if status == 201:
+            world.hooks[user["id"]] = hook["secret"]
     person = Person(email_addr, user["id"], auth, tokens["refresh_token"], wallet["id"], merchant)
     (world.merchants if merchant else world.people).append(person)
     world.by_wallet[wallet["id"]] = person
@@ -522,6 +540,37 @@ async def consumer_lag(kafka: str, group: str, topics: list[str]) -> int:
         await admin.close()
 
 
+def serve_hooks(world: World) -> http.server.ThreadingHTTPServer:
+    """The users' own systems: one HTTP receiver (in a thread: it outlives the workload's
+    event loop, through settle), which checks each delivery's signature and records
+    (user, event id)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            user = self.path.strip("/")
+            secret = world.hooks.get(user, "")
+            parts = dict(
+                p.split("=", 1)
+                for p in self.headers.get("Paysys-Signature", "").split(",")
+                if "=" in p
+            )
+            mac = hmac.new(secret.encode(), f"{parts.get('t')}.".encode() + body, hashlib.sha256)
+            if not secret or not hmac.compare_digest(mac.hexdigest(), parts.get("v1", "")):
+                world.bad_signatures += 1
+            world.hooked.add((user, self.headers.get("Paysys-Event-Id", "")))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    world.hook_base = f"http://127.0.0.1:{server.server_address[1]}"
+    return server
+
+
 async def settle(dsn: str, timeout: float, run_stack: Isolated | None = None) -> bool:
     """Waits until nothing is in flight, every outbox and email job has settled, and
     the notifications consumer has taken every event it reads (an email job is made
@@ -542,7 +591,9 @@ async def settle(dsn: str, timeout: float, run_stack: Isolated | None = None) ->
                         + (SELECT count(*) FROM users.outbox)
                         + (SELECT count(*) FROM notifications.records_outbox)
                         + (SELECT count(*) FROM notifications.email_jobs
-                           WHERE status IN ('pending', 'sending'))"""
+                           WHERE status IN ('pending', 'sending'))
+                        + (SELECT count(*) FROM notifications.webhook_deliveries
+                           WHERE status = 'pending')"""
             )
             if busy == 0 and lag == 0:
                 return True
@@ -863,6 +914,26 @@ async def check(
         results.append(
             ("every answer with a body is JSON (errors problem+json)", world.not_json, "")
         )
+        owner = {w: p.user_id for w, p in world.by_wallet.items()}
+        want = {
+            (user, event_id)
+            for t, tx in txs.items()
+            for user in {owner.get(tx.source or ""), owner.get(tx.destination or "")}
+            if user in world.hooks
+            for event_id, _ in events.get(t, set())
+        }
+        missing = len(want - world.hooked)
+        given_up = await conn.fetchval(
+            "SELECT count(*) FROM notifications.webhook_deliveries WHERE status = 'failed'"
+        )
+        results.append(
+            (
+                "every subscribed event reached its webhook, signed (at least once)",
+                missing + world.bad_signatures + int(given_up),
+                f"{len(want)} events for {len(world.hooks)} endpoints; {missing} missing, "
+                f"{world.bad_signatures} bad signatures, {given_up} given up",
+            )
+        )
     finally:
         await conn.close()
     addresses = {p.email.lower() for p in world.people + world.merchants}
@@ -940,6 +1011,7 @@ def main() -> None:
         print(f"chaos phase {name}: {now - since:.1f} s", file=sys.stderr, flush=True)
         return now
 
+    hooks = serve_hooks(world)
     try:
         at = time.monotonic()
         stack.start_all()
@@ -951,6 +1023,7 @@ def main() -> None:
         results = asyncio.run(check(run_stack, logs, world, started_at))
         phase("checks", at)
     finally:
+        hooks.shutdown()
         stack.stop()
         subprocess.run(["bash", str(STACK), "up"], cwd=ROOT, capture_output=True, check=False)
     if not settled:

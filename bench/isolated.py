@@ -15,15 +15,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from paysys.kit.events import TOPICS
 from paysys_dev.stack import SERVICES, infra_env
 
-# What the notifications service reads (notifications/consumers.py).
-NOTIFIED_TOPICS = (
-    "user.registered",
-    "transaction.completed",
-    "transaction.failed",
-    "transaction.voided",
-)
+# What the notifications service reads (notifications/consumers.py): every topic, for
+# webhooks.
+NOTIFIED_TOPICS = TOPICS
 
 
 async def pin_consumer_group(kafka: str, group: str, topics: list[str]) -> None:

@@ -105,6 +105,8 @@ def infra() -> Iterator[Infra]:
         PAYSYS_RATE_LIMIT_USER="100000",
         PAYSYS_MAIL_BACKOFF_BASE_SECONDS="0.3",
         PAYSYS_MAIL_MAX_ATTEMPTS="3",
+        PAYSYS_WEBHOOK_RETRY_BASE_SECONDS="1",
+        PAYSYS_WEBHOOK_CLAIM_SECONDS="12",  # a killed sender's claim runs out soon
     )
     for service, port in TEST_PORTS.items():
         env[f"PAYSYS_{service.upper()}_PORT"] = str(port)

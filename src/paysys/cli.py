@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from paysys.kit.settings import SERVICE_PORTS
 
@@ -90,45 +91,49 @@ def rotate_keys(service: str) -> int:
     from paysys.kit.settings import DataKeySettings
 
     settings: DataKeySettings
+    specs: list[tuple[str, str, tuple[tuple[str, str], ...]]]
     if service == "users":
         from paysys.users.models import SEALED
         from paysys.users.settings import UsersSettings
 
-        settings = UsersSettings()
+        settings, specs = UsersSettings(), [SEALED]
     else:
-        from paysys.notifications.models import SEALED
+        from paysys.notifications.models import SEALED as RECIPIENTS
+        from paysys.notifications.models import SEALED_SECRETS
         from paysys.notifications.settings import NotificationsSettings
 
-        settings = NotificationsSettings()
+        settings, specs = NotificationsSettings(), [RECIPIENTS, SEALED_SECRETS]
     cipher = settings.cipher
-    table, key, fields = SEALED
-    columns = ", ".join(column for column, _ in fields)
-    pick = (
-        f"SELECT {key} AS row_key, key_id, {columns} FROM {table} "  # noqa: S608 - constants
-        "WHERE key_id <> $1 LIMIT 200 FOR UPDATE SKIP LOCKED"
-    )
-    sets = ", ".join(f"{column} = ${i + 3}" for i, (column, _) in enumerate(fields))
-    write = f"UPDATE {table} SET key_id = $2, {sets} WHERE {key} = $1"  # noqa: S608
+
+    async def reseal(db: Database, table: str, key: str, fields: Any) -> int:
+        columns = ", ".join(column for column, _ in fields)
+        pick = (
+            f"SELECT {key} AS row_key, key_id, {columns} FROM {table} "  # noqa: S608 - constants
+            "WHERE key_id <> $1 LIMIT 200 FOR UPDATE SKIP LOCKED"
+        )
+        sets = ", ".join(f"{column} = ${i + 3}" for i, (column, _) in enumerate(fields))
+        write = f"UPDATE {table} SET key_id = $2, {sets} WHERE {key} = $1"  # noqa: S608
+        done = 0
+        while True:
+            async with db.raw() as conn, conn.transaction():
+                rows = await conn.fetch(pick, cipher.current)
+                for row in rows:
+                    resealed = [
+                        cipher.seal(
+                            cipher.open(row[column], row["key_id"], f"{ctx}:{row['row_key']}"),
+                            f"{ctx}:{row['row_key']}",
+                        )
+                        for column, ctx in fields
+                    ]
+                    await conn.execute(write, row["row_key"], cipher.current, *resealed)
+            done += len(rows)
+            if not rows:
+                return done
 
     async def run() -> int:
         db = Database(settings.database_url, service, pool_size=1)
-        done = 0
         try:
-            while True:
-                async with db.raw() as conn, conn.transaction():
-                    rows = await conn.fetch(pick, cipher.current)
-                    for row in rows:
-                        resealed = [
-                            cipher.seal(
-                                cipher.open(row[column], row["key_id"], f"{ctx}:{row['row_key']}"),
-                                f"{ctx}:{row['row_key']}",
-                            )
-                            for column, ctx in fields
-                        ]
-                        await conn.execute(write, row["row_key"], cipher.current, *resealed)
-                done += len(rows)
-                if not rows:
-                    return done
+            return sum([await reseal(db, *spec) for spec in specs])
         finally:
             await db.dispose()
 

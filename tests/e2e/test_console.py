@@ -16,9 +16,10 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
 
 from paysys_dev.stack import ROOT
-from tests.conftest import Stack, unique_email
+from tests.conftest import Stack, eventually, unique_email
 from tests.e2e.helpers import PASSWORD
 from tests.e2e.money import balance, deposit, funded_user, move, wallet_for
+from tests.e2e.receiver import Receiver
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # `make screenshots` writes them to docs/console (shown in the README); a plain test run
@@ -576,6 +577,56 @@ async def test_a_statement_adds_up_downloads_as_csv_and_pdf_and_limits_can_be_lo
     await page.wait_for_selector("#alert:has-text('spending limits')")
     assert await balance(api, auth, wallet["id"]) == "57.50"
     assert problems == []
+
+
+async def test_a_developer_adds_a_webhook_sees_its_deliveries_retries_one_and_deletes_it(
+    browser: Browser, stack: Stack, api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # Issue 23: a "Developers" page: endpoints (the secret shown once), deliveries with
+    # their status and attempts, a Retry button.
+    user, auth, wallet = await funded_user(api, "0")
+    _, page, problems = await open_console(browser, stack, bypass_csp=True)
+    await login_ui(page, user["email"])
+    await page.click("#nav >> text=Developers")
+    await page.fill("#webhook-url", receiver.base + "/console")
+    await page.click("#webhook-form button")
+    await page.wait_for_selector("#notice:has-text('Endpoint added')")
+    secret = await page.input_value("#webhook-secret")
+    assert secret.startswith("whsec_")
+    assert await page.locator("#webhook-rows tr").count() == 1
+    resp = await deposit(api, auth, wallet["id"], "7.00")
+    assert resp.status_code == 201, resp.text
+
+    async def delivered() -> bool:
+        return {"wallet.funds_added", "transaction.completed"} <= {
+            r.event["event_type"] for r in receiver.at("/console")
+        }
+
+    await eventually(delivered, timeout=30)
+    await page.click("#webhook-rows button:has-text('Deliveries')")
+    await page.wait_for_selector("#delivery-rows tr:has-text('transaction.completed')")
+    assert "Delivered" in await page.inner_text("#delivery-rows")
+    await shot(page, "developers")
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    assert [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")] == []
+    before = len(receiver.at("/console"))
+    await (
+        page.locator("#delivery-rows tr", has_text="transaction.completed")
+        .locator("button")
+        .click()
+    )
+    await page.wait_for_selector("#notice:has-text('will be sent again')")
+    await eventually(lambda: _more(receiver, "/console", before), timeout=20)
+    await page.click("#webhook-rows button:has-text('Delete')")
+    await page.wait_for_selector("#notice:has-text('is deleted')")
+    assert await page.locator("#webhook-rows tr").count() == 0
+    assert (await api.get("/webhooks", headers=auth)).json()["items"] == []
+    assert problems == []
+
+
+async def _more(receiver: Receiver, path: str, than: int) -> bool:
+    return len(receiver.at(path)) > than
 
 
 async def test_names_and_descriptions_holding_markup_render_as_text(

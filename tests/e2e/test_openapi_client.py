@@ -29,8 +29,8 @@ async def test_every_operation_documents_the_gateways_statuses_with_one_problem_
     doc = (await api.get("/openapi.json")).json()
     assert "Problem" in doc["components"]["schemas"]
     ops = [(m, p, op) for p, item in doc["paths"].items() for m, op in item.items()]
-    assert len(ops) == 22
-    assert len({op["operationId"] for _, _, op in ops}) == 22
+    assert len(ops) == 28
+    assert len({op["operationId"] for _, _, op in ops}) == 28
     for (method, path), op_id in OPERATIONS.items():
         assert doc["paths"][path][method]["operationId"] == op_id
     for method, path, op in ops:

@@ -15,7 +15,7 @@ import {
 } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["auth", "wallets", "topup", "send", "receive", "payouts", "history", "statement", "limits"];
+const VIEWS = ["auth", "wallets", "topup", "send", "receive", "payouts", "history", "statement", "limits", "developers"];
 let wallets = [];
 let user = null;
 let resumeTo = null; // the view an expired session interrupted, to return to after login
@@ -151,6 +151,7 @@ async function route() {
       await loadWallets();
     }
     if (target === "statement") defaultPeriod();
+    if (target === "developers") await loadWebhooks();
     if (target === "send" && query) fillFromLink(new URLSearchParams(query));
     if (target === "receive") $("receive-manual-choice").hidden = user?.account_type !== "merchant";
     if (target === "history") {
@@ -973,6 +974,110 @@ onSubmit("limits-form", async (form) => {
   }
   showLimits(await api.call("PUT", `/wallets/${encodeURIComponent(w.id)}/limits`, { body }));
   say("Your limits are saved.", "notice");
+  return undefined;
+});
+
+// -- developers: webhook endpoints and their deliveries
+
+const MONEY_EVENTS = ["transaction.authorized", "transaction.completed", "transaction.failed", "transaction.voided"];
+let shownEndpoint = null;
+
+async function loadWebhooks() {
+  const data = await api.call("GET", "/webhooks");
+  $("webhook-rows").replaceChildren(
+    ...data.items.map((h) =>
+      el(
+        "tr",
+        {},
+        el("td", {}, el("code", { text: h.url })),
+        el("td", { text: h.events.length > 8 ? "All" : h.events.join(", ") }),
+        el("td", { text: when(h.created_at) }),
+        el(
+          "td",
+          {},
+          el("button", {
+            type: "button",
+            text: "Deliveries",
+            "aria-label": `Deliveries to ${h.url}`,
+            onclick: () => attempt(() => loadDeliveries(h)),
+          }),
+          " ",
+          el("button", {
+            type: "button",
+            class: "secondary",
+            text: "Delete",
+            "aria-label": `Delete the endpoint ${h.url}`,
+            onclick: () => attempt(() => deleteWebhook(h)),
+          }),
+        ),
+      ),
+    ),
+  );
+  $("no-webhooks").hidden = data.items.length > 0;
+  if (shownEndpoint && !data.items.some((h) => h.id === shownEndpoint.id)) {
+    shownEndpoint = null;
+    $("deliveries").hidden = true;
+  }
+}
+
+async function deleteWebhook(h) {
+  clearMessages();
+  await api.call("DELETE", `/webhooks/${encodeURIComponent(h.id)}`);
+  say(`The endpoint ${h.url} is deleted: nothing more is sent to it.`, "notice");
+  await loadWebhooks();
+}
+
+const STATUS_WORDS = { pending: "Waiting to be sent again", succeeded: "Delivered", failed: "Given up" };
+
+async function loadDeliveries(h) {
+  shownEndpoint = h;
+  const data = await api.call("GET", `/webhooks/${encodeURIComponent(h.id)}/deliveries`);
+  $("deliveries-caption").textContent = `To ${h.url}, newest first`;
+  $("delivery-rows").replaceChildren(
+    ...data.items.map((d) =>
+      el(
+        "tr",
+        {},
+        el("td", { text: d.event_type }),
+        el("td", { text: STATUS_WORDS[d.status] || d.status }),
+        el("td", { text: String(d.attempts), class: "num" }),
+        el("td", { text: d.last_error || (d.last_status_code ? `HTTP ${d.last_status_code}` : "") }),
+        el("td", { text: when(d.created_at) }),
+        el(
+          "td",
+          {},
+          el("button", {
+            type: "button",
+            class: "secondary",
+            text: "Retry",
+            "aria-label": `Send the ${d.event_type} event again`,
+            onclick: () => attempt(() => retryDelivery(h, d)),
+          }),
+        ),
+      ),
+    ),
+  );
+  $("no-deliveries").hidden = data.items.length > 0;
+  $("deliveries").hidden = false;
+}
+
+async function retryDelivery(h, d) {
+  clearMessages();
+  await api.call("POST", `/webhooks/${encodeURIComponent(h.id)}/deliveries/${encodeURIComponent(d.id)}/retry`);
+  say(`The ${d.event_type} event will be sent again in a moment.`, "notice");
+  await loadDeliveries(h);
+}
+
+onSubmit("webhook-form", async (form) => {
+  const url = form.url.value.trim();
+  if (!url) return say("Please give the endpoint's URL.");
+  const body = form.which.value === "money" ? { url, events: MONEY_EVENTS } : { url };
+  const created = await api.call("POST", "/webhooks", { body });
+  $("webhook-secret").value = created.secret;
+  $("webhook-secret-box").hidden = false;
+  form.reset();
+  say(`Endpoint added: ${created.url}.`, "notice");
+  await loadWebhooks();
   return undefined;
 });
 

@@ -48,6 +48,19 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/transactions/{id}/refund", "transactions", True, "user", "refundTransaction"),
     Route("POST", "/transactions/{id}/capture", "transactions", True, "user", "captureTransaction"),
     Route("POST", "/transactions/{id}/void", "transactions", True, "user", "voidTransaction"),
+    Route("POST", "/webhooks", "notifications", True, "user", "createWebhook"),
+    Route("GET", "/webhooks", "notifications", True, "user", "listWebhooks"),
+    Route("GET", "/webhooks/{id}", "notifications", True, "user", "getWebhook"),
+    Route("DELETE", "/webhooks/{id}", "notifications", True, "user", "deleteWebhook"),
+    Route("GET", "/webhooks/{id}/deliveries", "notifications", True, "user", "listDeliveries"),
+    Route(
+        "POST",
+        "/webhooks/{id}/deliveries/{delivery_id}/retry",
+        "notifications",
+        True,
+        "user",
+        "retryDelivery",
+    ),
 )
 
 # Request headers a client may send on to a service; everything else (notably any

@@ -113,10 +113,13 @@ class EventConsumer:
     @staticmethod
     def decode(record: ConsumerRecord[Any, Any]) -> EventEnvelope | None:
         try:
-            return EventEnvelope.model_validate(json.loads(record.value))
+            envelope = EventEnvelope.model_validate(json.loads(record.value))
         except (ValueError, ValidationError):
             log.error("event_undecodable", topic=record.topic, offset=record.offset)
             return None
+        raw = record.value
+        envelope._raw = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return envelope
 
     async def _process(self, envelope: EventEnvelope) -> None:
         bind_request(envelope.correlation_id)

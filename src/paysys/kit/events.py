@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 TOPICS = (
     "user.registered",
@@ -35,3 +35,9 @@ class EventEnvelope(BaseModel):
     schema_version: int = 1
     correlation_id: str | None = None
     data: dict[str, Any]
+    # The message as it came from Kafka, when it did (a webhook sends those bytes).
+    _raw: str | None = PrivateAttr(default=None)
+
+    @property
+    def raw(self) -> str | None:
+        return self._raw

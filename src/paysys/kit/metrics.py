@@ -56,6 +56,11 @@ CONSUMER_LAG = Gauge(
 NOTIFICATIONS_SENT = Counter(
     "paysys_notifications_sent_total", "Notification emails by outcome", ["kind", "status"]
 )
+WEBHOOK_DELIVERIES = Counter(
+    "paysys_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome (succeeded, retried, failed: given up)",
+    ["status"],
+)
 RATE_LIMITED = Counter("paysys_rate_limited_total", "Requests refused by a rate limit", ["scope"])
 LOGINS = Counter("paysys_logins_total", "Login attempts by outcome", ["outcome"])
 IN_FLIGHT_TRANSACTIONS = Gauge(

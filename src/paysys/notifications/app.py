@@ -1,5 +1,5 @@
-"""Builds the notifications service: the Kafka consumer and the mail sender, plus a
-small HTTP app for health, readiness and metrics."""
+"""Builds the notifications service: the Kafka consumer, the mail and webhook senders,
+and an HTTP app for the webhooks API, health, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from paysys.kit.metrics import NOTIFICATIONS_SENT, prime
 from paysys.kit.runtime import Runtime
 from paysys.notifications import models
 from paysys.notifications.consumers import make_consumer
+from paysys.notifications.router import router
 from paysys.notifications.service import SUBJECTS
 from paysys.notifications.settings import NotificationsSettings
-from paysys.notifications.tasks import MailSender
+from paysys.notifications.tasks import MailSender, WebhookSender
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
@@ -37,5 +38,8 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
 
         app.state.checks["kafka_consumer"] = check_consumer
         rt.tasks.start("mail-sender", MailSender(rt.db, rt.records_or_fail, settings).run)
+        rt.tasks.start("webhook-sender", WebhookSender(rt.db, settings).run)
 
-    return build_app("notifications", settings, rt.lifespan(on_start), openapi=False)
+    app = build_app("notifications", settings, rt.lifespan(on_start))
+    app.include_router(router)
+    return app

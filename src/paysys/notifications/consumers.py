@@ -6,12 +6,14 @@ import functools
 
 from paysys.kit.consumer import EventConsumer
 from paysys.kit.db import Database
+from paysys.kit.events import TOPICS as EVENT_TOPICS
 from paysys.notifications.models import inbox
 from paysys.notifications.service import handle_events
 from paysys.notifications.settings import NotificationsSettings
 
-# (bench/isolated.py's NOTIFIED_TOPICS names the same: keep them together)
-TOPICS = ("user.registered", "transaction.completed", "transaction.failed", "transaction.voided")
+# Every topic: email for a few (service.NOTIFIED), webhooks for all of them.
+# (bench/isolated.py's NOTIFIED_TOPICS is this list.)
+TOPICS = EVENT_TOPICS
 
 
 def make_consumer(db: Database, settings: NotificationsSettings) -> EventConsumer:

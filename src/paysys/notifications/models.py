@@ -6,7 +6,9 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    CheckConstraint,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from paysys.kit.db import NAMING
@@ -79,9 +82,75 @@ class EmailJob(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class WebhookEndpoint(Base):
+    """Where a user wants their events POSTed, and the secret that signs them: sealed
+    at rest under `key_id` (it is needed to sign, so it cannot be hashed)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(ARRAY(String(60)))
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(20), default="enabled")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: a durable job, tried until a 2xx or three days.
+
+    status: pending (due at next_attempt_at; a sender holds it until claimed_until while
+    it tries) -> succeeded | failed."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    event_id: Mapped[uuid.UUID]
+    event_type: Mapped[str] = mapped_column(String(60))
+    body: Mapped[str] = mapped_column(Text)  # the event as it came from Kafka
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WebhookRoute(Base):
+    """A payment.processed event waiting for the deposit's own event, which names the
+    wallet's owner (the card processor's event does not)."""
+
+    __tablename__ = "webhook_routes"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    transaction_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    event_type: Mapped[str] = mapped_column(String(60))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 # What is sealed where, for `paysys rotate-keys notifications` (see users.models.SEALED).
 SEALED = (
     "recipients",
     "user_id",
     (("email_sealed", "recipients.email"), ("full_name_sealed", "recipients.full_name")),
 )
+SEALED_SECRETS = ("webhook_endpoints", "id", (("secret_sealed", "webhook_endpoints.secret"),))

@@ -5,14 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit.context import safe_request_id
 from paysys.kit.crypto import FieldCipher
-from paysys.kit.events import EventEnvelope
-from paysys.notifications.models import Recipient
+from paysys.kit.events import EventEnvelope, utcnow
+from paysys.notifications import webhooks
+from paysys.notifications.exceptions import DeliveryNotFound, TooManyWebhooks, WebhookNotFound
+from paysys.notifications.models import Recipient, WebhookDelivery, WebhookEndpoint, WebhookRoute
 
 TRANSACTION_KINDS = {
     ("transaction.completed", "deposit"): [("destination", "deposit_confirmation")],
@@ -43,6 +45,8 @@ _ADD_JOBS = text(
     "ON CONFLICT DO NOTHING"
 )
 _JOB_COLUMNS = ("event_id", "user_id", "kind", "subject", "body", "correlation_id")
+# The events that send email (the consumer reads every topic, for webhooks).
+NOTIFIED = ("user.registered", "transaction.completed", "transaction.failed", "transaction.voided")
 _ADD_RECIPIENT = pg_insert(Recipient).on_conflict_do_nothing()  # rare: user.registered
 
 SUBJECTS = {
@@ -105,6 +109,8 @@ def jobs_of(
     if envelope.event_type == "transaction.failed":
         initiator = data.get("source_user_id") or data.get("destination_user_id")
         return [job(envelope, initiator, "transaction_failed", data)] if initiator else []
+    if envelope.event_type not in NOTIFIED:
+        return []
     return [
         job(envelope, data[f"{side}_user_id"], kind, data)
         for side, kind in TRANSACTION_KINDS.get((envelope.event_type, data.get("type", "")), [])
@@ -125,3 +131,163 @@ async def handle_events(
         await session.execute(_ADD_RECIPIENT, recipients)
     if jobs:
         await session.execute(_ADD_JOBS, {name: [j[name] for j in jobs] for name in _JOB_COLUMNS})
+    await add_deliveries(session, envelopes)
+
+
+# -- webhooks: endpoints per user, and a delivery per (endpoint, event) they subscribe to
+
+
+async def create_endpoint(
+    session: AsyncSession, cipher: FieldCipher, user_id: uuid.UUID, url: str, events: list[str]
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its secret (shown once, then only sealed). At most
+    MAX_ENDPOINTS per user, counted under a lock of the user's (two creations racing
+    never make an eleventh)."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:u, 0))"), {"u": f"webhooks:{user_id}"}
+    )
+    count = await session.scalar(
+        select(func.count()).select_from(WebhookEndpoint).where(WebhookEndpoint.user_id == user_id)
+    )
+    if (count or 0) >= webhooks.MAX_ENDPOINTS:
+        raise TooManyWebhooks(f"At most {webhooks.MAX_ENDPOINTS} endpoints per user.")
+    endpoint_id = uuid.uuid4()
+    secret = webhooks.new_secret()
+    row = WebhookEndpoint(
+        id=endpoint_id,
+        user_id=user_id,
+        url=url,
+        events=events,
+        secret_sealed=cipher.seal(secret, f"webhook_endpoints.secret:{endpoint_id}"),
+        key_id=cipher.current,
+        status="enabled",
+    )
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)
+    return row, secret
+
+
+async def endpoints_of(session: AsyncSession, user_id: uuid.UUID) -> list[WebhookEndpoint]:
+    rows = await session.execute(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.user_id == user_id)
+        .order_by(WebhookEndpoint.created_at)
+    )
+    return list(rows.scalars())
+
+
+async def endpoint(
+    session: AsyncSession, user_id: uuid.UUID, endpoint_id: uuid.UUID
+) -> WebhookEndpoint:
+    row = await session.get(WebhookEndpoint, endpoint_id)
+    if row is None or row.user_id != user_id:  # another user's: as if none
+        raise WebhookNotFound("No such webhook endpoint.")
+    return row
+
+
+async def delete_endpoint(
+    session: AsyncSession, user_id: uuid.UUID, endpoint_id: uuid.UUID
+) -> None:
+    """Gone with its deliveries: nothing more is sent to it, not even a retry."""
+    row = await endpoint(session, user_id, endpoint_id)
+    await session.delete(row)
+    await session.flush()
+
+
+async def deliveries_of(
+    session: AsyncSession, user_id: uuid.UUID, endpoint_id: uuid.UUID, limit: int
+) -> list[WebhookDelivery]:
+    await endpoint(session, user_id, endpoint_id)
+    rows = await session.execute(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.endpoint_id == endpoint_id)
+        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def retry_delivery(
+    session: AsyncSession, user_id: uuid.UUID, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
+) -> WebhookDelivery:
+    """Due again now, whatever its status (a sender holding it finishes first)."""
+    await endpoint(session, user_id, endpoint_id)
+    row = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    if row is None or row.endpoint_id != endpoint_id:
+        raise DeliveryNotFound("No such delivery.")
+    row.status, row.next_attempt_at = "pending", utcnow()
+    await session.flush()
+    return row
+
+
+_ADD_DELIVERIES = text(
+    "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, body, status,"
+    " attempts) SELECT d.*, 'pending', 0 FROM unnest(CAST(:id AS uuid[]),"
+    " CAST(:endpoint_id AS uuid[]), CAST(:event_id AS uuid[]), CAST(:event_type AS text[]),"
+    " CAST(:body AS text[])) AS d ON CONFLICT DO NOTHING"
+)
+
+
+async def add_deliveries(session: AsyncSession, envelopes: list[EventEnvelope]) -> None:
+    """A delivery per event and per endpoint of a user it concerns that subscribes to
+    its topic, in the consumer's transaction (one query for the endpoints, one insert).
+    A payment.processed event names no user: it waits in webhook_routes for its
+    deposit's transaction event, which names the wallet's owner."""
+    wanted: list[tuple[str, str, str, str]] = []  # (user, event_id, type, body)
+    for e in envelopes:
+        body = e.raw or e.model_dump_json()
+        if e.event_type == "payment.processed":
+            session.add(
+                WebhookRoute(
+                    event_id=e.event_id,
+                    transaction_id=uuid.UUID(str(e.data["transaction_id"])),
+                    event_type=e.event_type,
+                    body=body,
+                )
+            )
+            continue
+        for user in webhooks.concerned(e):
+            wanted.append((user, str(e.event_id), e.event_type, body))
+        if e.event_type.startswith("transaction.") and e.data.get("type") == "deposit":
+            owner = e.data.get("destination_user_id")
+            routed = (
+                await session.execute(
+                    delete(WebhookRoute)
+                    .where(WebhookRoute.transaction_id == uuid.UUID(str(e.data["transaction_id"])))
+                    .returning(WebhookRoute.event_id, WebhookRoute.event_type, WebhookRoute.body)
+                )
+            ).all()
+            if owner:
+                wanted += [(str(owner), str(r.event_id), r.event_type, r.body) for r in routed]
+    if not wanted:
+        return
+    await session.flush()
+    endpoints = (
+        await session.execute(
+            select(WebhookEndpoint.id, WebhookEndpoint.user_id, WebhookEndpoint.events).where(
+                WebhookEndpoint.user_id.in_({uuid.UUID(w[0]) for w in wanted}),
+                WebhookEndpoint.status == "enabled",
+            )
+        )
+    ).all()
+    by_user: dict[str, list[Any]] = {}
+    for ep in endpoints:
+        by_user.setdefault(str(ep.user_id), []).append(ep)
+    rows = [
+        (ep.id, event_id, kind, body)
+        for user, event_id, kind, body in wanted
+        for ep in by_user.get(user, [])
+        if kind in ep.events
+    ]
+    if rows:
+        await session.execute(
+            _ADD_DELIVERIES,
+            {
+                "id": [uuid.uuid4() for _ in rows],
+                "endpoint_id": [r[0] for r in rows],
+                "event_id": [uuid.UUID(r[1]) for r in rows],
+                "event_type": [r[2] for r in rows],
+                "body": [r[3] for r in rows],
+            },
+        )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage, Message
@@ -26,6 +27,7 @@ from email.mime.text import MIMEText
 from email.utils import parseaddr
 from typing import Any
 
+import aiohttp
 import aiosmtplib
 import structlog
 from sqlalchemy import select, text
@@ -33,10 +35,11 @@ from sqlalchemy import select, text
 from paysys.kit.context import bind_request, safe_request_id
 from paysys.kit.db import Database
 from paysys.kit.events import utcnow
-from paysys.kit.metrics import NOTIFICATIONS_SENT
+from paysys.kit.metrics import NOTIFICATIONS_SENT, WEBHOOK_DELIVERIES
 from paysys.kit.outbox import columns
 from paysys.kit.records import Records
-from paysys.notifications.models import Recipient
+from paysys.notifications import webhooks
+from paysys.notifications.models import Recipient, WebhookEndpoint
 from paysys.notifications.service import email_of
 from paysys.notifications.settings import NotificationsSettings
 from paysys.notifications.smtp import PipelinedSMTP, address_ok
@@ -348,3 +351,149 @@ class MailSender:
         finally:
             self._drop_pipe()
             await self._drop_connection()
+
+
+# -- webhooks: deliveries claimed (at most one in flight per endpoint, so a slow or dead
+# endpoint delays nobody else), POSTed, and their outcome recorded
+
+_CLAIM_DELIVERIES = text(
+    """
+    UPDATE webhook_deliveries d SET attempts = d.attempts + 1,
+           claimed_until = now() + make_interval(secs => :claim_seconds)
+    WHERE d.id IN (
+        SELECT DISTINCT ON (x.endpoint_id) x.id FROM webhook_deliveries x
+        WHERE x.status = 'pending' AND x.next_attempt_at <= now()
+          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries y
+                          WHERE y.endpoint_id = x.endpoint_id AND y.status = 'pending'
+                            AND y.claimed_until > now())
+        ORDER BY x.endpoint_id, x.next_attempt_at LIMIT :batch)
+      -- re-checked on the row as another sender may have just claimed it
+      AND (d.claimed_until IS NULL OR d.claimed_until <= now()) AND d.status = 'pending'
+    RETURNING d.id, d.endpoint_id, d.event_id, d.body, d.attempts, d.created_at
+    """
+)
+
+_RECORD_DELIVERY = text(
+    "UPDATE webhook_deliveries SET status = :status, last_status_code = :code,"
+    " last_error = :error, next_attempt_at = :next_at, claimed_until = NULL"
+    " WHERE id = :id AND attempts = :attempts"
+)
+
+
+class WebhookSender:
+    """Claims due deliveries and POSTs each, signed, with a 10 s timeout, no redirects
+    and nothing of the answer read but its status. A 2xx succeeds; anything else is
+    tried again with backoff (webhooks.retry_delay) until three days have passed. A
+    sender that dies mid-delivery leaves its claim to run out: the delivery goes again,
+    with the same event id (at least once)."""
+
+    def __init__(self, db: Database, settings: NotificationsSettings) -> None:
+        self.db = db
+        self.settings = settings
+        self.public_only = settings.env not in ("local", "test")
+        self.http: aiohttp.ClientSession | None = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self.http is None:
+            connector = aiohttp.TCPConnector(
+                limit=200,
+                limit_per_host=10,
+                resolver=webhooks.SafeResolver() if self.public_only else None,
+            )
+            self.http = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=webhooks.TIMEOUT_SECONDS),
+            )
+        return self.http
+
+    async def run_once(self) -> int:
+        s = self.settings
+        async with self.db.uow() as session:
+            claimed = (
+                await session.execute(
+                    _CLAIM_DELIVERIES,
+                    {"claim_seconds": s.webhook_claim_seconds, "batch": s.webhook_batch_size},
+                )
+            ).all()
+            if not claimed:
+                return 0
+            endpoints = {
+                e.id: e
+                for e in (
+                    await session.execute(
+                        select(WebhookEndpoint).where(
+                            WebhookEndpoint.id.in_({c.endpoint_id for c in claimed})
+                        )
+                    )
+                ).scalars()
+            }
+        outcomes = await asyncio.gather(
+            *(self.deliver(c, endpoints.get(c.endpoint_id)) for c in claimed)
+        )
+        async with self.db.uow() as session:
+            for c, (status, code, error) in zip(claimed, outcomes, strict=True):
+                now = utcnow()
+                next_at = now
+                if status == "retry":
+                    next_at = now + webhooks.retry_delay(c.attempts, s.webhook_retry_base_seconds)
+                    status = (
+                        "pending" if next_at - c.created_at < webhooks.GIVE_UP_AFTER else "failed"
+                    )
+                WEBHOOK_DELIVERIES.labels("retried" if status == "pending" else status).inc()
+                await session.execute(
+                    _RECORD_DELIVERY,
+                    {
+                        "id": c.id,
+                        "status": status,
+                        "code": code,
+                        "error": error,
+                        "next_at": next_at,
+                        "attempts": c.attempts,
+                    },
+                )
+        return len(claimed)
+
+    async def deliver(self, c: Any, endpoint: Any) -> tuple[str, int | None, str | None]:
+        """(succeeded | retry, the answer's status code, what went wrong)."""
+        if endpoint is None:
+            return "failed", None, "the endpoint was deleted"
+        if self.public_only:
+            literal = webhooks.host_is_literal(endpoint.url)
+            if literal is not None and not webhooks.address_allowed(literal):
+                return "retry", None, "the address is not public"
+        secret = self.settings.cipher.open(
+            endpoint.secret_sealed, endpoint.key_id, f"webhook_endpoints.secret:{endpoint.id}"
+        )
+        body = c.body.encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Paysys-Event-Id": str(c.event_id),
+            "Paysys-Signature": webhooks.signature(secret, body, int(time.time())),
+            "User-Agent": "paysys-webhooks/1",
+        }
+        try:
+            async with self._session().post(
+                endpoint.url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                code = resp.status  # the answer's body is never read: no size to cap
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return "retry", None, f"{type(exc).__name__}: {exc}"[:500]
+        if 200 <= code < 300:
+            return "succeeded", code, None
+        return "retry", code, f"answered {code}"
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    handled = await self.run_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("webhook_sender_error", error=str(exc)[:300])
+                    handled = 0
+                if handled == 0:
+                    await asyncio.sleep(self.settings.webhook_poll_seconds)
+        finally:
+            if self.http is not None:
+                await self.http.close()
