@@ -127,7 +127,7 @@ def limits_held(
     return (
         "no spending limit passed (per transaction, UTC day, UTC month)",
         over,
-        f"{len(limits)} wallets with limits, {counted} spends, {len(days)} days",
+        f"{len(limits)} wallets with limits, {counted} spends over {len(days)} wallet-days",
     )
 
 

@@ -7,7 +7,9 @@
   retries with backoff for up to three days; its log is the API's deliveries list. The
   event's body is kept exactly as it came from Kafka (the signature covers those bytes).
 - webhook_routes: a payment.processed event waits here until the deposit's own event
-  names who owns the wallet (the processor's event does not).
+  names who owns the wallet (the processor's event does not); deposit_owners keeps that
+  owner for a processor's event that comes after it (two producers: no order between
+  them).
 
 Revision ID: 0005
 Revises: 0004
@@ -79,9 +81,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('event_id', name=op.f('pk_webhook_routes')),
     )
     op.create_index('ix_webhook_routes_transaction_id', 'webhook_routes', ['transaction_id'])
+    op.create_table(
+        'deposit_owners',
+        sa.Column('transaction_id', sa.Uuid(), nullable=False),
+        sa.Column('user_id', sa.Uuid(), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.PrimaryKeyConstraint('transaction_id', name=op.f('pk_deposit_owners')),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('deposit_owners')
     op.drop_table('webhook_routes')
     op.drop_table('webhook_deliveries')
     op.drop_table('webhook_endpoints')

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from paysys.kit.app import build_app
-from paysys.kit.metrics import NOTIFICATIONS_SENT, prime
+from paysys.kit.metrics import NOTIFICATIONS_SENT, WEBHOOK_DELIVERIES, prime
 from paysys.kit.runtime import Runtime
 from paysys.notifications import models
 from paysys.notifications.consumers import make_consumer
@@ -29,6 +29,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
 
     async def on_start(app: FastAPI) -> None:
         prime(NOTIFICATIONS_SENT, *[(k, s) for k in SUBJECTS for s in ("sent", "failed")])
+        prime(WEBHOOK_DELIVERIES, ("succeeded",), ("retried",), ("failed",))
         consumer = make_consumer(rt.db, settings)
         rt.tasks.start("consumer", consumer.run)
 

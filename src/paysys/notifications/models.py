@@ -147,6 +147,17 @@ class WebhookRoute(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class DepositOwner(Base):
+    """Who owns a deposit's wallet, from the deposit's own event: for the card
+    processor's payment.processed of the same deposit, which may come later."""
+
+    __tablename__ = "deposit_owners"
+
+    transaction_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    user_id: Mapped[uuid.UUID]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 # What is sealed where, for `paysys rotate-keys notifications` (see users.models.SEALED).
 SEALED = (
     "recipients",

@@ -14,7 +14,13 @@ from paysys.kit.crypto import FieldCipher
 from paysys.kit.events import EventEnvelope, utcnow
 from paysys.notifications import webhooks
 from paysys.notifications.exceptions import DeliveryNotFound, TooManyWebhooks, WebhookNotFound
-from paysys.notifications.models import Recipient, WebhookDelivery, WebhookEndpoint, WebhookRoute
+from paysys.notifications.models import (
+    DepositOwner,
+    Recipient,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookRoute,
+)
 
 TRANSACTION_KINDS = {
     ("transaction.completed", "deposit"): [("destination", "deposit_confirmation")],
@@ -232,34 +238,45 @@ _ADD_DELIVERIES = text(
 async def add_deliveries(session: AsyncSession, envelopes: list[EventEnvelope]) -> None:
     """A delivery per event and per endpoint of a user it concerns that subscribes to
     its topic, in the consumer's transaction (one query for the endpoints, one insert).
-    A payment.processed event names no user: it waits in webhook_routes for its
-    deposit's transaction event, which names the wallet's owner."""
+    A payment.processed event names no user: the deposit's own transaction event does,
+    and the two come from different producers, in either order. Whichever comes second
+    finds the other (webhook_routes keeps a waiting processor event, deposit_owners a
+    deposit's owner)."""
     wanted: list[tuple[str, str, str, str]] = []  # (user, event_id, type, body)
     for e in envelopes:
         body = e.raw or e.model_dump_json()
         if e.event_type == "payment.processed":
-            session.add(
-                WebhookRoute(
-                    event_id=e.event_id,
-                    transaction_id=uuid.UUID(str(e.data["transaction_id"])),
-                    event_type=e.event_type,
-                    body=body,
-                )
+            tx = uuid.UUID(str(e.data["transaction_id"]))
+            owner = await session.scalar(
+                select(DepositOwner.user_id).where(DepositOwner.transaction_id == tx)
             )
+            if owner is not None:
+                wanted.append((str(owner), str(e.event_id), e.event_type, body))
+            else:
+                session.add(
+                    WebhookRoute(
+                        event_id=e.event_id, transaction_id=tx, event_type=e.event_type, body=body
+                    )
+                )
             continue
         for user in webhooks.concerned(e):
             wanted.append((user, str(e.event_id), e.event_type, body))
-        if e.event_type.startswith("transaction.") and e.data.get("type") == "deposit":
-            owner = e.data.get("destination_user_id")
+        owner = e.data.get("destination_user_id")
+        if e.event_type.startswith("transaction.") and e.data.get("type") == "deposit" and owner:
+            tx = uuid.UUID(str(e.data["transaction_id"]))
+            await session.execute(
+                pg_insert(DepositOwner)
+                .values(transaction_id=tx, user_id=uuid.UUID(str(owner)))
+                .on_conflict_do_nothing()
+            )
             routed = (
                 await session.execute(
                     delete(WebhookRoute)
-                    .where(WebhookRoute.transaction_id == uuid.UUID(str(e.data["transaction_id"])))
+                    .where(WebhookRoute.transaction_id == tx)
                     .returning(WebhookRoute.event_id, WebhookRoute.event_type, WebhookRoute.body)
                 )
             ).all()
-            if owner:
-                wanted += [(str(owner), str(r.event_id), r.event_type, r.body) for r in routed]
+            wanted += [(str(owner), str(r.event_id), r.event_type, r.body) for r in routed]
     if not wanted:
         return
     await session.flush()
