@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage, Message
@@ -79,6 +80,21 @@ WHERE EXISTS (SELECT 1 FROM j)
 
 
 _ADDRESS = re.compile(r"[^\s<>'\"(),;:\[\]]+@[^\s<>'\"(),;:\[\]]+")
+
+
+async def poll(run_once: Callable[[], Awaitable[int]], idle_seconds: float, event: str) -> None:
+    """A sender's loop: another round at once while there was work, a pause when there
+    was none or it failed (logged; the next round tries again)."""
+    while True:
+        try:
+            handled = await run_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(event, error=str(exc)[:300])
+            handled = 0
+        if handled == 0:
+            await asyncio.sleep(idle_seconds)
 
 
 class UnreadableRecipient(ValueError):
@@ -338,16 +354,7 @@ class MailSender:
 
     async def run(self) -> None:
         try:
-            while True:
-                try:
-                    handled = await self.run_once()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("mail_sender_error", error=str(exc)[:300])
-                    handled = 0
-                if handled == 0:
-                    await asyncio.sleep(self.settings.mail_poll_seconds)
+            await poll(self.run_once, self.settings.mail_poll_seconds, "mail_sender_error")
         finally:
             self._drop_pipe()
             await self._drop_connection()
@@ -484,16 +491,7 @@ class WebhookSender:
 
     async def run(self) -> None:
         try:
-            while True:
-                try:
-                    handled = await self.run_once()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("webhook_sender_error", error=str(exc)[:300])
-                    handled = 0
-                if handled == 0:
-                    await asyncio.sleep(self.settings.webhook_poll_seconds)
+            await poll(self.run_once, self.settings.webhook_poll_seconds, "webhook_sender_error")
         finally:
             if self.http is not None:
                 await self.http.close()
