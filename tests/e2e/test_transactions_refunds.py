@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import httpx
 
-from tests.conftest import Stack
+from tests.conftest import Stack, eventually
 from tests.e2e.helpers import assert_problem, kafka_events
-from tests.e2e.money import balance, db_fetch, deposit, funded_user, move
+from tests.e2e.money import arm_fault, balance, db_fetch, deposit, funded_user, move
 
 
 async def paid(
@@ -218,3 +219,49 @@ async def test_a_deposit_refund_needs_the_money_still_in_the_wallet(
     assert await balance(api, auth, wallet["id"]) == "4.00"
     ok = await refund(api, auth, d["id"], amount="4.00")
     assert ok.status_code == 201, ok.text
+
+
+async def test_transactions_killed_after_the_card_was_refunded_completes_the_refund_once(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    # The crash window of a refund to a card: the wallet was debited and the processor
+    # refunded the card; the transactions process dies (SIGKILL) before COMPLETED is
+    # recorded. Recovery asks the processor again (idempotent per refund id): the card
+    # is refunded once, the wallet debited once, the refund COMPLETED once.
+    _, auth, wallet = await funded_user(api, "0")
+    d = (await deposit(api, auth, wallet["id"], "40.00")).json()
+    await arm_fault(stack, d["id"], "pause_mid_saga", seconds=60)
+    request = asyncio.create_task(refund(api, auth, d["id"], amount="15.00"))
+
+    async def card_refunded() -> list[Any]:
+        return await db_fetch(
+            stack,
+            "SELECT r.refund_id, r.status FROM payment_gateway.card_refunds r"
+            " JOIN payment_gateway.payments p ON p.id = r.payment_id WHERE p.transaction_id = $1",
+            uuid.UUID(d["id"]),
+        )
+
+    (row,) = await eventually(card_refunded, timeout=30)
+    stack.kill("transactions")
+    assert (await request).status_code in (502, 503)  # no answer: the outcome unknown
+    stack.start("transactions")
+    refund_id = str(row["refund_id"])
+
+    async def completed() -> dict[str, Any] | None:
+        got = (await api.get(f"/transactions/{refund_id}", headers=auth)).json()
+        return got if got["status"] in ("COMPLETED", "FAILED") else None
+
+    final = await eventually(completed, timeout=90)
+    assert final["status"] == "COMPLETED"
+    assert await balance(api, auth, wallet["id"]) == "25.00"
+    assert [(str(r["refund_id"]), r["status"]) for r in await card_refunded()] == [
+        (refund_id, "succeeded")
+    ]
+    [charge] = await db_fetch(
+        stack,
+        "SELECT refunded_amount FROM payment_gateway.payments WHERE transaction_id = $1",
+        uuid.UUID(d["id"]),
+    )
+    assert charge["refunded_amount"] == 1500
+    events = await kafka_events(stack, "transaction.completed", refund_id, 1)
+    assert len({e["event_id"] for e in events}) == 1

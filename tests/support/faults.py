@@ -26,7 +26,9 @@ log = structlog.get_logger()
 # pause_mid_saga: the saga stalls for `seconds` where a crash hurts most: a transfer
 #   after its money moved and before COMPLETED is recorded, a deposit after the card
 #   was charged and before the wallet is credited, a capture or a void (or an expiry)
-#   of an authorization after wallets did it and before its end is recorded.
+#   of an authorization after wallets did it and before its end is recorded, a refund
+#   to a card after the processor refunded it and before COMPLETED is recorded (armed
+#   under the deposit's transaction id: a card has no wallet).
 FAULT_NAMES = ("deactivate_destination", "pause_mid_saga")
 
 
@@ -100,6 +102,12 @@ class FaultyClients(Clients):
         if fault := self.faults.take(wallet_id, "pause_mid_saga"):
             await asyncio.sleep(fault.seconds)
         return await super().credit(wallet_id, tx, amount, currency)
+
+    async def refund_to_card(self, charged_tx: uuid.UUID, refund: uuid.UUID, amount: int) -> str:
+        status = await super().refund_to_card(charged_tx, refund, amount)
+        if fault := self.faults.take(charged_tx, "pause_mid_saga"):
+            await asyncio.sleep(fault.seconds)
+        return status
 
 
 class FaultIn(Input):
