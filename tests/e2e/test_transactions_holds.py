@@ -6,6 +6,8 @@ money is never spent twice."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from typing import Any
@@ -366,6 +368,43 @@ async def test_transactions_killed_after_wallets_ended_a_hold_ends_it_once_by_re
     assert final["status"] == want
     if end == "expire":
         assert final["failure_code"] == "AUTHORIZATION_EXPIRED"
+    if want == "COMPLETED":
+        assert await balances(api, p_auth, p_wallet["id"]) == ("40.00", "0.00", "40.00")
+        assert await balances(api, m_auth, m_wallet["id"]) == ("10.00", "0.00", "10.00")
+    else:
+        assert await balances(api, p_auth, p_wallet["id"]) == ("50.00", "0.00", "50.00")
+    events = await kafka_events(stack, "transaction." + want.lower(), tx, 1)
+    assert len({e["event_id"] for e in events}) == len(events) == 1
+    await held_matches_open_holds(stack)
+
+
+@pytest.mark.parametrize("end", ["capture", "void", "expire"])
+async def test_wallets_killed_while_it_ends_a_hold_the_end_happens_once(
+    api: httpx.AsyncClient, stack: Stack, end: str
+) -> None:
+    # The other side of the crash window: wallets is frozen (SIGSTOP) while the step
+    # reaches it, then SIGKILLed and started again. Whether it had done the step or not,
+    # the saga (or recovery) asks again, and wallets answers once per transaction.
+    ttl = {"authorization_ttl_seconds": 2} if end == "expire" else {}
+    p_wallet, p_auth, m_wallet, m_auth, auth_tx = await authorized(api, "10.00", **ttl)
+    tx = auth_tx["id"]
+    os.kill(stack.procs["wallets"].pid, signal.SIGSTOP)
+    try:
+        request = None
+        if end == "expire":
+            await asyncio.sleep(3)  # the authorization expires while wallets is frozen
+        else:
+            who = m_auth if end == "capture" else p_auth
+            request = asyncio.create_task(step(api, who, tx, end))
+            await asyncio.sleep(1)
+    finally:
+        stack.kill("wallets")
+    stack.start("wallets")
+    if request is not None:
+        assert (await request).status_code in (200, 502, 503)
+    final = await eventually(lambda: ended(api, tx, p_auth), timeout=90)
+    want = "COMPLETED" if end == "capture" else "VOIDED"
+    assert final["status"] == want
     if want == "COMPLETED":
         assert await balances(api, p_auth, p_wallet["id"]) == ("40.00", "0.00", "40.00")
         assert await balances(api, m_auth, m_wallet["id"]) == ("10.00", "0.00", "10.00")
