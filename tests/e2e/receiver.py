@@ -64,7 +64,7 @@ async def serve_receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_route("POST", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)  # a hanging handler is cut
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:

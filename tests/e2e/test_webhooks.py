@@ -172,6 +172,10 @@ async def test_a_deleted_endpoint_gets_nothing_more(
 async def test_a_receiver_that_never_answers_or_answers_a_gigabyte_holds_up_nobody(
     api: httpx.AsyncClient, stack: Stack, receiver: Receiver
 ) -> None:
+    # Everything ready first, so that the one delivery measured is quick to make.
+    user, auth, wallet = await funded_user(api, "5.00")
+    await endpoint(api, auth, receiver.base + "/quick", events=["transaction.completed"])
+    _, _, friend = await funded_user(api, "0")
     slow_user, slow_auth = await user_with_token(api)
     slow = await endpoint(api, slow_auth, receiver.base + "/slow", events=["wallet.created"])
     _, huge_auth = await user_with_token(api)
@@ -179,9 +183,6 @@ async def test_a_receiver_that_never_answers_or_answers_a_gigabyte_holds_up_nobo
     await wallet_for(api, slow_auth)
     await wallet_for(api, huge_auth)
     await eventually(lambda: _arrived(receiver, "/slow", 1), timeout=30)  # now hanging
-    user, auth, wallet = await funded_user(api, "5.00")
-    await endpoint(api, auth, receiver.base + "/quick", events=["transaction.completed"])
-    _, _, friend = await funded_user(api, "0")
     assert (
         await move(api, auth, "transfer", wallet["id"], friend["id"], "1.00")
     ).status_code == 201
