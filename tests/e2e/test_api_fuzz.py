@@ -40,7 +40,7 @@ from tests.e2e.money import CARD
 
 # A short run in make test; `make fuzz` asks for many more.
 EXAMPLES = int(os.environ.get("PAYSYS_FUZZ_EXAMPLES", "20"))
-STATEFUL_STEPS = int(os.environ.get("PAYSYS_FUZZ_STATEFUL", "40"))
+STATEFUL_STEPS = int(os.environ.get("PAYSYS_FUZZ_STATEFUL", "80"))  # 28 operations now
 # make test replays the same short run; make fuzz explores anew each time.
 DERANDOMIZE = "PAYSYS_FUZZ_EXAMPLES" not in os.environ
 

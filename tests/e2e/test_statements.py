@@ -145,10 +145,9 @@ async def test_the_balance_at_every_instant_between_operations(api: httpx.AsyncC
     # Long before the first entry: nothing; far in the future: the balance now.
     assert await balance_at(api, auth, wallet["id"], before - timedelta(days=400)) == "0.00"
     assert await balance_at(api, auth, wallet["id"], now() + timedelta(days=400)) == "0.00"
-    resp = await api.get(
-        f"/wallets/{wallet['id']}/balance", params={"at": "yesterday"}, headers=auth
-    )
-    assert_problem(resp, 422, "VALIDATION_ERROR")
+    for at in ("yesterday", "0001-01-01T00:00:00+14:00"):
+        resp = await api.get(f"/wallets/{wallet['id']}/balance", params={"at": at}, headers=auth)
+        assert_problem(resp, 422, "VALIDATION_ERROR")
 
 
 async def test_statement_periods_and_who_may_read_them(api: httpx.AsyncClient) -> None:
@@ -167,6 +166,8 @@ async def test_statement_periods_and_who_may_read_them(api: httpx.AsyncClient) -
         {"from": iso(t - timedelta(days=367)), "to": iso(t)},  # more than 366 days
         {"from": "2026-13-01T00:00:00Z"},
         {"from": "2026-01-01T00:00:00"},  # no offset: not RFC 3339
+        {"from": "0001-01-01T00:00:00+14:00"},  # before year 1 in UTC
+        {"to": "9999-12-31T23:59:59-14:00"},  # after year 9999 in UTC
     ):
         assert_problem(await statement(api, auth, wallet["id"], **q), 422, "VALIDATION_ERROR")
     ok = await statement(

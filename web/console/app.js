@@ -1050,7 +1050,7 @@ async function loadDeliveries(h) {
             type: "button",
             class: "secondary",
             text: "Retry",
-            "aria-label": `Send the ${d.event_type} event again`,
+            "aria-label": `Retry: send the ${d.event_type} event again`,
             onclick: () => attempt(() => retryDelivery(h, d)),
           }),
         ),

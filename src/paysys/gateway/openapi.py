@@ -81,6 +81,7 @@ LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     },
     ("createWallet", "201"): {
         "GetWallet": {"operationId": "getWallet", "parameters": {"wallet_id": _ID}},
+        "ItsLimits": {"operationId": "getWalletLimits", "parameters": {"wallet_id": _ID}},
         "DeactivateWallet": {"operationId": "deactivateWallet", "parameters": {"wallet_id": _ID}},
         "ActivateWallet": {"operationId": "activateWallet", "parameters": {"wallet_id": _ID}},
         "DepositInto": {
@@ -114,6 +115,32 @@ LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
             "operationId": "createTransaction",
             "requestBody": {"type": "transfer", "source_wallet_id": _FIRST_ID},
         },
+    },
+    ("getWalletLimits", "200"): {
+        "DepositInto": {
+            "operationId": "createTransaction",
+            "requestBody": {
+                "type": "deposit",
+                "destination_wallet_id": "$response.body#/wallet_id",
+            },
+        },
+        "ItsStatement": {
+            "operationId": "getWalletStatement",
+            "parameters": {"wallet_id": "$response.body#/wallet_id"},
+        },
+    },
+    ("getWalletBalanceAt", "200"): {
+        "DepositInto": {
+            "operationId": "createTransaction",
+            "requestBody": {
+                "type": "deposit",
+                "destination_wallet_id": "$response.body#/wallet_id",
+            },
+        },
+    },
+    ("createWebhook", "201"): {
+        "GetWebhook": {"operationId": "getWebhook", "parameters": {"webhook_id": _ID}},
+        "ItsDeliveries": {"operationId": "listDeliveries", "parameters": {"webhook_id": _ID}},
     },
     ("createTransaction", "201"): {
         "GetTransaction": {"operationId": "getTransaction", "parameters": {"transaction_id": _ID}},

@@ -90,7 +90,11 @@ async def check_url(url: str, public_only: bool, resolve: Resolve) -> None:
     """At creation: `https://` with a host (outside local and test mode, only a host
     whose every address is public). Checked again at connect time (SafeResolver): the
     name may resolve elsewhere by then (DNS rebinding)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a port out of range raises here
+    except ValueError:
+        raise UrlNotAllowed("The URL is not a valid address.") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UrlNotAllowed("The URL must be an absolute https:// address.")
     if parts.username or parts.password:
@@ -100,7 +104,7 @@ async def check_url(url: str, public_only: bool, resolve: Resolve) -> None:
     if parts.scheme != "https":
         raise UrlNotAllowed("The URL must use https://.")
     try:
-        addresses = await resolve(parts.hostname, parts.port or 443)
+        addresses = await resolve(parts.hostname, port or 443)
     except OSError:
         raise UrlNotAllowed("The URL's host does not resolve.") from None
     if not addresses or not all(address_allowed(a) for a in addresses):

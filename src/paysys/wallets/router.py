@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -145,7 +146,7 @@ async def balance_at(
     """The balance that every ledger entry before `at` adds up to (holds aside)."""
     wid = parse_id(wallet_id)
     state = await _owned_state(wid, user_id, rt, cache)
-    at = at or utcnow()
+    at = _in_utc(at, "at") or utcnow()
     balance = await service.balance_at(rt.db, wid, at)
     return BalanceAtOut(
         wallet_id=wid,
@@ -153,6 +154,19 @@ async def balance_at(
         at=at,
         balance=format_amount(balance, state["currency"]),
     )
+
+
+def _in_utc(value: datetime | None, name: str) -> datetime | None:
+    """An instant the ledger can hold: one that is still within years 1-9999 in UTC."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationFailed(
+            f"`{name}` is out of range.",
+            errors=[{"loc": ["query", name], "msg": "out of range", "type": "value_error"}],
+        ) from None
 
 
 STATEMENT_TYPES = {
@@ -191,7 +205,7 @@ async def get_statement(
     wid = parse_id(wallet_id)
     state = await _owned_state(wid, user_id, rt, cache)
     currency = state["currency"]
-    start, end = service.period(start, end, utcnow())
+    start, end = service.period(_in_utc(start, "from"), _in_utc(end, "to"), utcnow())
     kind = _wanted(request.headers.get("accept", ""))
     name = f"statement-{wid}-{start.date()}-{end.date()}"
     if kind == "text/csv":
