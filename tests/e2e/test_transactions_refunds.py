@@ -4,6 +4,8 @@ as transactions of their own; never more than was moved, however many race."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -257,6 +259,52 @@ async def test_transactions_killed_after_the_card_was_refunded_completes_the_ref
     assert [(str(r["refund_id"]), r["status"]) for r in await card_refunded()] == [
         (refund_id, "succeeded")
     ]
+    [charge] = await db_fetch(
+        stack,
+        "SELECT refunded_amount FROM payment_gateway.payments WHERE transaction_id = $1",
+        uuid.UUID(d["id"]),
+    )
+    assert charge["refunded_amount"] == 1500
+    events = await kafka_events(stack, "transaction.completed", refund_id, 1)
+    assert len({e["event_id"] for e in events}) == 1
+
+
+async def test_wallets_killed_while_a_card_refund_debits_it_the_refund_happens_once(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    # The other process of the same window: wallets frozen (SIGSTOP) while the refund's
+    # debit reaches it, then SIGKILLed and started again. Whether the debit was made or
+    # not, the saga (or recovery) asks again: one debit, one card refund, one end.
+    _, auth, wallet = await funded_user(api, "0")
+    d = (await deposit(api, auth, wallet["id"], "40.00")).json()
+    os.kill(stack.procs["wallets"].pid, signal.SIGSTOP)
+    try:
+        request = asyncio.create_task(refund(api, auth, d["id"], amount="15.00"))
+        await asyncio.sleep(1)
+    finally:
+        stack.kill("wallets")
+    stack.start("wallets")
+    assert (await request).status_code in (201, 502, 503)
+    [row] = await db_fetch(
+        stack,
+        "SELECT id FROM transactions.transactions WHERE refunded_transaction_id = $1",
+        uuid.UUID(d["id"]),
+    )
+    refund_id = str(row["id"])
+
+    async def ended() -> dict[str, Any] | None:
+        got = (await api.get(f"/transactions/{refund_id}", headers=auth)).json()
+        return got if got["status"] in ("COMPLETED", "FAILED") else None
+
+    final = await eventually(ended, timeout=90)
+    assert final["status"] == "COMPLETED"
+    assert await balance(api, auth, wallet["id"]) == "25.00"
+    legs = await db_fetch(
+        stack,
+        "SELECT amount FROM wallets.ledger_entries WHERE transaction_id = $1",
+        uuid.UUID(refund_id),
+    )
+    assert [r["amount"] for r in legs] == [-1500]
     [charge] = await db_fetch(
         stack,
         "SELECT refunded_amount FROM payment_gateway.payments WHERE transaction_id = $1",
