@@ -336,6 +336,32 @@ async def test_a_capture_key_replays_and_captures_once(api: httpx.AsyncClient) -
     assert await balances(api, m_auth, m_wallet["id"]) == ("4.00", "0.00", "4.00")
 
 
+async def ended_once(
+    api: httpx.AsyncClient,
+    stack: Stack,
+    end: str,
+    tx: str,
+    p_wallet: dict[str, Any],
+    p_auth: dict[str, str],
+    m_wallet: dict[str, Any],
+    m_auth: dict[str, str],
+) -> dict[str, Any]:
+    """After a crash in one end of a 10.00 authorization (of 50.00): it ends once, as
+    that end says, with the balances, one terminal event and the holds right."""
+    final = await eventually(lambda: ended(api, tx, p_auth), timeout=90)
+    want = "COMPLETED" if end == "capture" else "VOIDED"
+    assert final["status"] == want
+    if want == "COMPLETED":
+        assert await balances(api, p_auth, p_wallet["id"]) == ("40.00", "0.00", "40.00")
+        assert await balances(api, m_auth, m_wallet["id"]) == ("10.00", "0.00", "10.00")
+    else:
+        assert await balances(api, p_auth, p_wallet["id"]) == ("50.00", "0.00", "50.00")
+    events = await kafka_events(stack, "transaction." + want.lower(), tx, 1)
+    assert len({e["event_id"] for e in events}) == len(events) == 1
+    await held_matches_open_holds(stack)
+    return final  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize("end", ["capture", "void", "expire"])
 async def test_transactions_killed_after_wallets_ended_a_hold_ends_it_once_by_recovery(
     api: httpx.AsyncClient, stack: Stack, end: str
@@ -363,19 +389,9 @@ async def test_transactions_killed_after_wallets_ended_a_hold_ends_it_once_by_re
     if request is not None:
         assert (await request).status_code in (502, 503)  # no answer: the outcome unknown
     stack.start("transactions")
-    final = await eventually(lambda: ended(api, tx, p_auth), timeout=90)
-    want = "COMPLETED" if end == "capture" else "VOIDED"
-    assert final["status"] == want
+    final = await ended_once(api, stack, end, tx, p_wallet, p_auth, m_wallet, m_auth)
     if end == "expire":
         assert final["failure_code"] == "AUTHORIZATION_EXPIRED"
-    if want == "COMPLETED":
-        assert await balances(api, p_auth, p_wallet["id"]) == ("40.00", "0.00", "40.00")
-        assert await balances(api, m_auth, m_wallet["id"]) == ("10.00", "0.00", "10.00")
-    else:
-        assert await balances(api, p_auth, p_wallet["id"]) == ("50.00", "0.00", "50.00")
-    events = await kafka_events(stack, "transaction." + want.lower(), tx, 1)
-    assert len({e["event_id"] for e in events}) == len(events) == 1
-    await held_matches_open_holds(stack)
 
 
 @pytest.mark.parametrize("end", ["capture", "void", "expire"])
@@ -402,14 +418,4 @@ async def test_wallets_killed_while_it_ends_a_hold_the_end_happens_once(
     stack.start("wallets")
     if request is not None:
         assert (await request).status_code in (200, 502, 503)
-    final = await eventually(lambda: ended(api, tx, p_auth), timeout=90)
-    want = "COMPLETED" if end == "capture" else "VOIDED"
-    assert final["status"] == want
-    if want == "COMPLETED":
-        assert await balances(api, p_auth, p_wallet["id"]) == ("40.00", "0.00", "40.00")
-        assert await balances(api, m_auth, m_wallet["id"]) == ("10.00", "0.00", "10.00")
-    else:
-        assert await balances(api, p_auth, p_wallet["id"]) == ("50.00", "0.00", "50.00")
-    events = await kafka_events(stack, "transaction." + want.lower(), tx, 1)
-    assert len({e["event_id"] for e in events}) == len(events) == 1
-    await held_matches_open_holds(stack)
+    await ended_once(api, stack, end, tx, p_wallet, p_auth, m_wallet, m_auth)

@@ -6,7 +6,6 @@ row locked by the same transaction."""
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -141,11 +140,18 @@ def give_back(wallet: Wallet, amount: int, counted_at: datetime) -> None:
         wallet.spent_this_month = max(0, wallet.spent_this_month - amount)
 
 
-@functools.cache
-def _encoded(frozen: tuple[tuple[str, tuple[tuple[str, Triple], ...]], ...]) -> str:
-    return json.dumps({t: {c: list(v) for c, v in by} for t, by in frozen})
+# Encoded once per maximums table (the settings' lives as long as the process): not
+# per batch on the money path.
+_ENCODED: dict[int, tuple[dict[str, dict[str, Triple]], str]] = {}
 
 
 def as_json(maximums: dict[str, dict[str, Triple]]) -> str:
-    """The maximums as move_batch's jsonb argument (encoded once per distinct value)."""
-    return _encoded(tuple((t, tuple(by.items())) for t, by in maximums.items()))
+    """The maximums as move_batch's jsonb argument."""
+    known = _ENCODED.get(id(maximums))
+    if known is None or known[0] is not maximums:
+        known = (
+            maximums,
+            json.dumps({t: {c: list(v) for c, v in by.items()} for t, by in maximums.items()}),
+        )
+        _ENCODED[id(maximums)] = known
+    return known[1]

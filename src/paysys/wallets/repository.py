@@ -187,12 +187,3 @@ async def balance_at(conn: Any, wallet_id: uuid.UUID, at: datetime) -> int:
 async def lock_wallet(session: AsyncSession, wallet_id: uuid.UUID) -> Wallet | None:
     rows = await lock_wallets(session, [wallet_id])
     return rows[0] if rows else None
-
-
-async def set_account_type(session: AsyncSession, wallet_id: uuid.UUID, account_type: str) -> None:
-    await session.execute(
-        update(Wallet)
-        .where(Wallet.id == wallet_id, Wallet.account_type.is_(None))
-        .values(account_type=account_type)
-        .execution_options(synchronize_session=False)
-    )

@@ -257,8 +257,7 @@ async def _limits_wallet(
         if wallet.account_type is None:  # a wallet from before limits: learn it now
             owner = await users.owner(user_id)
             if owner is not None:
-                await service.learn_account_type(session, wid, owner.account_type)
-                wallet.account_type = owner.account_type
+                wallet.account_type = owner.account_type  # written at the commit
     return wallet
 
 

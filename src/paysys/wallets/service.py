@@ -806,10 +806,3 @@ async def set_limits(
         setattr(wallet, f"limit_{window}", minor)
     await session.flush()
     return wallet
-
-
-async def learn_account_type(
-    session: AsyncSession, wallet_id: uuid.UUID, account_type: str
-) -> None:
-    """A wallet from before limits learns its owner's account type (once it is known)."""
-    await repository.set_account_type(session, wallet_id, account_type)
