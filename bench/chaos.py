@@ -67,6 +67,7 @@ from invariants import (  # bench/ is the script's folder
     run_messages,
 )
 from isolated import NOTIFIED_TOPICS, Isolated, free_ports, isolated
+from paysys_dev import inbox
 from paysys_dev.fleet import Fleet
 from paysys_dev.stack import ROOT, SERVICES, STACK, wait_ready
 from reports import write_section
@@ -736,10 +737,10 @@ async def check(
     run_stack: Isolated, logs: Path, world: World, started_at: float
 ) -> list[tuple[str, int, str]]:
     dsn, db_name, base = run_stack.dsn, run_stack.db_name, run_stack.base
-    mongo_url, kafka, mail_dir = (
+    mongo_url, kafka, mail_inbox = (
         base["MONGODB_URL"],
         base["KAFKA_BOOTSTRAP_SERVERS"],
-        Path(base["MAIL_INBOX"]),
+        base["MAIL_INBOX"],
     )
     conn = await asyncpg.connect(dsn)
     results: list[tuple[str, int, str]] = []
@@ -943,7 +944,10 @@ async def check(
         1 for f in world.faults if f.name.startswith(("kill:notifications", "restart:smtp"))
     )
     results.append(
-        emails_sent_once(run_messages(mail_dir, addresses, started_at), MAIL_BATCH * mail_faults)
+        emails_sent_once(
+            run_messages(inbox.summaries(mail_inbox, since=started_at), addresses),
+            MAIL_BATCH * mail_faults,
+        )
     )
     return results
 

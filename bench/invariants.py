@@ -10,14 +10,11 @@ see it count the break, so a check that cannot fail cannot hide here.
 from __future__ import annotations
 
 import collections
-import email
-import email.policy
-import email.utils
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
+from typing import Any
 
 Result = tuple[str, int, str]
 
@@ -315,20 +312,18 @@ def emails_sent_once(messages: Iterable[tuple[str, str]], resend_allowance: int)
     )
 
 
-def run_messages(mail_dir: Path, addresses: set[str], since: float) -> list[tuple[str, str]]:
-    """(recipient, Message-ID) of the messages this run's people received: only files
-    written since the run began, and whatever their headers hold (an internationalised
-    address comes back as a Header object; a message with no Message-ID counts by its
-    file), never a crash on a message the check did not expect."""
+def run_messages(summaries: Iterable[dict[str, Any]], addresses: set[str]) -> list[tuple[str, str]]:
+    """(recipient, Message-ID) of the messages this run's people received, from the
+    summaries Mailpit gives of the run's messages (paysys_dev.inbox), whatever they hold
+    (a message with no Message-ID counts by Mailpit's own id), never a crash on a
+    message the check did not expect."""
     found = []
-    for path in mail_dir.glob("*.eml"):
+    for m in summaries:
         try:
-            if path.stat().st_mtime < since:
-                continue
-            msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-            to = [a.lower() for _, a in email.utils.getaddresses([str(msg.get("To", ""))])]
-        except (OSError, ValueError, TypeError, LookupError):
-            continue  # gone meanwhile, or not a message this run could have sent
+            to = [str(a.get("Address", "")).lower() for a in m.get("To") or []]
+            key = str(m.get("MessageID") or m["ID"])
+        except (AttributeError, KeyError, TypeError):
+            continue  # not a message this run could have sent
         if any(a in addresses for a in to):
-            found.append((to[0], str(msg.get("Message-ID") or path.name)))
+            found.append((to[0], key))
     return found

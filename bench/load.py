@@ -15,7 +15,7 @@ fixed number of concurrent keep-alive clients (aiohttp):
 
 It prints, and writes to docs/benchmarks.md with the date, commit and machine:
 throughput, latency percentiles, errors by status, CPU ms per transfer of every process
-(the six, PostgreSQL, Kafka, FerretDB, Redis, the SMTP sink, this load generator), the
+(the six, PostgreSQL, Kafka, FerretDB, Redis, Mailpit, this load generator), the
 machine's busy share, peak RSS, and a sampling profile (py-spy) of the busiest process.
 Bounded in time; loopback only. `--smoke` is a few seconds' run for `make test`.
 """
@@ -59,7 +59,7 @@ INFRA = {  # how to find the infrastructure's processes: /proc/<pid>/cmdline con
     "kafka": "kafka.Kafka",
     "ferretdb": "bin/ferretdb",  # not the PostgreSQL backends serving it
     "redis": "redis-server",
-    "smtp sink": "bin/smtp-sink",
+    "mailpit": "bin/mailpit",
 }
 
 
@@ -700,7 +700,7 @@ class Report:
             return sum(r.cpu.get(k, 0.0) for k in path) * 1000 / max(r.ok, 1)
 
         def tail_ms(r: Result) -> float:
-            tail = ("kafka", "notifications", "ferretdb", "postgresql for ferretdb", "smtp sink")
+            tail = ("kafka", "notifications", "ferretdb", "postgresql for ferretdb", "mailpit")
             return sum(r.cpu.get(k, 0.0) for k in tail) * 1000 / max(r.ok, 1)
 
         lines = [
@@ -711,7 +711,7 @@ class Report:
             f"{cores} cores ({platform.machine()}, {platform.processor() or 'cpu'}), Python "
             f"{platform.python_version()}. Everything on this one machine: the six processes "
             f"({args.instances} of each{', behind HAProxy' if args.instances > 1 else ''}), "
-            "PostgreSQL, Redis, Kafka, FerretDB, the SMTP sink and the load "
+            "PostgreSQL, Redis, Kafka, FerretDB, Mailpit and the load "
             "generator (aiohttp, keep-alive).",
             "",
             "## Throughput and latency through the gateway",
@@ -776,7 +776,7 @@ class Report:
             f"CPU per transfer on the request path (gateway, transactions, wallets, their "
             f"PostgreSQL): **{path_ms(t):.2f} ms**; the event tail (relays' share is inside "
             f"the services; Kafka, notifications, FerretDB and its PostgreSQL backends, the "
-            f"SMTP sink) apart: "
+            f"Mailpit) apart: "
             f"{tail_ms(t):.2f} ms.",
             "",
             f"Moves per wallets batch (one database transaction each) during the transfer "

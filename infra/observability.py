@@ -196,6 +196,15 @@ ALERTS: tuple[Alert, ...] = (
             [{}],
         ),
     ),
+    Alert(
+        "WebhookDeliveriesGivenUp",
+        'sum(increase(paysys_webhook_deliveries_total{status="failed"}[1h])) > 0',
+        "0m",
+        "ticket",
+        "Webhook deliveries given up after 3 days of retries",
+        "Some events never reached a user's endpoint; the user must fetch them or retry.",
+        Case({'paysys_webhook_deliveries_total{status="failed"}': "0 0 0 1+0x30"}, "20m", [{}]),
+    ),
 )
 
 

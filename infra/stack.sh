@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provisions and starts paysys's local infrastructure, idempotently, with all state
 # under .run/: PostgreSQL, Redis, Kafka (KRaft), FerretDB (MongoDB wire protocol),
-# an SMTP sink, Prometheus and Alertmanager. A component whose URL is given in the
+# Mailpit (an SMTP mail catcher), Prometheus and Alertmanager. A component whose URL is given in the
 # environment (DATABASE_URL, REDIS_URL, KAFKA_BOOTSTRAP_SERVERS, MONGODB_URL,
 # SMTP_HOST) is an external server: nothing local is started for it.
 #
@@ -25,6 +25,7 @@ KAFKA_PORT="${PAYSYS_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${PAYSYS_KAFKA_CONTROLLER_PORT:-19093}"
 MONGO_PORT="${PAYSYS_MONGO_PORT:-17017}"
 SMTP_PORT_LOCAL="${PAYSYS_SMTP_PORT:-11025}"
+MAILPIT_PORT="${PAYSYS_MAILPIT_PORT:-18025}"
 PROM_PORT="${PAYSYS_PROMETHEUS_PORT:-19090}"
 AM_PORT="${PAYSYS_ALERTMANAGER_PORT:-19094}"
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
@@ -113,7 +114,31 @@ install_kafka() {
 
 install_ferretdb() { go_build ferretdb ferretdb; } # first time: a few minutes
 
-install_smtp() { go_build smtp-sink smtp; } # go-smtp: a few seconds
+# Mailpit, the mail catcher developers know: SMTP in, a web inbox and an HTTP API out.
+# Built from its Go module: the module holds the sources of its web UI but not the
+# bundle, so the bundle is built with npm from those sources first (first time: about
+# five minutes, most of it compiling its pure-Go SQLite).
+MAILPIT_VERSION=v1.33.1
+install_smtp() {
+  local bin="$RUN/bin/mailpit" src="$RUN/src/mailpit-$MAILPIT_VERSION"
+  [ -x "$bin" ] && [ "$(cat "$RUN/bin/.mailpit-version" 2>/dev/null)" = "$MAILPIT_VERSION" ] && return 0
+  command -v npm >/dev/null || apt_install npm
+  log "building Mailpit $MAILPIT_VERSION (first time: about five minutes)"
+  mkdir -p "$RUN/bin" "$RUN/src"
+  (
+    set -e
+    dir="$(cd "$ROOT/infra" && go mod download -json "github.com/axllent/mailpit@$MAILPIT_VERSION" |
+      "$PY" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+    rm -rf "$src" && cp -r "$dir" "$src" && chmod -R u+w "$src" && cd "$src"
+    # The registry here serves neither its locked sass-embedded 1.108.1 nor rapidoc 12
+    # (which draws only its API docs page): resolved afresh, with the newest rapidoc 9.
+    npm pkg set dependencies.rapidoc=^9.3.8
+    npm install --ignore-scripts --no-package-lock --no-audit --no-fund --loglevel=error
+    MINIFY=true node esbuild.config.mjs
+    go build -trimpath -ldflags "-s -w -X github.com/axllent/mailpit/config.Version=$MAILPIT_VERSION" -o "$bin" .
+  ) >"$RUN/logs/mailpit-build.log" 2>&1 || { log "Mailpit build failed; see $RUN/logs/mailpit-build.log"; return 1; }
+  echo "$MAILPIT_VERSION" >"$RUN/bin/.mailpit-version"
+}
 
 go_build() { # <name> <folder under infra/>: builds $RUN/bin/<name> when missing or older than its source
   local bin="$RUN/bin/$1" src="$ROOT/infra/$2"
@@ -260,13 +285,18 @@ start_mongodb() {
 
 stop_mongodb() { stop_pidfile "$RUN/ferretdb/ferretdb.pid"; }
 
-start_smtp() {
+start_smtp() { # Mailpit: SMTP on $SMTP_PORT_LOCAL, its inbox and API on $MAILPIT_PORT
   if already_up smtp "$SMTP_PORT_LOCAL" "$RUN/smtp/smtp.pid"; then return 0; fi
-  mkdir -p "$RUN/mail" "$RUN/smtp"
-  nohup "$RUN/bin/smtp-sink" -port "$SMTP_PORT_LOCAL" -maildir "$RUN/mail" \
+  mkdir -p "$RUN/smtp"
+  # --max 0: every message kept (the chaos run reads back each one it caused);
+  # --enable-chaos: its SMTP failure triggers, for people trying retries by hand.
+  nohup "$RUN/bin/mailpit" --smtp "127.0.0.1:$SMTP_PORT_LOCAL" --listen "127.0.0.1:$MAILPIT_PORT" \
+    --database "$RUN/smtp/mailpit.db" --max 0 --smtp-auth-accept-any --smtp-auth-allow-insecure \
+    --smtp-disable-rdns --disable-version-check --enable-chaos --label paysys \
     >"$RUN/logs/smtp.log" 2>&1 &
   echo $! >"$RUN/smtp/smtp.pid"
-  wait_port "$SMTP_PORT_LOCAL" 20 smtp
+  wait_port "$SMTP_PORT_LOCAL" 30 smtp
+  wait_port "$MAILPIT_PORT" 30 smtp
 }
 
 stop_smtp() { stop_pidfile "$RUN/smtp/smtp.pid"; }
@@ -351,7 +381,7 @@ cmd_env() {
   echo "SMTP_PORT=${SMTP_PORT:-$SMTP_PORT_LOCAL}"
   echo "PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT"
   echo "ALERTMANAGER_URL=http://127.0.0.1:$AM_PORT"
-  echo "MAIL_INBOX=${MAIL_INBOX:-$RUN/mail}"
+  echo "MAIL_INBOX=${MAIL_INBOX:-http://127.0.0.1:$MAILPIT_PORT}"
 }
 
 case "${1:-up}" in

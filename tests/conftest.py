@@ -23,6 +23,7 @@ from bench.isolated import NOTIFIED_TOPICS, create_database, drop_database, pin_
 from paysys.kit.crypto import DEV_DATA_KEYS
 from paysys_dev.fleet import spawn_service, stop_processes
 from paysys_dev.stack import ROOT, SERVICES, STACK, infra_env, wait_ready
+from tests.support.smtp_relay import smtp_relay
 
 _GIVEN: set[int] = set()
 FAULTY_TRANSACTIONS = "tests.support.faults:create_app"
@@ -76,7 +77,9 @@ class Infra:
     redis_url: str
     kafka: str
     mongodb_url: str
-    mail_dir: Path
+    inbox: str  # Mailpit's HTTP API: what the services' mail became
+    mailpit_smtp: str  # Mailpit's SMTP host:port
+    smtp_control: Path  # the test relay's switch files (tests/support/smtp_fault)
 
 
 @pytest.fixture(scope="session")
@@ -88,8 +91,12 @@ def infra() -> Iterator[Infra]:
     database_url = base["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name
     env = dict(os.environ)
     env.update(base)
+    # The services' mail goes through a relay that fails on demand, on to Mailpit.
+    relay_port, smtp_control = free_port(), ROOT / ".run" / "smtp-control" / db_name
     env.update(
         DATABASE_URL=database_url,
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(relay_port),
         PAYSYS_ENV="test",
         PAYSYS_MONGODB_DATABASE=db_name,
         # Kafka is shared with anything else running here (the bench's smoke run): a
@@ -115,16 +122,20 @@ def infra() -> Iterator[Infra]:
             base["KAFKA_BOOTSTRAP_SERVERS"], env["PAYSYS_CONSUMER_GROUP"], list(NOTIFIED_TOPICS)
         )
     )
-    yield Infra(
-        env=env,
-        database_url=database_url,
-        dsn=database_url.replace("+asyncpg", ""),
-        db_name=db_name,
-        redis_url=base["REDIS_URL"],
-        kafka=base["KAFKA_BOOTSTRAP_SERVERS"],
-        mongodb_url=base["MONGODB_URL"],
-        mail_dir=Path(base["MAIL_INBOX"]),
-    )
+    mailpit_smtp = f"{base['SMTP_HOST']}:{base['SMTP_PORT']}"
+    with smtp_relay(relay_port, smtp_control, mailpit_smtp):
+        yield Infra(
+            env=env,
+            database_url=database_url,
+            dsn=database_url.replace("+asyncpg", ""),
+            db_name=db_name,
+            redis_url=base["REDIS_URL"],
+            kafka=base["KAFKA_BOOTSTRAP_SERVERS"],
+            mongodb_url=base["MONGODB_URL"],
+            inbox=base["MAIL_INBOX"],
+            mailpit_smtp=mailpit_smtp,
+            smtp_control=smtp_control,
+        )
     # The run's databases go with it (they pile up otherwise); best effort.
     drop_database(base["DATABASE_URL"].replace("+asyncpg", ""), base["MONGODB_URL"], db_name)
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from email import message_from_bytes
-from email.parser import BytesHeaderParser
-from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from paysys_dev import inbox as inbox_messages
 from tests.conftest import Stack, unique_email
 
 PASSWORD = "correct horse battery"
@@ -45,33 +43,17 @@ def assert_problem(resp: httpx.Response, status: int, code: str) -> dict:  # typ
     return body  # type: ignore[no-any-return]
 
 
-# Mail the sink kept before this session (less a margin) is never a test's: its files
-# are named "<unix ns>-<id>.eml", and the folder keeps every run's mail.
-_SESSION_NS = time.time_ns() - 300 * 10**9
-# Per folder: the files read so far, and their recipients (each file is read once: the
-# sink writes a message whole, then renames it into the folder).
-_MAIL_INDEX: dict[Path, tuple[set[str], dict[str, list[Path]]]] = {}
+# Mail that Mailpit kept from before this session (less a margin) is never a test's.
+_SESSION_START = time.time() - 300
 
 
-def mail_files(mail_dir: Path, address: str) -> list[Path]:
-    """The files of this session's messages to `address`."""
-    seen, by_to = _MAIL_INDEX.setdefault(mail_dir, (set(), {}))
-    for entry in os.scandir(mail_dir):
-        name = entry.name
-        if name in seen or not name.endswith(".eml"):
-            continue
-        seen.add(name)
-        stamp = name.partition("-")[0]
-        if stamp.isdigit() and int(stamp) < _SESSION_NS:
-            continue
-        with open(entry.path, "rb") as f:
-            to = BytesHeaderParser().parse(f)["To"]
-        by_to.setdefault(str(to), []).append(Path(entry.path))
-    return list(by_to.get(address, []))
+def mail_raw(inbox: str, address: str) -> list[bytes]:
+    """The raw text of this session's messages to `address`, oldest first."""
+    return inbox_messages.to(inbox, address, since=_SESSION_START)
 
 
-def mails_to(mail_dir: Path, address: str) -> list[object]:
-    return [message_from_bytes(path.read_bytes()) for path in mail_files(mail_dir, address)]
+def mails_to(inbox: str, address: str) -> list[object]:
+    return [message_from_bytes(raw) for raw in mail_raw(inbox, address)]
 
 
 async def kafka_event(stack: Stack, topic: str, key: str, timeout: float = 30) -> dict:  # type: ignore[type-arg]

@@ -56,8 +56,7 @@ async def test_a_request_id_with_unsafe_bytes_is_replaced_and_email_keeps_flowin
 
     async def both_welcomed() -> bool:
         return bool(
-            mails_to(stack.infra.mail_dir, poisoned)
-            and mails_to(stack.infra.mail_dir, after["email"])
+            mails_to(stack.infra.inbox, poisoned) and mails_to(stack.infra.inbox, after["email"])
         )
 
     await eventually(both_welcomed, timeout=60)

@@ -24,7 +24,7 @@ async def test_redelivered_event_sends_no_second_email(
     event = await kafka_event(stack, "user.registered", user["id"])
 
     async def one_mail() -> list[object]:
-        return mails_to(stack.infra.mail_dir, user["email"])
+        return mails_to(stack.infra.inbox, user["email"])
 
     await eventually(one_mail, timeout=60)
     # Three redeliveries, then a marker on the same partition (the same key): a new
@@ -45,7 +45,7 @@ async def test_redelivered_event_sends_no_second_email(
     finally:
         await producer.stop()
     await eventually(lambda: _mail(stack, marker_email), timeout=60)
-    assert len(mails_to(stack.infra.mail_dir, user["email"])) == 1
+    assert len(mails_to(stack.infra.inbox, user["email"])) == 1
     jobs = await db_rows(
         stack,
         "SELECT count(*) AS n FROM notifications.email_jobs WHERE user_id = $1",
@@ -67,14 +67,14 @@ async def test_smtp_failure_is_retried_then_recorded_failed_without_blocking_oth
     api: httpx.AsyncClient, stack: Stack
 ) -> None:
     refused, fine = unique_email("refused"), unique_email("fine")
-    fail_file = stack.infra.mail_dir / ".fail-rcpt"
+    fail_file = stack.infra.smtp_control / ".fail-rcpt"
     fail_file.write_text(refused + "\n")
     try:
         bad = await register(api, refused)
         await register(api, fine)
 
         async def fine_mail() -> list[object]:
-            return mails_to(stack.infra.mail_dir, fine)
+            return mails_to(stack.infra.inbox, fine)
 
         await eventually(fine_mail, timeout=60)
         client, db = make_mongo(stack.infra.mongodb_url, stack.infra.db_name)
@@ -90,7 +90,7 @@ async def test_smtp_failure_is_retried_then_recorded_failed_without_blocking_oth
             assert "451" in doc["error"]
         finally:
             await client.close()
-        assert mails_to(stack.infra.mail_dir, refused) == []
+        assert mails_to(stack.infra.inbox, refused) == []
     finally:
         fail_file.unlink(missing_ok=True)
 
@@ -131,7 +131,7 @@ async def test_a_permanent_smtp_refusal_fails_the_job_at_once(
     api: httpx.AsyncClient, stack: Stack
 ) -> None:
     bounced = unique_email("bounce")
-    bounce_file = stack.infra.mail_dir / ".bounce-rcpt"
+    bounce_file = stack.infra.smtp_control / ".bounce-rcpt"
     bounce_file.write_text(bounced + "\n")
     try:
         user = await register(api, bounced)
@@ -227,7 +227,7 @@ async def test_an_email_sent_while_mongodb_is_down_is_sent_once_and_recorded_lat
         user = await register(api, unique_email("mongo-down-mail"))
         await eventually(lambda: _mail(stack, user["email"]), timeout=60)
         await asyncio.sleep(8)  # several sender rounds while MongoDB is still down
-        assert len(mails_to(stack.infra.mail_dir, user["email"])) == 1
+        assert len(mails_to(stack.infra.inbox, user["email"])) == 1
     finally:
         stack_cmd("up", "mongodb")
     client, db = make_mongo(stack.infra.mongodb_url, stack.infra.db_name)
@@ -241,11 +241,11 @@ async def test_an_email_sent_while_mongodb_is_down_is_sent_once_and_recorded_lat
         await eventually(recorded, timeout=60, interval=1)
     finally:
         await client.close()
-    assert len(mails_to(stack.infra.mail_dir, user["email"])) == 1
+    assert len(mails_to(stack.infra.inbox, user["email"])) == 1
 
 
 async def _mail(stack: Stack, address: str) -> list[object]:
-    return mails_to(stack.infra.mail_dir, address)
+    return mails_to(stack.infra.inbox, address)
 
 
 async def failed_job(conn: asyncpg.Connection, job_id: int) -> Any:

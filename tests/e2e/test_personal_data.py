@@ -114,7 +114,7 @@ async def test_rotation_reseals_everything_under_the_new_key_while_the_system_ru
     async def confirmation() -> list[object]:
         return [
             m
-            for m in mails_to(stack.infra.mail_dir, before["email"])
+            for m in mails_to(stack.infra.inbox, before["email"])
             if "deposit" in m["Subject"]  # type: ignore[index]
         ]
 
@@ -167,7 +167,7 @@ async def test_an_address_is_nowhere_but_sealed_once_the_system_settles(
     await api.get("/users/me", headers=bearer(tokens["access_token"]))
 
     async def welcomed() -> list[object]:
-        return mails_to(stack.infra.mail_dir, email)
+        return mails_to(stack.infra.inbox, email)
 
     await eventually(welcomed, timeout=60)
 

@@ -121,7 +121,7 @@ async def test_destination_deactivated_after_validation_fails_the_transfer_movin
     async def failure_mail() -> list[object]:
         return [
             m
-            for m in mails_to(stack.infra.mail_dir, alice["email"])
+            for m in mails_to(stack.infra.inbox, alice["email"])
             if "did not go through" in m["Subject"]
         ]  # type: ignore[index]
 

@@ -26,7 +26,7 @@ async def mongo_log(stack: Stack, tx_id: str) -> dict:  # type: ignore[type-arg]
 
 async def mail_kinds(stack: Stack, email: str, n: int) -> list[str]:
     async def got() -> list[object]:
-        mails = mails_to(stack.infra.mail_dir, email)
+        mails = mails_to(stack.infra.inbox, email)
         return mails if len(mails) >= n else []
 
     return [m["Subject"] for m in await eventually(got, timeout=60)]  # type: ignore[index]

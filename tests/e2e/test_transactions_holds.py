@@ -248,7 +248,7 @@ async def test_an_uncaptured_authorization_expires_by_itself(
     async def told() -> list[object]:
         return [
             m
-            for m in mails_to(stack.infra.mail_dir, PAYER_EMAIL[p_wallet["id"]])
+            for m in mails_to(stack.infra.inbox, PAYER_EMAIL[p_wallet["id"]])
             if "authorization" in str(m["Subject"])  # type: ignore[index]
         ]
 

@@ -56,7 +56,7 @@ async def test_register_publishes_event_sends_welcome_email_and_records_notifica
     }
 
     async def welcome() -> list[object]:
-        return mails_to(stack.infra.mail_dir, email)
+        return mails_to(stack.infra.inbox, email)
 
     [mail] = await eventually(welcome, timeout=60)
     assert "Welcome" in mail["Subject"]  # type: ignore[index]

@@ -212,7 +212,7 @@ async def test_a_receiver_that_never_answers_or_answers_a_gigabyte_holds_up_nobo
 
 
 async def _mailed(stack: Stack, address: str) -> bool:
-    return len(mails_to(stack.infra.mail_dir, address)) >= 2  # welcome, transfer sent
+    return len(mails_to(stack.infra.inbox, address)) >= 2  # welcome, transfer sent
 
 
 async def test_a_sender_killed_mid_delivery_still_delivers_the_event(

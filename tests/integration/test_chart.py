@@ -278,6 +278,25 @@ def test_guardrails_spread_budgets_checksum_and_digest(
     assert images == {f"registry.example.com/paysys@{digest}"}
 
 
+def test_smtp_credentials_reach_notifications_alone_and_only_with_starttls(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    # Issue 25.7: the production example points at 587 with STARTTLS and AUTH; the
+    # credentials come from the Secret, to the one process that mails.
+    for values, docs in rendered.items():
+        for name, spec in pod_specs(docs):
+            env = {e["name"]: e for e in spec["containers"][0]["env"]}
+            mails = name.endswith("-notifications") and values == "production"
+            assert ("SMTP_PASSWORD" in env) is mails, (values, name)
+            if mails:
+                assert env["SMTP_STARTTLS"]["value"] == "true"
+                for key in ("SMTP_USERNAME", "SMTP_PASSWORD"):
+                    assert env[key]["valueFrom"]["secretKeyRef"] == {
+                        "name": "paysys-prod",
+                        "key": key,
+                    }
+
+
 def helm_template(*args: str) -> list[dict[str, Any]]:
     helm = ROOT / ".run" / "bin" / "helm"
     proc = subprocess.run(
@@ -305,6 +324,7 @@ def helm_template(*args: str) -> list[dict[str, Any]]:
         ("--set", "existingSecret="),
         ("--set", "image.digest=latest"),
         ("--set", "image.tag=", "--set", "image.digest="),
+        ("--set", "smtp.auth=true", "--set", "smtp.starttls=false"),
     ],
 )
 def test_values_that_must_never_reach_a_cluster_are_refused(

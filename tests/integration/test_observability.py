@@ -19,10 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from paysys_dev import inbox
 from paysys_dev.fleet import spawn_service, stop_processes
 from paysys_dev.stack import ROOT, wait_ready
 from tests.conftest import Stack, eventually, free_port
-from tests.e2e.helpers import mail_files, user_with_token
+from tests.e2e.helpers import user_with_token
 from tests.e2e.money import CARD, deposit, funded_user, move, wallet_for
 
 sys.path.insert(0, str(ROOT / "infra"))
@@ -229,14 +230,11 @@ async def test_a_stopped_service_fires_a_real_alert_email(observed: Observed, st
     try:
 
         async def alert_mail() -> list[object]:
-            found = []
-            for path in mail_files(stack.infra.mail_dir, "oncall@paysys.local"):
-                if path.stat().st_mtime < started:
-                    continue
-                msg = message_from_bytes(path.read_bytes())
-                if "ServiceDown" in str(msg["Subject"]):
-                    found.append(msg)
-            return found
+            return [
+                msg
+                for raw in inbox.to(stack.infra.inbox, "oncall@paysys.local", since=started)
+                if "ServiceDown" in str((msg := message_from_bytes(raw))["Subject"])
+            ]
 
         [mail, *_] = await eventually(alert_mail, timeout=90, interval=1)
         assert "notifications" in mail.as_string()  # type: ignore[attr-defined]

@@ -1,12 +1,10 @@
-"""The mail sender's pipelining SMTP client against the real SMTP sink: each email's
-own outcome in a batch, the text as sent, and a dead connection noticed."""
+"""The mail sender's pipelining SMTP client against the real SMTP server (Mailpit,
+behind the test relay that fails on demand): each email's own outcome in a batch, the
+text as sent, and a dead connection noticed."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,9 +15,9 @@ import pytest
 import uvloop
 
 from paysys.notifications.smtp import PipelinedSMTP
-from paysys_dev.stack import ROOT
+from paysys_dev import inbox
 from tests.conftest import Infra, free_port
-from tests.e2e.helpers import mail_files
+from tests.support.smtp_relay import smtp_relay
 
 SENDER = "no-reply@paysys.local"
 
@@ -28,48 +26,29 @@ def message(to: str, body: str) -> bytes:
     return f"From: {SENDER}\r\nTo: {to}\r\nSubject: t\r\n\r\n{body}\r\n".encode()
 
 
-def delivered(mail_dir: Path, to: str) -> list[bytes]:
-    return [p.read_bytes() for p in mail_files(mail_dir, to)]
-
-
 @dataclass(frozen=True)
-class Sink:
-    """A sink of this module's own (the same binary the stack runs): its switch files
-    (.fail, .fail-rcpt, .bounce-rcpt) then touch no mail the running services send."""
+class Relay:
+    """A test relay of this module's own, in front of the stack's Mailpit: its switch
+    files (.fail, .fail-rcpt, .bounce-rcpt) then touch no mail the running services send."""
 
     host: str
     port: int
-    mail_dir: Path
+    control: Path
+    inbox: str
+
+    def delivered(self, to: str) -> list[bytes]:
+        return inbox.to(self.inbox, to)
 
 
 @pytest.fixture(scope="module")
-def sink(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sink]:
-    binary = ROOT / ".run" / "bin" / "smtp-sink"
-    assert binary.exists(), "infra/stack.sh builds the sink"
-    folder = tmp_path_factory.mktemp("sink")
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(binary), "-port", str(port), "-maildir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the sink did not start"
-                time.sleep(0.1)
-        yield Sink("127.0.0.1", port, folder)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def sink(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    port, control = free_port(), tmp_path_factory.mktemp("relay")
+    with smtp_relay(port, control, infra.mailpit_smtp):
+        yield Relay("127.0.0.1", port, control, infra.inbox)
 
 
 @pytest.fixture
-async def smtp(sink: Sink) -> AsyncIterator[PipelinedSMTP]:
+async def smtp(sink: Relay) -> AsyncIterator[PipelinedSMTP]:
     client = PipelinedSMTP(sink.host, sink.port)
     assert await client.connect() is True  # the sink pipelines
     try:
@@ -83,10 +62,10 @@ def addresses(n: int) -> list[str]:
     return [f"p{i}-{tag}@example.com" for i in range(n)]
 
 
-async def test_a_batch_gives_each_email_its_own_outcome(smtp: PipelinedSMTP, sink: Sink) -> None:
+async def test_a_batch_gives_each_email_its_own_outcome(smtp: PipelinedSMTP, sink: Relay) -> None:
     ok1, bounced, later, ok2 = addresses(4)
-    (sink.mail_dir / ".bounce-rcpt").write_text(bounced + "\n")
-    (sink.mail_dir / ".fail-rcpt").write_text(later + "\n")
+    (sink.control / ".bounce-rcpt").write_text(bounced + "\n")
+    (sink.control / ".fail-rcpt").write_text(later + "\n")
     try:
         results = await smtp.send_many(
             SENDER,
@@ -98,46 +77,46 @@ async def test_a_batch_gives_each_email_its_own_outcome(smtp: PipelinedSMTP, sin
             ],
         )
     finally:
-        (sink.mail_dir / ".bounce-rcpt").unlink()
-        (sink.mail_dir / ".fail-rcpt").unlink()
+        (sink.control / ".bounce-rcpt").unlink()
+        (sink.control / ".fail-rcpt").unlink()
     assert results[0] is None and results[3] is None
     assert isinstance(results[1], aiosmtplib.SMTPRecipientsRefused)
     assert results[1].recipients[0].code == 550
     assert isinstance(results[2], aiosmtplib.SMTPRecipientsRefused)
     assert results[2].recipients[0].code == 451
-    assert delivered(sink.mail_dir, bounced) == delivered(sink.mail_dir, later) == []
-    (first,) = delivered(sink.mail_dir, ok1)
+    assert sink.delivered(bounced) == sink.delivered(later) == []
+    (first,) = sink.delivered(ok1)
     # the text arrives as written: CRLF line ends, leading periods un-doubled
     assert first.endswith(b"\r\n\r\none\r\n.leading period\r\n..two\r\n")
-    assert len(delivered(sink.mail_dir, ok2)) == 1
+    assert len(sink.delivered(ok2)) == 1
 
 
-async def test_a_refused_text_is_that_emails_failure_only(smtp: PipelinedSMTP, sink: Sink) -> None:
+async def test_a_refused_text_is_that_emails_failure_only(smtp: PipelinedSMTP, sink: Relay) -> None:
     a, b = addresses(2)
-    (sink.mail_dir / ".fail").write_text("")
+    (sink.control / ".fail").write_text("")
     try:
         results = await smtp.send_many(SENDER, [(a, message(a, "x")), (b, message(b, "y"))])
     finally:
-        (sink.mail_dir / ".fail").unlink()
+        (sink.control / ".fail").unlink()
     assert [type(r) for r in results] == [aiosmtplib.SMTPDataError] * 2
     assert [r.code for r in results if isinstance(r, aiosmtplib.SMTPDataError)] == [451, 451]
     # the connection is still good for the next batch
     assert await smtp.send_many(SENDER, [(a, message(a, "z"))]) == [None]
-    assert len(delivered(sink.mail_dir, a)) == 1
+    assert len(sink.delivered(a)) == 1
 
 
 async def test_a_closed_connection_raises_and_sends_nothing(
-    smtp: PipelinedSMTP, sink: Sink
+    smtp: PipelinedSMTP, sink: Relay
 ) -> None:
     (a,) = addresses(1)
     smtp.close()
     with pytest.raises(aiosmtplib.SMTPServerDisconnected):
         await smtp.send_many(SENDER, [(a, message(a, "x"))])
     assert smtp.done == [] and not smtp.wrote_text
-    assert delivered(sink.mail_dir, a) == []
+    assert sink.delivered(a) == []
 
 
-async def test_on_uvloop_as_the_services_run_it(sink: Sink) -> None:
+async def test_on_uvloop_as_the_services_run_it(sink: Relay) -> None:
     (a,) = addresses(1)
 
     async def send() -> list[BaseException | None]:
@@ -149,4 +128,4 @@ async def test_on_uvloop_as_the_services_run_it(sink: Sink) -> None:
             client.close()
 
     assert await asyncio.to_thread(uvloop.run, send()) == [None]
-    assert len(delivered(sink.mail_dir, a)) == 1
+    assert len(sink.delivered(a)) == 1

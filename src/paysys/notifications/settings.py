@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 
 from paysys.kit.settings import DataKeySettings
 
 
 class NotificationsSettings(DataKeySettings):
+    # The SMTP server's security (its address is SMTP_HOST, SMTP_PORT). STARTTLS, when
+    # on, is required: a server that does not offer it gets no mail and no password.
+    # Credentials need it outside local and test runs. SMTP_CA_FILE: a private CA.
+    smtp_starttls: bool = Field(
+        False, validation_alias=AliasChoices("SMTP_STARTTLS", "PAYSYS_SMTP_STARTTLS")
+    )
+    smtp_username: str = Field(
+        "", validation_alias=AliasChoices("SMTP_USERNAME", "PAYSYS_SMTP_USERNAME")
+    )
+    smtp_password: SecretStr = Field(
+        SecretStr(""), validation_alias=AliasChoices("SMTP_PASSWORD", "PAYSYS_SMTP_PASSWORD")
+    )
+    smtp_ca_file: str | None = Field(
+        None, validation_alias=AliasChoices("SMTP_CA_FILE", "PAYSYS_SMTP_CA_FILE")
+    )
     mail_from: str = "paysys <no-reply@paysys.local>"
     mail_max_attempts: int = 5
     mail_backoff_base_seconds: float = 2.0
@@ -26,3 +44,21 @@ class NotificationsSettings(DataKeySettings):
     # Where a new consumer group starts (see kit.consumer): tests and the bench, which
     # share a broker with earlier runs, start from "latest".
     consumer_start: Literal["earliest", "latest"] = "earliest"
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> NotificationsSettings:
+        if self.smtp_username and not self.smtp_starttls and self.env not in ("local", "test"):
+            raise ValueError(
+                "SMTP_USERNAME needs SMTP_STARTTLS=true outside local mode: the password "
+                f"would cross the network in clear (PAYSYS_ENV={self.env})"
+            )
+        return self
+
+    def smtp_tls(self) -> ssl.SSLContext | None:
+        """The context STARTTLS verifies the server with (None: STARTTLS off)."""
+        return ssl.create_default_context(cafile=self.smtp_ca_file) if self.smtp_starttls else None
+
+    def smtp_login(self) -> tuple[str, str] | None:
+        if not self.smtp_username:
+            return None
+        return self.smtp_username, self.smtp_password.get_secret_value()

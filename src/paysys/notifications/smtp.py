@@ -6,8 +6,8 @@ each one a wakeup of both ends; it was most of the mail sender's CPU. Here the t
 one email travels with the MAIL, RCPT and DATA of the next, and the replies are read
 together.
 
-Only what the mail sender needs: EHLO, MAIL, RCPT (one recipient), DATA, RSET, QUIT;
-plain TCP, no AUTH. Failures are aiosmtplib's exception types, so the sender's
+Only what the mail sender needs: EHLO, STARTTLS, AUTH PLAIN, MAIL, RCPT (one
+recipient), DATA, RSET. Failures are aiosmtplib's exception types, so the sender's
 classification (retry or fail) is the same whichever client sent. A server without
 PIPELINING, or an address that is not ASCII (SMTPUTF8), goes through aiosmtplib.
 """
@@ -15,13 +15,17 @@ PIPELINING, or an address that is not ASCII (SMTPUTF8), goes through aiosmtplib.
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import socket
+import ssl
 from collections import deque
 from typing import NamedTuple, cast
 
 from aiosmtplib import (
+    SMTPAuthenticationError,
     SMTPDataError,
+    SMTPException,
     SMTPRecipientRefused,
     SMTPRecipientsRefused,
     SMTPResponseException,
@@ -89,8 +93,18 @@ class PipelinedSMTP:
     """One kept-open connection to a server that pipelines. `connect` tells whether it
     does; if not, the caller uses another client."""
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        # tls: STARTTLS is required (a server that does not offer it is refused, never
+        # sent credentials or mail in clear); login: AUTH PLAIN, inside that TLS.
+        self.tls, self.login = tls, login
         self._replies: _Replies | None = None
         # Of the last send_many: the results so far, and whether any email's text was
         # written (after which a failed batch may have been partly delivered).
@@ -112,12 +126,42 @@ class PipelinedSMTP:
         greeting = (await self._read(1))[0]
         if greeting.code != 220:
             raise SMTPResponseException(greeting.code, greeting.message)
+        words = await self._hello()
+        if self.tls is not None:
+            if "STARTTLS" not in words:
+                raise SMTPException("the server does not offer STARTTLS")
+            await self._command(b"STARTTLS\r\n", 220)
+            assert replies.transport is not None
+            replies.transport = cast(
+                asyncio.Transport,
+                await asyncio.wait_for(
+                    loop.start_tls(replies.transport, replies, self.tls, server_hostname=self.host),
+                    self.timeout,
+                ),
+            )
+            words = await self._hello()  # what it offers may differ inside TLS
+        if self.login is not None:
+            user, password = self.login
+            token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+            self._write(f"AUTH PLAIN {token}\r\n".encode())
+            reply = (await self._read(1))[0]
+            if reply.code != 235:
+                self.close()
+                raise SMTPAuthenticationError(reply.code, reply.message)
+        return "PIPELINING" in words
+
+    async def _hello(self) -> set[str]:
         self._write(f"EHLO {socket.getfqdn()}\r\n".encode())
         hello = (await self._read(1))[0]
         if hello.code != 250:
             raise SMTPResponseException(hello.code, hello.message)
-        words = {line.split(" ", 1)[0].upper() for line in hello.message.split("\n")}
-        return "PIPELINING" in words
+        return {line.split(" ", 1)[0].upper() for line in hello.message.split("\n")}
+
+    async def _command(self, line: bytes, expected: int) -> None:
+        self._write(line)
+        reply = (await self._read(1))[0]
+        if reply.code != expected:
+            raise SMTPResponseException(reply.code, reply.message)
 
     def close(self) -> None:
         r, self._replies = self._replies, None

@@ -119,6 +119,10 @@ def classify(exc: BaseException) -> Outcome:
     # and aiosmtplib names it too: the reason goes to logs and email_jobs.last_error,
     # where no address may (docs/security.md), so every address in it is masked.
     reason = _ADDRESS.sub("<address>", f"{type(exc).__name__}: {exc}")[:500]
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        # Our credentials, refused (5xx as well): no email of the queue is at fault, and
+        # each would fail alike until the configuration is fixed. Retried, and alerted.
+        return Outcome("retry", reason)
     if code is not None and 500 <= code < 600:
         return Outcome("failed", reason)
     if isinstance(exc, aiosmtplib.SMTPException | OSError | TimeoutError | LookupError):
@@ -133,6 +137,7 @@ class MailSender:
         self.settings = settings
         self._smtp: aiosmtplib.SMTP | None = None  # non-ASCII mail, or no PIPELINING
         self._pipe: PipelinedSMTP | None = None
+        self._tls = settings.smtp_tls()  # built once: it reads the CA bundle
         self.sender = parseaddr(settings.mail_from)[1]
 
     def message(self, job: Any, to: str) -> Message:
@@ -163,8 +168,15 @@ class MailSender:
 
     async def _connection(self) -> aiosmtplib.SMTP:
         if self._smtp is None or not self._smtp.is_connected:
+            s, login = self.settings, self.settings.smtp_login()
             smtp = aiosmtplib.SMTP(
-                hostname=self.settings.smtp_host, port=self.settings.smtp_port, timeout=10
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                timeout=10,
+                start_tls=s.smtp_starttls,  # required when on; never opportunistic
+                tls_context=self._tls,
+                username=login[0] if login else None,
+                password=login[1] if login else None,
             )
             await smtp.connect()
             self._smtp = smtp
@@ -272,7 +284,8 @@ class MailSender:
         if self._pipe is not None and self._pipe.is_connected:
             return True
         self._drop_pipe()
-        pipe = PipelinedSMTP(self.settings.smtp_host, self.settings.smtp_port)
+        s = self.settings
+        pipe = PipelinedSMTP(s.smtp_host, s.smtp_port, tls=self._tls, login=s.smtp_login())
         try:
             if await pipe.connect():
                 self._pipe = pipe

@@ -41,6 +41,14 @@ app.kubernetes.io/component: {{ .service | replace "_" "-" }}
 {{- join "," $keys -}}
 {{- end -}}
 
+{{/* The Secret's keys one service needs beyond the shared ones (SMTP AUTH). */}}
+{{- define "paysys.serviceSecretKeys" -}}
+{{- $root := .root -}}
+{{- if and (eq .service "notifications") $root.Values.smtp.auth -}}
+SMTP_USERNAME,SMTP_PASSWORD
+{{- end -}}
+{{- end -}}
+
 {{/* One URL from values or from a key of the existing Secret. */}}
 {{- define "paysys.urlEnv" -}}
 - name: {{ .name }}
@@ -92,6 +100,15 @@ app.kubernetes.io/component: {{ .service | replace "_" "-" }}
   value: {{ $v.smtp.host | quote }}
 - name: SMTP_PORT
   value: {{ $v.smtp.port | quote }}
+- name: SMTP_STARTTLS
+  value: {{ $v.smtp.starttls | quote }}
+{{- range (compact (splitList "," (include "paysys.serviceSecretKeys" .))) }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.existingSecret }}
+      key: {{ . }}
+{{- end }}
 - name: PYTHONDONTWRITEBYTECODE
   value: "1"
 {{- range (splitList "," (include "paysys.secretKeys" $svc)) }}

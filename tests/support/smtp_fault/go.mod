@@ -1,4 +1,4 @@
-module paysys/infra/smtp
+module paysys/tests/support/smtp_fault
 
 go 1.24
 
