@@ -23,6 +23,10 @@ PG_PORT="${PAYSYS_PG_PORT:-15432}"
 REDIS_PORT="${PAYSYS_REDIS_PORT:-16379}"
 KAFKA_PORT="${PAYSYS_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${PAYSYS_KAFKA_CONTROLLER_PORT:-19093}"
+KAFKA_SECURE_PORT="${PAYSYS_KAFKA_SECURE_PORT:-19095}"
+# Local default, marked so: the local broker's TLS+SASL listener's only user.
+KAFKA_SASL_USER=paysys
+KAFKA_SASL_PASSWORD=local-dev-only-kafka-password
 MONGO_PORT="${PAYSYS_MONGO_PORT:-17017}"
 SMTP_PORT_LOCAL="${PAYSYS_SMTP_PORT:-11025}"
 MAILPIT_PORT="${PAYSYS_MAILPIT_PORT:-18025}"
@@ -236,15 +240,27 @@ start_kafka() {
   local dir="$RUN/kafka"
   if already_up kafka "$KAFKA_PORT" "$dir/kafka.pid"; then return 0; fi
   mkdir -p "$dir/data"
+  # A second listener with TLS and SASL PLAIN, as a production cluster would have it:
+  # the services use the plain one; tests of Kafka security use this one. Its
+  # certificate comes from the local CA (.run/tls, as `make run TLS=1`'s), its one user
+  # and password are local defaults (KAFKA_SASL_* in `infra/stack.sh env`).
+  "$PY" -c 'import sys; from pathlib import Path; from paysys.kit.tls import local_tls
+t = local_tls(Path(sys.argv[1])); sys.stdout.write(t.key_file.read_text() + t.cert_file.read_text())' \
+    "$RUN/tls" >"$dir/keystore.pem"
+  chmod 600 "$dir/keystore.pem"
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SECURE_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SECURE_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$dir/keystore.pem
 log.dirs=$dir/data
 num.partitions=3
 auto.create.topics.enable=true
@@ -376,6 +392,12 @@ cmd_env() {
   echo "DATABASE_URL=${DATABASE_URL:-postgresql+asyncpg://postgres@127.0.0.1:$PG_PORT/paysys}"
   echo "REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
   echo "KAFKA_BOOTSTRAP_SERVERS=${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
+  if ! external kafka; then # the local broker's TLS+SASL listener (tests of Kafka security)
+    echo "KAFKA_SASL_SSL_SERVERS=127.0.0.1:$KAFKA_SECURE_PORT"
+    echo "KAFKA_SASL_USER=$KAFKA_SASL_USER"
+    echo "KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD"
+    echo "KAFKA_CA_FILE=$RUN/tls/ca.pem"
+  fi
   echo "MONGODB_URL=${MONGODB_URL:-mongodb://127.0.0.1:$MONGO_PORT/}"
   echo "SMTP_HOST=${SMTP_HOST:-127.0.0.1}"
   echo "SMTP_PORT=${SMTP_PORT:-$SMTP_PORT_LOCAL}"

@@ -124,6 +124,7 @@ async def test_every_event_of_the_users_money_arrives_signed_as_it_was_on_kafka(
     verify(friend_hook["secret"], theirs)
     assert theirs.event["event_type"] == "transaction.completed"
     assert theirs.event["data"]["transaction_id"] == sent.json()["id"]
+
     # The receiver has each event before its sender records the answer: the log follows.
     async def logged() -> list[dict] | None:  # type: ignore[type-arg]
         resp = await api.get(f"/webhooks/{hook['id']}/deliveries", headers=auth)

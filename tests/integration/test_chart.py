@@ -297,6 +297,25 @@ def test_smtp_credentials_reach_notifications_alone_and_only_with_starttls(
                     }
 
 
+def test_kafka_security_and_durability_reach_every_process(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    # Issue 25.7: the production example talks SASL_SSL with SCRAM, credentials from the
+    # Secret, and creates topics with 3 replicas, 2 in sync.
+    for name, spec in pod_specs(rendered["production"]):
+        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+        assert env["PAYSYS_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL", name
+        assert env["PAYSYS_KAFKA_SASL_MECHANISM"]["value"] == "SCRAM-SHA-512", name
+        assert env["PAYSYS_KAFKA_REPLICATION_FACTOR"]["value"] == "3", name
+        assert env["PAYSYS_KAFKA_MIN_INSYNC_REPLICAS"]["value"] == "2", name
+        for key in ("PAYSYS_KAFKA_SASL_USERNAME", "PAYSYS_KAFKA_SASL_PASSWORD"):
+            assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "paysys-prod", "key": key}
+    for name, spec in pod_specs(rendered["default"]):
+        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+        assert env["PAYSYS_KAFKA_SECURITY_PROTOCOL"]["value"] == "PLAINTEXT", name
+        assert "PAYSYS_KAFKA_SASL_PASSWORD" not in env, name
+
+
 def helm_template(*args: str) -> list[dict[str, Any]]:
     helm = ROOT / ".run" / "bin" / "helm"
     proc = subprocess.run(
@@ -325,6 +344,7 @@ def helm_template(*args: str) -> list[dict[str, Any]]:
         ("--set", "image.digest=latest"),
         ("--set", "image.tag=", "--set", "image.digest="),
         ("--set", "smtp.auth=true", "--set", "smtp.starttls=false"),
+        ("--set", "kafka.securityProtocol=SASL_PLAINTEXT", "--set", "kafka.saslMechanism=PLAIN"),
     ],
 )
 def test_values_that_must_never_reach_a_cluster_are_refused(

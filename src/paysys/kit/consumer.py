@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -40,8 +40,10 @@ class EventConsumer:
         max_attempts: int = 8,
         start_from: str = "earliest",
         stop_grace_seconds: float = 20.0,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.db = db
+        self.options = dict(options or {})  # the connection's security
         self.inbox = inbox
         self.name = name
         self.topics = list(topics)
@@ -154,6 +156,7 @@ class EventConsumer:
                 enable_auto_commit=False,
                 auto_offset_reset=self.start_from,
                 metadata_max_age_ms=5000,
+                **self.options,
             )
             try:
                 await consumer.start()
@@ -223,22 +226,45 @@ class EventConsumer:
             CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(high - position, 0))
 
 
-async def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int = 3) -> None:
-    """Creates the contract's topics if they are missing (idempotent)."""
+_ALREADY_EXISTS = 36  # Kafka's TOPIC_ALREADY_EXISTS: another process created it first
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    topics: Sequence[str],
+    partitions: int = 3,
+    replication_factor: int = 1,
+    min_insync_replicas: int = 1,
+    options: Mapping[str, Any] | None = None,
+) -> None:
+    """Creates the contract's topics if they are missing (idempotent). `options`: the
+    connection's security (KitSettings.kafka_options)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=10000, **(options or {})
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
             try:
-                await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                configs = {"min.insync.replicas": str(min_insync_replicas)}
+                answer = await admin.create_topics(
+                    [
+                        NewTopic(t, partitions, replication_factor, topic_configs=configs)
+                        for t in missing
+                    ]
                 )
             except Exception as exc:
                 log.info("create_topics_race", error=str(exc)[:200])
+            else:
+                # The broker answers each topic's refusal (a replication factor above
+                # its brokers, say) in the response: that is no race, and says so.
+                refused = [e for e in answer.topic_errors if e[1] not in (0, _ALREADY_EXISTS)]
+                if refused:
+                    raise RuntimeError(f"Kafka refused to create topics: {refused}")
     finally:
         await admin.close()
 

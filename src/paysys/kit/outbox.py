@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -158,9 +158,15 @@ class Sink(Protocol):
 class KafkaSink:
     """Delivers events to Kafka: topic and key from the row, the envelope as value."""
 
-    def __init__(self, bootstrap_servers: str, topic_prefix: str = "") -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic_prefix: str = "",
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic_prefix = topic_prefix
+        self.options = dict(options or {})  # the connection's security
         self._producer: AIOKafkaProducer | None = None
 
     async def _ready(self) -> AIOKafkaProducer:
@@ -173,6 +179,7 @@ class KafkaSink:
                 request_timeout_ms=5000,
                 retry_backoff_ms=200,
                 key_serializer=lambda k: k.encode(),  # the value goes as stored: JSON text
+                **self.options,
             )
             try:
                 await producer.start()

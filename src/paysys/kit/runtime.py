@@ -154,7 +154,16 @@ class Runtime(Generic[S]):
             self.background["mongodb"] = check_mongodb
         if self._want_kafka:
             topics = [s.kafka_topic_prefix + t for t in TOPICS]
-            await _retry("kafka", lambda: ensure_topics(s.kafka_bootstrap_servers, topics))
+            await _retry(
+                "kafka",
+                lambda: ensure_topics(
+                    s.kafka_bootstrap_servers,
+                    topics,
+                    replication_factor=s.kafka_replication_factor,
+                    min_insync_replicas=s.kafka_min_insync_replicas,
+                    options=s.kafka_options(),
+                ),
+            )
             host, _, port = s.kafka_bootstrap_servers.split(",")[0].rpartition(":")
 
             async def check_kafka() -> None:
@@ -170,7 +179,7 @@ class Runtime(Generic[S]):
                 self.db,
                 self._outbox_table,
                 self.service,
-                KafkaSink(s.kafka_bootstrap_servers, s.kafka_topic_prefix),
+                KafkaSink(s.kafka_bootstrap_servers, s.kafka_topic_prefix, s.kafka_options()),
                 linger_seconds=s.outbox_linger_ms / 1000,
             )
             self.tasks.start("outbox-relay", self.relay.run)

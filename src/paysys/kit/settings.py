@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from aiokafka.helpers import create_ssl_context
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from paysys.kit.crypto import DEV_BLIND_INDEX_KEY, DEV_DATA_KEYS, FieldCipher, cipher_from
@@ -78,6 +79,18 @@ class KitSettings(BaseSettings):
     # (or a chaos run beside a test run) that share one Kafka cluster stay apart. The
     # contract's names are what follows the prefix; the default is none.
     kafka_topic_prefix: str = Field("", pattern=r"^[A-Za-z0-9._-]{0,100}$")
+    # Kafka's security (docs/configuration.md): PLAINTEXT on a private network, or TLS
+    # (SSL), SASL (PLAIN or SCRAM) or both; TLS verified against the system's CAs or
+    # PAYSYS_KAFKA_CA_FILE. SASL PLAIN without TLS is refused outside local and test.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ca_file: str | None = None
+    # The topics this process creates when missing (production: 3 and 2, so an
+    # acknowledged event survives the loss of a broker; the producers ask acks=all).
+    kafka_replication_factor: int = Field(1, ge=1)
+    kafka_min_insync_replicas: int = Field(1, ge=1)
     mongodb_url: str = Field(
         "mongodb://127.0.0.1:17017/", validation_alias=_env("MONGODB_URL", "PAYSYS_MONGODB_URL")
     )
@@ -120,6 +133,36 @@ class KitSettings(BaseSettings):
     # (kit.server). Request bodies have their own bound (1 MiB, kit.app).
     http_max_head_bytes: int = Field(64 * 1024, ge=8 * 1024)
     http_head_timeout_seconds: float = Field(10.0, gt=0)
+
+    def kafka_options(self) -> dict[str, Any]:
+        """aiokafka's connection settings: the same for producers, consumers and admin."""
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = create_ssl_context(cafile=self.kafka_ca_file)
+        if self.kafka_security_protocol.startswith("SASL"):
+            options.update(
+                sasl_mechanism=self.kafka_sasl_mechanism,
+                sasl_plain_username=self.kafka_sasl_username,
+                sasl_plain_password=self.kafka_sasl_password.get_secret_value(),
+            )
+        return options
+
+    @model_validator(mode="after")
+    def _kafka_settings_that_hold(self) -> KitSettings:
+        if self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise ValueError(
+                "PAYSYS_KAFKA_MIN_INSYNC_REPLICAS cannot exceed PAYSYS_KAFKA_REPLICATION_FACTOR"
+            )
+        clear = (self.kafka_security_protocol, self.kafka_sasl_mechanism) == (
+            "SASL_PLAINTEXT",
+            "PLAIN",
+        )
+        if clear and self.env not in ("local", "test"):
+            raise ValueError(
+                "SASL PLAIN needs TLS outside local mode (PAYSYS_KAFKA_SECURITY_PROTOCOL="
+                f"SASL_SSL): the password would cross the network in clear (PAYSYS_ENV={self.env})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_local(self) -> KitSettings:

@@ -26,4 +26,5 @@ def make_consumer(db: Database, settings: NotificationsSettings) -> EventConsume
         handler,
         settings.kafka_bootstrap_servers,
         start_from=settings.consumer_start,
+        options=settings.kafka_options(),
     )

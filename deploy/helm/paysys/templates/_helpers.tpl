@@ -96,6 +96,23 @@ SMTP_USERNAME,SMTP_PASSWORD
   value: {{ $v.kafka.bootstrapServers | quote }}
 - name: PAYSYS_KAFKA_TOPIC_PREFIX
   value: {{ $v.kafka.topicPrefix | quote }}
+- name: PAYSYS_KAFKA_SECURITY_PROTOCOL
+  value: {{ $v.kafka.securityProtocol | quote }}
+- name: PAYSYS_KAFKA_REPLICATION_FACTOR
+  value: {{ $v.kafka.replicationFactor | quote }}
+- name: PAYSYS_KAFKA_MIN_INSYNC_REPLICAS
+  value: {{ $v.kafka.minInsyncReplicas | quote }}
+{{- if hasPrefix "SASL" $v.kafka.securityProtocol }}
+- name: PAYSYS_KAFKA_SASL_MECHANISM
+  value: {{ $v.kafka.saslMechanism | quote }}
+{{- range list "PAYSYS_KAFKA_SASL_USERNAME" "PAYSYS_KAFKA_SASL_PASSWORD" }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.existingSecret }}
+      key: {{ . }}
+{{- end }}
+{{- end }}
 - name: SMTP_HOST
   value: {{ $v.smtp.host | quote }}
 - name: SMTP_PORT
