@@ -316,6 +316,25 @@ def test_kafka_security_and_durability_reach_every_process(
         assert "PAYSYS_KAFKA_SASL_PASSWORD" not in env, name
 
 
+def test_extra_env_takes_plain_values_and_value_from(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    # Issue 25.7: a setting can come from a Secret or ConfigMap of the platform's.
+    ref = {"secretKeyRef": {"name": "platform", "key": "hops"}}
+    out = helm_template(
+        "--set", "extraEnv.PAYSYS_TRUSTED_PROXY_HOPS.valueFrom.secretKeyRef.name=platform",
+        "--set", "extraEnv.PAYSYS_TRUSTED_PROXY_HOPS.valueFrom.secretKeyRef.key=hops",
+        "--set", "extraEnv.PAYSYS_LOG_LEVEL=DEBUG",
+    )  # fmt: skip
+    for name, spec in pod_specs(out):
+        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+        assert env["PAYSYS_TRUSTED_PROXY_HOPS"] == {
+            "name": "PAYSYS_TRUSTED_PROXY_HOPS",
+            "valueFrom": ref,
+        }, name
+        assert env["PAYSYS_LOG_LEVEL"] == {"name": "PAYSYS_LOG_LEVEL", "value": "DEBUG"}, name
+
+
 def helm_template(*args: str) -> list[dict[str, Any]]:
     helm = ROOT / ".run" / "bin" / "helm"
     proc = subprocess.run(

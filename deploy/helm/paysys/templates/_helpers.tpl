@@ -143,7 +143,11 @@ SMTP_USERNAME,SMTP_PASSWORD
       optional: true
 {{- range $k, $val := $v.extraEnv }}
 - name: {{ $k }}
+{{- if kindIs "map" $val }}
+  {{- toYaml $val | nindent 2 }}
+{{- else }}
   value: {{ $val | quote }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
