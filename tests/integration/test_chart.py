@@ -4,6 +4,7 @@ keep the chart's own rules."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -141,7 +142,8 @@ def test_only_the_gateway_takes_traffic_from_outside(
 ) -> None:
     policies = by_kind(rendered["default"], "NetworkPolicy")
     deny = policies.pop("paysys-paysys-default-deny")
-    assert deny["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in deny["spec"]
+    assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
 
     def callers(service: str) -> set[str]:
         rules = policies[f"paysys-{service}"]["spec"]["ingress"]
@@ -175,6 +177,141 @@ def test_only_the_gateway_takes_traffic_from_outside(
         assert callers(service.replace("_", "-")) == want, service
     prod = by_kind(rendered["production"], "NetworkPolicy")["paysys-gateway"]
     assert "namespaceSelector" in prod["spec"]["ingress"][0]["from"][0]
+
+
+def _code_calls() -> dict[str, set[str]]:
+    """callee -> its callers, read from the code (see the test above)."""
+    from paysys.gateway.routes import ROUTES
+
+    calls: dict[str, set[str]] = {}
+    for package in (ROOT / "src" / "paysys").iterdir():
+        for path in package.glob("*.py"):
+            for target in re.findall(r'rt\.client\(\s*"(\w+)"', path.read_text()):
+                calls.setdefault(target, set()).add(package.name)
+    for route in ROUTES:
+        calls.setdefault(route.service, set()).add("gateway")
+    return calls
+
+
+def _code_datastores(service: str) -> set[str]:
+    """What a service's Runtime connects to, read from its app.py."""
+    app = (ROOT / "src" / "paysys" / service / "app.py").read_text()
+    args = re.search(r"Runtime\((.*?)\)\n", app, re.S)
+    assert args, service
+    kw = args.group(1)
+    uses = set()
+    if "schema=" in kw:
+        uses.add("postgres")
+    if "redis=True" in kw:
+        uses.add("redis")
+    if "outbox=" in kw or "kafka=True" in kw:
+        uses.add("kafka")
+    if "mongo=True" in kw or "records=" in kw:
+        uses.add("mongodb")
+    tasks = ROOT / "src" / "paysys" / service / "tasks.py"
+    if tasks.exists() and "class MailSender" in tasks.read_text():
+        uses.add("smtp")
+    if tasks.exists() and "class WebhookSender" in tasks.read_text():
+        uses.add("webhooks")
+    return uses
+
+
+METADATA = ipaddress.ip_address("169.254.169.254")
+
+
+def _reaches_metadata(rule: dict[str, Any]) -> bool:
+    ports = {p["port"] for p in rule.get("ports", [])}
+    if "to" not in rule:
+        return not ports or bool(ports & {80, 443})  # what the metadata service answers on
+    blocks = [peer["ipBlock"] for peer in rule["to"] if "ipBlock" in peer]
+    return any(
+        METADATA in ipaddress.ip_network(b["cidr"])
+        and not any(METADATA in ipaddress.ip_network(e) for e in b.get("except", []))
+        for b in blocks
+    )
+
+
+def test_egress_is_denied_but_for_dns_the_callees_and_the_datastores_in_use(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    # Issue 25.6: each process reaches DNS, the siblings it calls and the datastores it
+    # uses (both read from the code), nothing else; never the cloud metadata address.
+    calls = _code_calls()
+    ports = {s: 8000 + i for i, s in enumerate(("gateway", *SERVICES[1:]))}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    datastore_ports = {
+        name: {p for p in d["ports"]}
+        for name, d in values["networkPolicy"]["egress"]["datastores"].items()
+    }
+    for docs in rendered.values():
+        policies = by_kind(docs, "NetworkPolicy")
+        for service in ("gateway", "users", "wallets", "transactions", "payment_gateway",
+                        "notifications"):  # fmt: skip
+            name = service.replace("_", "-")
+            rules = policies[f"paysys-{name}"]["spec"]["egress"]
+            assert not any(_reaches_metadata(r) for r in rules), name
+            dns, *rest = rules
+            assert {p["port"] for p in dns["ports"]} == {53}
+            callees = {
+                peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                for r in rest
+                for peer in r.get("to", [])
+                if "podSelector" in peer and "namespaceSelector" not in peer
+            }
+            want = {c.replace("_", "-") for c, callers in calls.items() if service in callers}
+            assert callees == want, name
+            for r in rest:
+                if any("podSelector" in p for p in r.get("to", [])):
+                    [peer] = r["to"]
+                    callee = peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                    assert [p["port"] for p in r["ports"]] == [ports[callee]], name
+            stores = {
+                store
+                for r in rest
+                if not any("podSelector" in p for p in r.get("to", []))
+                for store, sp in datastore_ports.items()
+                if {p["port"] for p in r["ports"]} == sp
+            }
+            assert stores == _code_datastores(service), name
+
+
+def test_the_edge_lets_in_the_api_and_the_console_and_never_metrics_or_health(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    # Issue 25.6: the production example takes traffic through an Ingress with TLS from a
+    # Secret, and only from the ingress controller's namespace; a Gateway API HTTPRoute
+    # is the other way in. Both pass the public paths only.
+    from paysys.gateway.routes import ROUTES
+
+    api = {"/" + r.path.split("/")[1] for r in ROUTES}
+    want = api | {"/app", "/openapi.json"}
+    assert by_kind(rendered["default"], "Ingress") == {}
+    [ingress] = by_kind(rendered["production"], "Ingress").values()
+    spec = ingress["spec"]
+    assert spec["tls"] == [{"hosts": ["api.paysys.example.com"], "secretName": "paysys-api-tls"}]
+    [rule] = spec["rules"]
+    paths = {p["path"] for p in rule["http"]["paths"]}
+    assert paths == want
+    for p in rule["http"]["paths"]:
+        assert p["backend"]["service"] == {"name": "paysys-gateway", "port": {"number": 8000}}
+    for private in ("/metrics", "/ready", "/health", "/docs"):
+        assert not any(private.startswith(p) for p in paths), private
+    route = helm_template(
+        "--set", "httpRoute.enabled=true",
+        "--set", "httpRoute.parentRefs[0].name=public",
+        "--set", "httpRoute.hostnames[0]=api.example.com",
+    )  # fmt: skip
+    [http] = by_kind(route, "HTTPRoute").values()
+    [r] = http["spec"]["rules"]
+    assert {m["path"]["value"] for m in r["matches"]} == want
+    assert r["backendRefs"] == [{"name": "paysys-gateway", "port": 8000}]
+    with pytest.raises(ValueError, match="tlsSecret"):
+        helm_template("--set", "ingress.enabled=true", "--set", "ingress.host=x.example.com")
+    # and the gateway's pods take traffic from the ingress controller only
+    gw = by_kind(rendered["production"], "NetworkPolicy")["paysys-gateway"]
+    assert gw["spec"]["ingress"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
 
 
 def test_migrations_run_once_before_install_and_upgrade(
