@@ -177,6 +177,7 @@ cmd_install() {
   command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
   command -v haproxy >/dev/null || pkgs+=(haproxy)  # PAYSYS_INSTANCES=N
   command -v pdftotext >/dev/null || pkgs+=(poppler-utils)  # statements' PDF, in tests
+  command -v pgbouncer >/dev/null || pkgs+=(pgbouncer)  # tests of the services behind it
   [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
   PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
   install_python

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -37,8 +38,25 @@ class RawTransaction:
 
 
 class Database:
-    def __init__(self, url: str, schema: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, schema: str, pool_size: int = 10, pooler: str = "none") -> None:
+        """`pooler`: "transaction" behind PgBouncer in transaction pooling (docs/scaling.md):
+        no search_path at connect (a startup parameter PgBouncer refuses; the pooler's
+        database entry or the role sets it) and prepared statements that never outlive
+        a transaction (asyncpg's cache off, a unique name each, as SQLAlchemy's
+        asyncpg dialect documents), since consecutive transactions of one client
+        connection may run on different server connections."""
         self.schema = schema
+        settings: dict[str, str] = {"application_name": f"paysys-{schema}"}
+        connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
+        if pooler == "transaction":
+            connect_args.update(
+                statement_cache_size=0,
+                prepared_statement_cache_size=0,
+                prepared_statement_name_func=lambda: f"__asyncpg_{uuid.uuid4()}__",
+            )
+        else:
+            settings["search_path"] = schema
+        connect_args["server_settings"] = settings
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
@@ -47,11 +65,7 @@ class Database:
             pool_recycle=1800,
             pool_timeout=10,
             hide_parameters=True,  # no emails or other values in logged SQL errors
-            connect_args={
-                "server_settings": {"search_path": schema, "application_name": f"paysys-{schema}"},
-                "timeout": 5,
-                "command_timeout": 30,
-            },
+            connect_args=connect_args,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._after_commit: dict[str, list[Callable[[], None]]] = {}

@@ -118,7 +118,7 @@ class Runtime(Generic[S]):
                 await _retry(
                     "postgres", lambda: migrate.upgrade(self.schema or "", s.database_url, s)
                 )
-            self._db = Database(s.database_url, self.schema, s.db_pool_size)
+            self._db = Database(s.database_url, self.schema, s.db_pool_size, s.db_pooler)
             db = self._db
             wanted = migrate.head(self.schema)
 

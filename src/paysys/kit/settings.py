@@ -65,6 +65,9 @@ class KitSettings(BaseSettings):
     # are opened for a peak and closed after, which costs a connect each time: size it
     # for the steady load.
     db_pool_size: int = 40
+    # "transaction": DATABASE_URL is a PgBouncer in transaction pooling, whose database
+    # entry sets this service's search_path (docs/scaling.md); "none": PostgreSQL.
+    db_pooler: Literal["none", "transaction"] = "none"
     # Apply the service's migrations when it starts (serialised by an advisory lock).
     # Off where a deployment migrates first, once (the Helm chart's pre-upgrade Job).
     migrate_on_start: bool = True
@@ -146,6 +149,15 @@ class KitSettings(BaseSettings):
                 sasl_plain_password=self.kafka_sasl_password.get_secret_value(),
             )
         return options
+
+    @model_validator(mode="after")
+    def _migrations_need_a_session(self) -> KitSettings:
+        if self.db_pooler == "transaction" and self.migrate_on_start:
+            raise ValueError(
+                "PAYSYS_MIGRATE_ON_START needs a direct connection (its advisory lock holds "
+                "a session): migrate beforehand (the chart's Job) behind PgBouncer"
+            )
+        return self
 
     @model_validator(mode="after")
     def _kafka_settings_that_hold(self) -> KitSettings:
