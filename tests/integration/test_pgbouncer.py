@@ -9,7 +9,6 @@ import asyncio
 import os
 import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,7 @@ from paysys.wallets import service
 from paysys.wallets.models import Wallet
 from tests.conftest import Infra, Stack, free_port
 from tests.integration.test_move_batch import OUTBOX, balances, move, wallets
+from tests.support.processes import wait_listening
 
 SERVER_CONNECTIONS = 3  # what PgBouncer opens to PostgreSQL, shared by every client
 
@@ -60,19 +60,14 @@ def pgbouncer(infra: Infra) -> Iterator[str]:
         f.chmod(0o666)
     user = [] if os.geteuid() else ["-u", "postgres"]
     proc = subprocess.Popen([binary, *user, str(folder / "pgbouncer.ini")])
+    log = folder / "pgbouncer.log"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (
-                    (folder / "pgbouncer.log").read_text(errors="replace")[-2000:]
-                    if (folder / "pgbouncer.log").exists()
-                    else "pgbouncer did not start"
-                )
-                time.sleep(0.1)
+        wait_listening(
+            port,
+            proc,
+            "pgbouncer",
+            lambda: log.read_text(errors="replace")[-2000:] if log.exists() else "",
+        )
         yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/wallets"
     finally:
         proc.terminate()

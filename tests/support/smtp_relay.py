@@ -3,14 +3,13 @@ newer than the binary, started on a port of the caller's, relaying to Mailpit.""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from paysys_dev.stack import ROOT
+from tests.support.processes import wait_listening
 
 SOURCE = Path(__file__).parent / "smtp_fault"
 BINARY = ROOT / ".run" / "bin" / "smtp-fault"
@@ -39,15 +38,7 @@ def smtp_relay(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the test SMTP relay did not start") from None
-                time.sleep(0.1)
+        wait_listening(port, proc, "the test SMTP relay")
         yield
     finally:
         proc.terminate()
