@@ -37,11 +37,12 @@ def serve(service: str, standby: bool = False, app: str | None = None) -> None:
             return
 
     settings = KitSettings()
-    uvicorn.run(
+    host, port = settings.bind_host_of(service), settings.listen_port or settings.port_of(service)
+    config = uvicorn.Config(
         app or f"paysys.{service}.app:create_app",
         factory=True,
-        host=settings.bind_host_of(service),
-        port=settings.listen_port or settings.port_of(service),
+        host=host,
+        port=port,
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
         loop="uvloop",
@@ -53,6 +54,20 @@ def serve(service: str, standby: bool = False, app: str | None = None) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
+    )
+    server = uvicorn.Server(config)
+    if settings.metrics_port is None:
+        server.run()
+        return
+    # The operations port: /metrics, /health and /ready there, and only there
+    # (kit.app.OperationsPort), for Prometheus and the kubelet; the API on the other.
+    import socket
+
+    server.run(
+        sockets=[
+            socket.create_server((host, p), reuse_port=False, backlog=config.backlog)
+            for p in (port, settings.metrics_port)
+        ]
     )
 
 

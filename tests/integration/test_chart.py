@@ -307,6 +307,35 @@ def test_the_edge_lets_in_the_api_and_the_console_and_never_metrics_or_health(
     ]
 
 
+def test_metrics_and_health_are_on_the_operations_port_for_prometheus_alone(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    # Issue 25.6: /metrics, /health and /ready on a port of their own (the process
+    # serves them there only, kit.app.OperationsPort), probed by the kubelet, scraped by
+    # Prometheus, and let in from Prometheus's namespace alone.
+    for docs in rendered.values():
+        for name, spec in pod_specs(docs):
+            if name.startswith("paysys-paysys-migrate"):
+                continue
+            [c] = spec["containers"]
+            ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+            env = {e["name"]: e.get("value") for e in c["env"]}
+            assert env["PAYSYS_METRICS_PORT"] == str(ports["metrics"]) == "9100", name
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert c[probe]["httpGet"]["port"] == "metrics", (name, probe)
+        for name, svc in by_kind(docs, "Service").items():
+            assert {p["name"] for p in svc["spec"]["ports"]} == {"http", "metrics"}, name
+        for name, policy in by_kind(docs, "NetworkPolicy").items():
+            for rule in policy["spec"].get("ingress", []):
+                ports = {p["port"] for p in rule["ports"]}
+                from_prometheus = any("namespaceSelector" in f for f in rule.get("from", []))
+                if 9100 in ports:
+                    assert from_prometheus and ports == {9100}, name
+    monitor = helm_template("--set", "metrics.serviceMonitor.enabled=true")
+    [sm] = by_kind(monitor, "ServiceMonitor").values()
+    assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]
+
+
 def test_migrations_run_once_before_install_and_upgrade(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:

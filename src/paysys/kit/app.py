@@ -106,6 +106,28 @@ class RequestContextMiddleware:
                 )
 
 
+OPERATIONS_PATHS = frozenset({"/metrics", "/health", "/ready"})
+
+
+class OperationsPort:
+    """With PAYSYS_METRICS_PORT: the operations paths answer on that port only, and
+    nothing else does; either way round, 404 (problem+json), as for a path that is not
+    there. The process listens on both ports (paysys.cli.serve)."""
+
+    def __init__(self, app: ASGIApp, port: int) -> None:
+        self.app, self.port = app, port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            server = scope.get("server") or (None, None)
+            on_operations_port = server[1] == self.port
+            if (scope["path"] in OPERATIONS_PATHS) != on_operations_port:
+                response = problem(404, "NOT_FOUND", "Not found.")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _text(raw: bytes | None) -> str:
     return raw.decode("latin-1") if raw else ""
 
@@ -145,6 +167,8 @@ def build_app(
     app.state.checks = {}
     app.state.background = {}
     install_error_handlers(app)
+    if settings.metrics_port is not None:
+        app.add_middleware(OperationsPort, port=settings.metrics_port)
     app.add_middleware(MetricsMiddleware, service=service)
     app.add_middleware(RequestContextMiddleware, internal_token=settings.internal_token)
 

@@ -56,6 +56,9 @@ class KitSettings(BaseSettings):
     # (which listens on the service's port); unset: the service's port.
     listen_port: int | None = None
     log_level: str = "INFO"
+    # A second port for /metrics, /health and /ready, which then leave the API's port
+    # (the chart's 9100: only Prometheus and the kubelet reach it). Unset: all on one.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
 
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:15432/paysys",
