@@ -416,6 +416,11 @@ def test_the_image_installs_the_locked_dependencies_and_runs_unprivileged() -> N
     )
     assert check.returncode == 0, check.stderr
     assert Path(ROOT / ".containerignore").read_text().count(".venv") == 1
+    # Issue 25.8: every base comes from a build argument, which a release build sets to
+    # a digest; no stage names a registry tag of its own.
+    froms = re.findall(r"^FROM (\S+)", text, flags=re.M)
+    assert froms and all(f.startswith("${") for f in froms), froms
+    assert not re.search(r"COPY --from=[a-z0-9.-]+\.[a-z]+/", text)  # no image by tag
 
 
 def test_guardrails_spread_budgets_checksum_and_digest(
