@@ -13,7 +13,7 @@ from paysys.notifications.consumers import make_consumer
 from paysys.notifications.router import router
 from paysys.notifications.service import SUBJECTS
 from paysys.notifications.settings import NotificationsSettings
-from paysys.notifications.tasks import MailSender, WebhookSender
+from paysys.notifications.tasks import MailSender, WebhookSender, prune_routes_hourly
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
@@ -40,6 +40,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         app.state.checks["kafka_consumer"] = check_consumer
         rt.tasks.start("mail-sender", MailSender(rt.db, rt.records_or_fail, settings).run)
         rt.tasks.start("webhook-sender", WebhookSender(rt.db, settings).run)
+        rt.tasks.start("webhook-routes-pruner", lambda: prune_routes_hourly(rt.db, settings))
 
     app = build_app("notifications", settings, rt.lifespan(on_start))
     app.include_router(router)

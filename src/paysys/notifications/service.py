@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, text
@@ -233,6 +234,18 @@ _ADD_DELIVERIES = text(
     " CAST(:endpoint_id AS uuid[]), CAST(:event_id AS uuid[]), CAST(:event_type AS text[]),"
     " CAST(:body AS text[])) AS d ON CONFLICT DO NOTHING"
 )
+
+
+async def prune_routes(session: AsyncSession, keep: timedelta) -> int:
+    """Forgets the deposit owners and waiting processor events older than `keep`: the
+    other event of a deposit comes within seconds, or after an outage within Kafka's
+    retention, never later. How many rows went."""
+    cutoff = utcnow() - keep
+    gone = 0
+    for model in (DepositOwner, WebhookRoute):
+        result = await session.execute(delete(model).where(model.created_at < cutoff))
+        gone += result.rowcount  # type: ignore[attr-defined]
+    return gone
 
 
 async def add_deliveries(session: AsyncSession, envelopes: list[EventEnvelope]) -> None:

@@ -40,6 +40,9 @@ class NotificationsSettings(DataKeySettings):
     webhook_batch_size: int = 50  # deliveries in flight per sender, one per endpoint
     # How long a claimed delivery is its sender's (more than the 10 s timeout).
     webhook_claim_seconds: float = 60.0
+    # How long a deposit's owner (and a processor event waiting for it) is kept for
+    # routing the other event of that deposit: longer than Kafka keeps events.
+    webhook_route_keep_hours: float = 8 * 24.0
     consumer_group: str = "paysys-notifications"
     # Where a new consumer group starts (see kit.consumer): tests and the bench, which
     # share a broker with earlier runs, start from "latest".

@@ -39,7 +39,7 @@ from paysys.kit.events import utcnow
 from paysys.kit.metrics import NOTIFICATIONS_SENT, WEBHOOK_DELIVERIES
 from paysys.kit.outbox import columns
 from paysys.kit.records import Records
-from paysys.notifications import webhooks
+from paysys.notifications import service, webhooks
 from paysys.notifications.models import Recipient, WebhookEndpoint
 from paysys.notifications.service import email_of
 from paysys.notifications.settings import NotificationsSettings
@@ -398,6 +398,22 @@ _RECORD_DELIVERY = text(
     " last_error = :error, next_attempt_at = :next_at, claimed_until = NULL"
     " WHERE id = :id AND attempts = :attempts"
 )
+
+
+async def prune_routes_hourly(db: Database, settings: NotificationsSettings) -> None:
+    """Keeps the deposit-owner routes from growing for ever (service.prune_routes)."""
+    keep = timedelta(hours=settings.webhook_route_keep_hours)
+    while True:
+        try:
+            async with db.uow() as session:
+                gone = await service.prune_routes(session, keep)
+            if gone:
+                log.info("webhook_routes_pruned", rows=gone)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("webhook_routes_prune_failed", error=str(exc)[:300])
+        await asyncio.sleep(3600)
 
 
 class WebhookSender:
