@@ -242,3 +242,26 @@ async def test_a_sender_killed_mid_delivery_still_delivers_the_event(
         return bool(items) and items[0]["status"] == "succeeded"
 
     await eventually(succeeded, timeout=20)
+
+
+async def test_a_retry_of_a_delivery_in_flight_goes_at_once_and_is_not_undone(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # The first attempt hangs (the sender waits 10 s for it); the user retries meanwhile.
+    _, auth = await user_with_token(api)
+    path = "/hang-once-then-retried"
+    hook = await endpoint(api, auth, receiver.base + path, events=["wallet.created"])
+    await wallet_for(api, auth)
+    await eventually(lambda: _arrived(receiver, path, 1), timeout=30)
+    deliveries = f"/webhooks/{hook['id']}/deliveries"
+    [held] = (await api.get(deliveries, headers=auth)).json()["items"]
+    retried = await api.post(f"{deliveries}/{held['id']}/retry", headers=auth)
+    assert retried.status_code == 202, retried.text
+    await eventually(lambda: _arrived(receiver, path, 2), timeout=30)
+    first, again = receiver.at(path)[:2]
+    assert again.at - first.at < 8  # sent while the first attempt still hung
+    assert again.headers["Paysys-Event-Id"] == first.headers["Paysys-Event-Id"]
+    # Once the hung attempt has timed out, its outcome has not undone the success.
+    await asyncio.sleep(max(0.0, first.at + 12 - time.monotonic()))
+    [after] = (await api.get(deliveries, headers=auth)).json()["items"]
+    assert (after["status"], after["last_status_code"]) == ("succeeded", 200), after

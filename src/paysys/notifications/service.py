@@ -218,12 +218,13 @@ async def deliveries_of(
 async def retry_delivery(
     session: AsyncSession, user_id: uuid.UUID, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
 ) -> WebhookDelivery:
-    """Due again now, whatever its status (a sender holding it finishes first)."""
+    """Due again now, whatever its status. A delivery in flight is released too: the
+    retry goes at once, and the attempt in flight no longer records its outcome."""
     await endpoint(session, user_id, endpoint_id)
     row = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
     if row is None or row.endpoint_id != endpoint_id:
         raise DeliveryNotFound("No such delivery.")
-    row.status, row.next_attempt_at = "pending", utcnow()
+    row.status, row.next_attempt_at, row.claimed_until = "pending", utcnow(), None
     await session.flush()
     return row
 

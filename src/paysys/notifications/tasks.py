@@ -389,14 +389,17 @@ _CLAIM_DELIVERIES = text(
         ORDER BY x.endpoint_id, x.next_attempt_at LIMIT :batch)
       -- re-checked on the row as another sender may have just claimed it
       AND (d.claimed_until IS NULL OR d.claimed_until <= now()) AND d.status = 'pending'
-    RETURNING d.id, d.endpoint_id, d.event_id, d.body, d.attempts, d.created_at
+    RETURNING d.id, d.endpoint_id, d.event_id, d.body, d.attempts, d.created_at,
+              d.claimed_until
     """
 )
 
+# Only while the claim is still this sender's: a manual retry meanwhile cleared it
+# (service.retry_delivery), and the retried attempt's outcome is the one that counts.
 _RECORD_DELIVERY = text(
     "UPDATE webhook_deliveries SET status = :status, last_status_code = :code,"
     " last_error = :error, next_attempt_at = :next_at, claimed_until = NULL"
-    " WHERE id = :id AND attempts = :attempts"
+    " WHERE id = :id AND attempts = :attempts AND claimed_until = :claimed_until"
 )
 
 
@@ -428,6 +431,7 @@ class WebhookSender:
         self.settings = settings
         self.public_only = settings.env not in ("local", "test")
         self.http: aiohttp.ClientSession | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
 
     def _session(self) -> aiohttp.ClientSession:
         if self.http is None:
@@ -443,12 +447,19 @@ class WebhookSender:
         return self.http
 
     async def run_once(self) -> int:
+        """Claims what is due, up to the room left, and sends each on its own: a round
+        never waits for a delivery (one that hangs holds only its endpoint, whose other
+        deliveries the claim skips while it is in flight). How many it claimed; with no
+        room, it waits for a delivery to end."""
         s = self.settings
+        room = s.webhook_batch_size - len(self._inflight)
+        if room <= 0:
+            await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+            return 1
         async with self.db.uow() as session:
             claimed = (
                 await session.execute(
-                    _CLAIM_DELIVERIES,
-                    {"claim_seconds": s.webhook_claim_seconds, "batch": s.webhook_batch_size},
+                    _CLAIM_DELIVERIES, {"claim_seconds": s.webhook_claim_seconds, "batch": room}
                 )
             ).all()
             if not claimed:
@@ -463,20 +474,24 @@ class WebhookSender:
                     )
                 ).scalars()
             }
-        outcomes = await asyncio.gather(
-            *(self.deliver(c, endpoints.get(c.endpoint_id)) for c in claimed)
-        )
-        async with self.db.uow() as session:
-            for c, (status, code, error) in zip(claimed, outcomes, strict=True):
-                now = utcnow()
-                next_at = now
-                if status == "retry":
-                    next_at = now + webhooks.retry_delay(c.attempts, s.webhook_retry_base_seconds)
-                    status = (
-                        "pending" if next_at - c.created_at < webhooks.GIVE_UP_AFTER else "failed"
-                    )
-                WEBHOOK_DELIVERIES.labels("retried" if status == "pending" else status).inc()
-                await session.execute(
+        for c in claimed:
+            task = asyncio.create_task(self._send(c, endpoints.get(c.endpoint_id)))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        return len(claimed)
+
+    async def _send(self, c: Any, endpoint: Any) -> None:
+        try:
+            status, code, error = await self.deliver(c, endpoint)
+            now = utcnow()
+            next_at = now
+            if status == "retry":
+                next_at = now + webhooks.retry_delay(
+                    c.attempts, self.settings.webhook_retry_base_seconds
+                )
+                status = "pending" if next_at - c.created_at < webhooks.GIVE_UP_AFTER else "failed"
+            async with self.db.uow() as session:
+                recorded = await session.execute(
                     _RECORD_DELIVERY,
                     {
                         "id": c.id,
@@ -485,9 +500,15 @@ class WebhookSender:
                         "error": error,
                         "next_at": next_at,
                         "attempts": c.attempts,
+                        "claimed_until": c.claimed_until,
                     },
                 )
-        return len(claimed)
+            if recorded.rowcount:  # type: ignore[attr-defined]
+                WEBHOOK_DELIVERIES.labels("retried" if status == "pending" else status).inc()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # its claim runs out and it goes again
+            log.warning("webhook_delivery_error", error=str(exc)[:300])
 
     async def deliver(self, c: Any, endpoint: Any) -> tuple[str, int | None, str | None]:
         """(succeeded | retry, the answer's status code, what went wrong)."""
@@ -522,5 +543,8 @@ class WebhookSender:
         try:
             await poll(self.run_once, self.settings.webhook_poll_seconds, "webhook_sender_error")
         finally:
+            for task in list(self._inflight):  # their claims run out: sent again later
+                task.cancel()
+            await asyncio.gather(*self._inflight, return_exceptions=True)
             if self.http is not None:
                 await self.http.close()
