@@ -23,7 +23,6 @@ from bench.isolated import NOTIFIED_TOPICS, create_database, drop_database, pin_
 from paysys.kit.crypto import DEV_DATA_KEYS
 from paysys_dev.fleet import spawn_service, stop_processes
 from paysys_dev.stack import ROOT, SERVICES, STACK, infra_env, wait_ready
-from tests.support.beside import Beside
 from tests.support.smtp_relay import smtp_relay
 
 _GIVEN: set[int] = set()
@@ -56,31 +55,13 @@ TEST_PORTS = {s: free_port() for s in SERVICES}
 ROTATION_KEY = "test2:" + base64.b64encode(b"test-only-rotation-data-key-32by").decode()
 
 
-# Of the selected tests' modules: the commands to run beside the suite (BESIDE).
-_BESIDE: dict[str, Beside] = {}
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Tests of what ran beside the suite come after the rest (their commands had the
-    # whole run to finish); tests that stop shared infrastructure come last of all, so
-    # that nothing else, beside or in line, sees the outage.
-    def rank(item: pytest.Item) -> int:
-        if item.get_closest_marker("disruptive"):
-            return 2
-        return 1 if item.get_closest_marker("beside") else 0
-
-    items.sort(key=rank)
-    for item in items:
-        if item.get_closest_marker("beside"):
-            module = item.module  # type: ignore[attr-defined]
-            _BESIDE[module.__name__] = module.BESIDE
+    # Tests that stop shared infrastructure run last, so nothing else sees the outage.
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "disruptive: stops and restarts shared infrastructure")
-    config.addinivalue_line(
-        "markers", "beside: checks a command its module's BESIDE runs beside the suite"
-    )
 
 
 def stack_cmd(*args: str) -> None:
@@ -104,8 +85,6 @@ class Infra:
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     stack_cmd("up", "postgres", "redis", "kafka", "mongodb", "smtp")
-    for beside in _BESIDE.values():
-        beside.start()  # the infrastructure they need is up
     base = infra_env(os.environ)
     db_name = f"paysys_t{int(time.time())}_{uuid.uuid4().hex[:6]}"
     create_database(base["DATABASE_URL"].replace("+asyncpg", ""), db_name)

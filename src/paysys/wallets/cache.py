@@ -59,6 +59,16 @@ class WalletCache:
             return None
         return json.loads(raw) if raw else None
 
+    async def forget(self, wallet_ids: set[uuid.UUID]) -> None:
+        """Drops these wallets' cached states: the next read takes them from the
+        database (a replayed move's wallets, whose first call may have died between its
+        commit and its write-through)."""
+        keys = [self.key(w) for w in wallet_ids]
+        try:
+            await self.redis.delete(*keys)
+        except RedisError:
+            self._stale.update(keys)
+
     async def put(self, state: dict[str, Any]) -> None:
         await self.put_many([state])
 

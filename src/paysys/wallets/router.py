@@ -429,6 +429,8 @@ async def _apply(request: Request, moves: list[service.Move]) -> service.Applied
     applied = await service.move_batch(rt.db, rt.outbox_or_fail, moves, settings.maximums_minor)
     if applied.states:
         await cache.put_many(applied.states)
+    if applied.replayed:
+        await cache.forget(applied.replayed)
     BATCH_SIZE.observe(len(moves))
     return applied
 

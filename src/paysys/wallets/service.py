@@ -319,6 +319,9 @@ class Applied:
 
     outcomes: list[Moved | Refused | Missing]
     states: list[dict[str, Any]]
+    # The wallets of moves answered from an earlier call's outcome: that call may have
+    # died between its commit and its cache write, leaving their cached state old.
+    replayed: set[uuid.UUID] = dataclasses.field(default_factory=set)
 
 
 async def move_batch(
@@ -372,12 +375,16 @@ async def move_batch(
                 raise
     outcomes: list[Moved | Refused | Missing] = []
     states: list[dict[str, Any]] = []
+    replayed: set[uuid.UUID] = set()
     for row in rows:
         result = row["result"]
         if result == "state":
             states.append(dict(row["wallet"]))  # jsonb: decoded by the pool's codec
         elif result in ("moved", "kept_moved"):
             outcomes.append(Moved(None))
+            if result == "kept_moved":
+                m = moves[row["item"]]
+                replayed.update((m.source, m.destination))
         elif result in ("refused", "kept_refused"):
             outcomes.append(Refused(row["reason"], row["on_wallet"]))
         elif result == "missing":
@@ -391,7 +398,7 @@ async def move_batch(
             outcomes.append(legacy)
     if states:
         db.written(outbox.table.name)
-    return Applied(outcomes, states)
+    return Applied(outcomes, states, replayed)
 
 
 async def _first_outcome(
