@@ -99,9 +99,18 @@ install_python() {
   fi
   if [ ! -x "$PY" ] || [ "$ROOT/uv.lock" -nt "$ROOT/.venv/.synced" ]; then
     log "uv sync (locked dependencies)"
-    (cd "$ROOT" && UV_PYTHON_DOWNLOADS=never uv sync --frozen -q)
-    touch "$ROOT/.venv/.synced"
+    (cd "$ROOT" && UV_PYTHON_DOWNLOADS=never uv sync --frozen -q --compile-bytecode)
+    touch "$ROOT/.venv/.synced" "$ROOT/.venv/.compiled"
   fi
+  # Every process starts from bytecode, written here once. Where PYTHONDONTWRITEBYTECODE
+  # is set (as on the machines we test on), Python never writes it and compiles every
+  # module again at each start: 6 s before a service could serve, 2.5 s from bytecode.
+  if [ ! -f "$ROOT/.venv/.compiled" ]; then
+    log "compiling the dependencies' bytecode"
+    "$PY" -m compileall -q -j 0 "$ROOT/.venv/lib" >/dev/null 2>&1 || true
+    touch "$ROOT/.venv/.compiled"
+  fi
+  "$PY" -m compileall -q -j 0 "$ROOT/src" "$ROOT/bench" "$ROOT/tests" >/dev/null 2>&1 || true
 }
 
 install_kafka() {

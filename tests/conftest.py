@@ -52,6 +52,9 @@ def free_port() -> int:
 
 
 TEST_PORTS = {s: free_port() for s in SERVICES}
+# A saga's lease in the suite's stack, shorter than the default 20 s so that the crash
+# tests' recovery comes sooner; it must outlast the longest step (3 attempts x 3 s).
+LEASE_SECONDS = 11.0
 ROTATION_KEY = "test2:" + base64.b64encode(b"test-only-rotation-data-key-32by").decode()
 
 
@@ -114,6 +117,8 @@ def infra() -> Iterator[Infra]:
         PAYSYS_MAIL_MAX_ATTEMPTS="3",
         PAYSYS_WEBHOOK_RETRY_BASE_SECONDS="1",
         PAYSYS_WEBHOOK_CLAIM_SECONDS="12",  # a killed sender's claim runs out soon
+        PAYSYS_CALL_TIMEOUT_SECONDS="3",
+        PAYSYS_LEASE_SECONDS=str(LEASE_SECONDS),
     )
     for service, port in TEST_PORTS.items():
         env[f"PAYSYS_{service.upper()}_PORT"] = str(port)

@@ -13,7 +13,7 @@ import pytest
 
 from paysys.kit.mongo import make_mongo
 from paysys_dev.stack import ROOT
-from tests.conftest import Stack, eventually
+from tests.conftest import LEASE_SECONDS, Stack, eventually
 from tests.e2e.helpers import kafka_events, user_with_token
 from tests.e2e.money import (
     arm_fault,
@@ -312,7 +312,7 @@ async def test_two_runners_on_one_saga_move_the_money_once(
     # it. Whatever the interleaving, the money moves exactly once, with one event.
     _, a_auth, a_wallet = await funded_user(api, "50.00")
     _, b_auth, b_wallet = await funded_user(api, "0")
-    await arm_fault(stack, b_wallet["id"], "pause_mid_saga", seconds=25)
+    await arm_fault(stack, b_wallet["id"], "pause_mid_saga", seconds=LEASE_SECONDS + 8)
     request = asyncio.create_task(
         move(api, a_auth, "transfer", a_wallet["id"], b_wallet["id"], "20.00")
     )
