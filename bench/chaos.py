@@ -586,24 +586,29 @@ async def settle(dsn: str, timeout: float, run_stack: Isolated | None = None) ->
     conn = await asyncpg.connect(dsn)
     try:
         deadline = time.monotonic() + timeout
+        last: dict[str, int] = {}
         while time.monotonic() < deadline:
             # the consumer's lag first: the email jobs it makes are then in `busy`
             lag = await _notified(run_stack) if run_stack is not None else 0
-            busy = await conn.fetchval(
+            row = await conn.fetchrow(
                 """SELECT (SELECT count(*) FROM transactions.transactions
-                           WHERE status IN ('PENDING', 'PROCESSING', 'AUTHORIZED'))
-                        + (SELECT count(*) FROM transactions.outbox)
+                           WHERE status IN ('PENDING', 'PROCESSING', 'AUTHORIZED')) AS sagas,
+                          (SELECT count(*) FROM transactions.outbox)
                         + (SELECT count(*) FROM transactions.records_outbox)
                         + (SELECT count(*) FROM wallets.outbox)
                         + (SELECT count(*) FROM users.outbox)
-                        + (SELECT count(*) FROM notifications.records_outbox)
-                        + (SELECT count(*) FROM notifications.email_jobs
-                           WHERE status IN ('pending', 'sending'))
-                        + (SELECT count(*) FROM notifications.webhook_deliveries
-                           WHERE status = 'pending')"""
+                        + (SELECT count(*) FROM notifications.records_outbox) AS outboxes,
+                          (SELECT count(*) FROM notifications.email_jobs
+                           WHERE status IN ('pending', 'sending')) AS emails,
+                          (SELECT count(*) FROM notifications.webhook_deliveries
+                           WHERE status = 'pending') AS webhooks"""
             )
-            if busy == 0 and lag == 0:
+            if sum(row.values()) == 0 and lag == 0:
                 return True
+            waiting = {k: v for k, v in {**row, "consumer lag": lag}.items() if v}
+            if waiting != last:
+                print(f"chaos settle: waiting on {waiting}", file=sys.stderr, flush=True)
+                last = waiting
             await asyncio.sleep(1)
         return False
     finally:
@@ -1012,6 +1017,9 @@ def main() -> None:
         PAYSYS_MAIL_BACKOFF_BASE_SECONDS="0.5",
         # a killed sender's claimed jobs come back after this (its default is 10 min)
         PAYSYS_MAIL_CLAIM_SECONDS="20",
+        # and so do a killed sender's webhook deliveries (60 s), retried sooner (15 s)
+        PAYSYS_WEBHOOK_CLAIM_SECONDS="20",
+        PAYSYS_WEBHOOK_RETRY_BASE_SECONDS="2",
         # Logs as in production: every line is then searched for card data.
         PAYSYS_LOG_LEVEL="INFO",
     )

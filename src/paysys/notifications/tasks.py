@@ -18,6 +18,7 @@ the records outbox) in PostgreSQL the moment it is known.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -82,9 +83,15 @@ WHERE EXISTS (SELECT 1 FROM j)
 _ADDRESS = re.compile(r"[^\s<>'\"(),;:\[\]]+@[^\s<>'\"(),;:\[\]]+")
 
 
-async def poll(run_once: Callable[[], Awaitable[int]], idle_seconds: float, event: str) -> None:
+async def poll(
+    run_once: Callable[[], Awaitable[int]],
+    idle_seconds: float,
+    event: str,
+    wake: asyncio.Event | None = None,
+) -> None:
     """A sender's loop: another round at once while there was work, a pause when there
-    was none or it failed (logged; the next round tries again)."""
+    was none or it failed (logged; the next round tries again). `wake`, when set, ends
+    the pause at once: work became due that the last round could not take."""
     while True:
         try:
             handled = await run_once()
@@ -94,7 +101,13 @@ async def poll(run_once: Callable[[], Awaitable[int]], idle_seconds: float, even
             log.warning(event, error=str(exc)[:300])
             handled = 0
         if handled == 0:
-            await asyncio.sleep(idle_seconds)
+            if wake is None:
+                await asyncio.sleep(idle_seconds)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), idle_seconds)
+        if wake is not None:
+            wake.clear()
 
 
 class UnreadableRecipient(ValueError):
@@ -432,6 +445,9 @@ class WebhookSender:
         self.public_only = settings.env not in ("local", "test")
         self.http: aiohttp.ClientSession | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        # Set when a delivery ends: its endpoint's next one is due at once, not a poll
+        # interval later (one in flight per endpoint made that the endpoint's pace).
+        self._ended = asyncio.Event()
 
     def _session(self) -> aiohttp.ClientSession:
         if self.http is None:
@@ -509,6 +525,8 @@ class WebhookSender:
             raise
         except Exception as exc:  # its claim runs out and it goes again
             log.warning("webhook_delivery_error", error=str(exc)[:300])
+        finally:
+            self._ended.set()
 
     async def deliver(self, c: Any, endpoint: Any) -> tuple[str, int | None, str | None]:
         """(succeeded | retry, the answer's status code, what went wrong)."""
@@ -541,7 +559,12 @@ class WebhookSender:
 
     async def run(self) -> None:
         try:
-            await poll(self.run_once, self.settings.webhook_poll_seconds, "webhook_sender_error")
+            await poll(
+                self.run_once,
+                self.settings.webhook_poll_seconds,
+                "webhook_sender_error",
+                self._ended,
+            )
         finally:
             for task in list(self._inflight):  # their claims run out: sent again later
                 task.cancel()
