@@ -6,7 +6,7 @@ from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from aiokafka.helpers import create_ssl_context
-from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from paysys.kit.crypto import DEV_BLIND_INDEX_KEY, DEV_DATA_KEYS, FieldCipher, cipher_from
@@ -33,7 +33,6 @@ def _env(*names: str) -> AliasChoices:
 
 class KitSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PAYSYS_", extra="ignore", populate_by_name=True)
-    _kafka_options: dict[str, Any] | None = PrivateAttr(default=None)
 
     # Settings that hold a secret, with their public development default: refused
     # outside local and test runs. Services add their own.
@@ -142,13 +141,13 @@ class KitSettings(BaseSettings):
     http_head_timeout_seconds: float = Field(10.0, gt=0)
 
     def kafka_options(self) -> dict[str, Any]:
-        """aiokafka's connection settings: the same for producers, consumers and admin,
-        built once per process (a TLS context reads its CA file)."""
-        if self._kafka_options is None:
-            self._kafka_options = self._build_kafka_options()
-        return dict(self._kafka_options)
+        """aiokafka's connection settings: the same for producers, consumers and admin
+        (a copy each time; the settings themselves are built once per process)."""
+        return dict(self._kafka_connection)
 
-    def _build_kafka_options(self) -> dict[str, Any]:
+    @cached_property
+    def _kafka_connection(self) -> dict[str, Any]:
+        # Built once, as `cipher` is: a TLS context reads its CA file.
         options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
         if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
             options["ssl_context"] = create_ssl_context(cafile=self.kafka_ca_file)
