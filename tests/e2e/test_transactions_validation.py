@@ -365,3 +365,53 @@ async def test_the_wallets_move_refuses_a_bad_body_as_a_problem_and_moves_nothin
         assert_problem(await outsider.post("/internal/transfers", json=good), 401, "UNAUTHORIZED")
     assert await balance(api, auth, src["id"]) == "50.00"
     assert await balance(api, other_auth, dst["id"]) == "0.00"
+
+
+async def test_a_malformed_create_is_422_naming_every_fault_and_moves_nothing(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    """The create route reads its own request (kit.plain): a bad header and a bad body
+    are both named in one answer, as FastAPI would; a body that is not JSON, or not
+    sent as JSON, is refused; none of it creates a transaction or moves money."""
+    user, auth, src = await funded_user(api, "10.00")
+    _, other_auth, dst = await funded_user(api, "0")
+    url = "/transactions/create"
+    both = await api.post(
+        url,
+        json={"type": "transfer", "source_wallet_id": src["id"], "destination_wallet_id": "x"},
+        headers={**auth, "Idempotency-Key": "k" * 256},
+    )
+    locs = [e["loc"] for e in assert_problem(both, 422, "VALIDATION_ERROR")["errors"]]
+    assert ["header", "Idempotency-Key"] in locs, locs
+    assert ["transfer", "destination_wallet_id"] in locs, locs
+    assert ["transfer", "amount"] in locs, locs
+    good = {
+        "type": "transfer",
+        "source_wallet_id": src["id"],
+        "destination_wallet_id": dst["id"],
+        "amount": "1.00",
+    }
+    for content, content_type in (
+        (json.dumps(good), "text/plain"),
+        (json.dumps(good), "application/x-www-form-urlencoded"),
+        ("{not json", "application/json"),
+        ("", "application/json"),
+        ("[]", "application/json"),
+        (json.dumps({**good, "type": "gift"}), "application/json"),
+    ):
+        resp = await api.post(
+            url, content=content.encode(), headers={**auth, "Content-Type": content_type}
+        )
+        assert_problem(resp, 422, "VALIDATION_ERROR")
+    ok = await api.post(
+        url, content=json.dumps(good), headers={**auth, "Content-Type": "application/merge+json"}
+    )
+    assert ok.status_code == 201, ok.text
+    rows = await db_fetch(
+        stack,
+        "SELECT count(*) AS n FROM transactions.transactions WHERE initiator_user_id = $1",
+        uuid.UUID(user["id"]),
+    )
+    assert rows[0]["n"] == 2  # the funding deposit, and the one well-formed transfer
+    assert await balance(api, auth, src["id"]) == "9.00"
+    assert await balance(api, other_auth, dst["id"]) == "1.00"

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, ValidationError
+from pydantic import AwareDatetime, TypeAdapter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paysys.kit import plain
 from paysys.kit.auth import CurrentUserId, require_internal
 from paysys.kit.deps import PROBLEM, RuntimeDep, get_runtime
 from paysys.kit.errors import ValidationFailed
@@ -397,16 +397,8 @@ internal_misc = APIRouter(
 )
 
 
-async def _parsed(request: Request, model: type[Any]) -> Any:
-    """A body checked by its model, a bad one answered as FastAPI would (kit.errors
-    renders RequestValidationError)."""
-    await require_internal(request)
-    try:
-        return model.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-        ) from None
+TRANSFER_IN = TypeAdapter(TransferIn)
+TRANSFER_BATCH_IN = TypeAdapter(TransferBatchIn)
 
 
 def _move(body: TransferIn) -> service.Move:
@@ -440,7 +432,8 @@ async def transfer(request: Request) -> Response:
     transaction id (a batch of one). A plain Starlette route, as the batch's: the money
     path's busiest endpoints, where FastAPI's dependency, body and response-model
     machinery doubled the cost of serving the request."""
-    body: TransferIn = await _parsed(request, TransferIn)
+    await require_internal(request)
+    body: TransferIn = await plain.parsed(request, TRANSFER_IN)
     if body.source_wallet_id == body.destination_wallet_id:
         raise ValidationFailed("Source and destination are the same wallet.", code="SAME_WALLET")
     (outcome,) = (await _apply(request, [_move(body)])).outcomes
@@ -457,7 +450,8 @@ async def transfer(request: Request) -> Response:
 async def transfer_batch(request: Request) -> Response:
     """POST /internal/transfers/batch: many moves, in one database transaction and one
     round trip, applied in order; each keeps its own outcome (see service.move_batch)."""
-    body: TransferBatchIn = await _parsed(request, TransferBatchIn)
+    await require_internal(request)
+    body: TransferBatchIn = await plain.parsed(request, TRANSFER_BATCH_IN)
     applied = await _apply(request, [_move(item) for item in body.items])
     out = TransferBatchOut(
         items=[
