@@ -83,13 +83,10 @@ async def test_a_hold_gives_back_only_to_the_windows_it_was_counted_in(stack: St
         a, b = await two_wallets(conn, 1000)
         day1 = at("2027-04-30T22:00:00")
         tx = uuid.uuid4()
-        async with db.uow() as session:
-            held = await service.hold(session, OUTBOX, tx, a, b, 8, "USD", MAXIMUMS, None, day1)
+        held = await service.hold(db, OUTBOX, tx, a, b, 8, "USD", MAXIMUMS, None, day1)
         assert isinstance(held, service.Held)
-        async with db.uow() as session:  # the day has 2 left
-            refused = await service.hold(
-                session, OUTBOX, uuid.uuid4(), a, b, 3, "USD", MAXIMUMS, None, day1
-            )
+        # the day has 2 left
+        refused = await service.hold(db, OUTBOX, uuid.uuid4(), a, b, 3, "USD", MAXIMUMS, None, day1)
         assert isinstance(refused, service.Refused) and refused.code == "LIMIT_EXCEEDED"
         # The next day (a new month too), 10 leaves; then the hold of the day before is
         # released: it must not give back to today's window.

@@ -162,6 +162,10 @@ MOVE_BATCH = (
     " $13, $14, $15, $16)"
 )
 
+# An authorization's hold and its capture, one statement each: migration 0013.
+HOLD_FUNDS = "SELECT * FROM hold_funds($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+CAPTURE_HOLD = "SELECT * FROM capture_hold($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+
 # -- statements and balances at an instant (raw, in one snapshot: Database.snapshot)
 
 # The last entry before the instant: one step down the (wallet_id, created_at, id) index.

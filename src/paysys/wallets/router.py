@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -12,7 +11,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, TypeAdapter
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from paysys.kit import plain
 from paysys.kit.auth import CurrentUserId, require_internal
@@ -505,11 +503,7 @@ holds = APIRouter(
 )
 
 
-async def _hold_step(
-    rt: Runtime[Any], cache: WalletCache, step: Callable[[AsyncSession], Awaitable[Any]]
-) -> Any:
-    async with rt.db.uow() as session:
-        outcome = await step(session)
+async def _hold_step(cache: WalletCache, outcome: Any) -> Any:
     if outcome is None:
         raise HoldNotFound("No such hold.")
     if isinstance(outcome, service.Missing):
@@ -526,21 +520,18 @@ async def _hold_step(
 @holds.post("", response_model=HoldOut)
 async def hold(body: HoldIn, rt: WalletsRuntime, cache: Cache) -> HoldOut:
     """Reserves the money of a manual-capture payment, once per transaction id."""
-    await _hold_step(
-        rt,
-        cache,
-        lambda session: service.hold(
-            session,
-            rt.outbox_or_fail,
-            body.transaction_id,
-            body.source_wallet_id,
-            body.destination_wallet_id,
-            body.amount_minor,
-            body.currency,
-            rt.settings.maximums_minor,
-            body.description,
-        ),
+    outcome = await service.hold(
+        rt.db,
+        rt.outbox_or_fail,
+        body.transaction_id,
+        body.source_wallet_id,
+        body.destination_wallet_id,
+        body.amount_minor,
+        body.currency,
+        rt.settings.maximums_minor,
+        body.description,
     )
+    await _hold_step(cache, outcome)
     return HoldOut(transaction_id=body.transaction_id, status="held")
 
 
@@ -549,13 +540,8 @@ async def capture(
     transaction_id: uuid.UUID, body: CaptureHoldIn, rt: RuntimeDep, cache: Cache
 ) -> HoldOut:
     """Takes part or all of a hold, once: asked again, the first capture's amount."""
-    done = await _hold_step(
-        rt,
-        cache,
-        lambda session: service.capture(
-            session, rt.outbox_or_fail, transaction_id, body.amount_minor
-        ),
-    )
+    outcome = await service.capture(rt.db, rt.outbox_or_fail, transaction_id, body.amount_minor)
+    done = await _hold_step(cache, outcome)
     return HoldOut(
         transaction_id=transaction_id, status="captured", captured_amount_minor=done.amount
     )
@@ -564,7 +550,7 @@ async def capture(
 @holds.post("/{transaction_id}/release", response_model=HoldOut)
 async def release(transaction_id: uuid.UUID, rt: RuntimeDep, cache: Cache) -> HoldOut:
     """Gives a hold's money back to what is available (a void, an expiry), once."""
-    await _hold_step(
-        rt, cache, lambda session: service.release(session, rt.outbox_or_fail, transaction_id)
-    )
+    async with rt.db.uow() as session:
+        outcome = await service.release(session, rt.outbox_or_fail, transaction_id)
+    await _hold_step(cache, outcome)
     return HoldOut(transaction_id=transaction_id, status="released")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paysys.kit.db import Database
 from paysys.kit.errors import AppError, ValidationFailed
 from paysys.kit.events import utcnow
-from paysys.kit.money import MoneyError, exponent, format_amount, parse_amount
+from paysys.kit.money import CURRENCY_EXPONENTS, MoneyError, exponent, format_amount, parse_amount
 from paysys.kit.outbox import Outbox
 from paysys.wallets import limits, repository
 from paysys.wallets.exceptions import (
@@ -30,6 +31,8 @@ from paysys.wallets.models import Hold, LedgerEntry, Wallet
 from paysys.wallets.schemas import FundsOut, LimitsOut, LimitValues, WalletOut
 
 SIGN = {"credit": 1, "refund": 1, "debit": -1}
+# The currencies' minor-unit digits, as capture_hold takes them (encoded once).
+EXPONENTS_JSON = json.dumps(CURRENCY_EXPONENTS)
 TOPIC = {
     "credit": "wallet.funds_added",
     "refund": "wallet.funds_added",
@@ -532,7 +535,7 @@ def _hold_event(topic: str, wallet: Wallet, hold: Hold, amount: int) -> tuple[st
 
 
 async def hold(
-    session: AsyncSession,
+    db: Database,
     outbox: Outbox,
     tx: uuid.UUID,
     source: uuid.UUID,
@@ -546,116 +549,68 @@ async def hold(
     """Reserves `amount` on the source for a payment to `destination`, if the payment
     could move now: both wallets active, in its currency, the source's available
     balance enough, its limits not passed (the hold counts against them from now on).
-    Once per transaction id: asked again, the first outcome."""
-    now = now or utcnow()
-    await repository.lock_transaction(session, tx)
-    kept = await repository.hold(session, tx)
-    if kept is not None:
-        if kept.status == "refused":
-            assert kept.code is not None
-            return Refused(kept.code, kept.wallet_id)
-        return Held([])
-    wallets = await _locked(session, source, destination)
-    s, d = wallets.get(source), wallets.get(destination)
-    if s is None or d is None or source == destination:
+    Once per transaction id: asked again, the first outcome. One statement (the
+    `hold_funds` function of migration 0013)."""
+    event = outbox.envelope("wallet.funds_held", {})
+    async with db.raw() as conn:
+        rows = await conn.fetch(
+            repository.HOLD_FUNDS,
+            tx,
+            source,
+            destination,
+            amount,
+            currency,
+            exponent(currency),
+            description,
+            now or utcnow(),
+            limits.as_json(maximums),
+            event.event_id,
+            event.model_dump_json(),
+        )
+    first, states = rows[0], [dict(r["wallet"]) for r in rows[1:]]
+    if first["result"] == "missing":
         return Missing()
-    why: tuple[str, Wallet] | None = None
-    if s.currency != currency or d.currency != currency:
-        why = ("CURRENCY_MISMATCH", s if s.currency != currency else d)
-    elif s.status != "ACTIVE" or d.status != "ACTIVE":
-        why = ("WALLET_INACTIVE", s if s.status != "ACTIVE" else d)
-    elif s.balance - s.held_balance < amount:
-        why = ("INSUFFICIENT_FUNDS", s)
-    elif limits.exceeded(limits.standing(s, maximums, now), amount):
-        why = ("LIMIT_EXCEEDED", s)
-    row = Hold(
-        transaction_id=tx,
-        wallet_id=source,
-        destination_wallet_id=destination,
-        amount=amount,
-        currency=currency,
-        status="refused" if why else "open",
-        code=why[0] if why else None,
-        description=description,
-        counted=why is None,
-        created_at=now,
-    )
-    session.add(row)
-    if why is not None:
-        await session.flush()
-        return Refused(why[0], why[1].id)
-    _touch(s)
-    s.held_balance += amount
-    limits.count(s, amount, now)
-    await session.flush()
-    await outbox.add_many(session, [_hold_event("wallet.funds_held", s, row, amount)])
-    return Held([to_state(s)])
+    if first["result"] == "refused":
+        return Refused(first["reason"], first["on_wallet"])
+    if states:
+        db.written(outbox.table.name)
+    return Held(states)
 
 
 async def capture(
-    session: AsyncSession, outbox: Outbox, tx: uuid.UUID, amount: int
+    db: Database, outbox: Outbox, tx: uuid.UUID, amount: int
 ) -> Captured | Refused | HoldEnded | None:
     """Takes `amount` (at most what is held) of an open hold: the whole hold released,
     the amount debited from the payer and credited to the merchant, with their ledger
     entries and events (funds_released, then funds_deducted and funds_added). Refused
     (nothing kept: the hold stays open) while either wallet is inactive. Once per
-    transaction id: asked again, the first capture. None: no such hold."""
-    await repository.lock_transaction(session, tx)
-    h = await repository.hold(session, tx)
-    if h is None or h.status == "refused":
+    transaction id: asked again, the first capture. None: no such hold. One statement
+    (the `capture_hold` function of migration 0013)."""
+    events = [
+        outbox.envelope(topic, {})
+        for topic in ("wallet.funds_released", TOPIC["debit"], TOPIC["credit"])
+    ]
+    async with db.raw() as conn:
+        rows = await conn.fetch(
+            repository.CAPTURE_HOLD,
+            tx,
+            amount,
+            EXPONENTS_JSON,
+            *[part for e in events for part in (e.event_id, e.model_dump_json())],
+        )
+    first, states = rows[0], [dict(r["wallet"]) for r in rows[1:]]
+    result = first["result"]
+    if result == "none":
         return None
-    if h.status == "captured":
-        assert h.captured_amount is not None
-        return Captured(h.captured_amount, [])
-    if h.status != "open":
-        return HoldEnded(h.status)
-    if not 0 < amount <= h.amount:
+    if result == "ended":
+        return HoldEnded(first["reason"])
+    if result == "too_much":
         raise ValidationFailed("More than the hold reserves.", code="AMOUNT_EXCEEDS_AUTHORIZED")
-    wallets = await _locked(session, h.wallet_id, h.destination_wallet_id)
-    s, d = wallets[h.wallet_id], wallets.get(h.destination_wallet_id)
-    if d is None or s.status != "ACTIVE" or d.status != "ACTIVE":
-        return Refused("WALLET_INACTIVE", s.id if s.status != "ACTIVE" or d is None else d.id)
-    # While the merchant's wallet is locked, as few round trips as can be: one flush of
-    # the rows, then the three events (funds_released, funds_deducted, funds_added) in
-    # one statement, in that order.
-    _touch(s, d)
-    s.held_balance -= h.amount
-    if h.counted:  # what is not captured never left: no longer spent
-        limits.give_back(s, h.amount - amount, h.created_at)
-    events = [_hold_event("wallet.funds_released", s, h, h.amount)]
-    s.balance -= amount
-    d.balance += amount
-    h.status, h.captured_amount, h.updated_at = "captured", amount, utcnow()
-    for wallet, other, operation, delta in ((s, d, "debit", -amount), (d, s, "credit", amount)):
-        session.add(
-            LedgerEntry(
-                wallet_id=wallet.id,
-                transaction_id=tx,
-                operation=operation,
-                amount=delta,
-                balance_after=wallet.balance,
-                kind="payment",
-                description=h.description,
-                counterparty_wallet_id=other.id,
-            )
-        )
-        events.append(
-            (
-                TOPIC[operation],
-                str(wallet.id),
-                {
-                    "wallet_id": str(wallet.id),
-                    "user_id": str(wallet.user_id),
-                    "transaction_id": str(tx),
-                    "amount": format_amount(amount, wallet.currency),
-                    "currency": wallet.currency,
-                    "balance": format_amount(wallet.balance, wallet.currency),
-                },
-            )
-        )
-    await session.flush()
-    await outbox.add_many(session, events)
-    return Captured(amount, [to_state(s), to_state(d)])
+    if result == "refused":
+        return Refused(first["reason"], first["on_wallet"])
+    if states:
+        db.written(outbox.table.name)
+    return Captured(first["amount"], states)
 
 
 async def release(
