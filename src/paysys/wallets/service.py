@@ -534,6 +534,19 @@ def _hold_event(topic: str, wallet: Wallet, hold: Hold, amount: int) -> tuple[st
     )
 
 
+async def _hold_statement(
+    db: Database, outbox: Outbox, sql: str, *args: Any
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Runs hold_funds or capture_hold: its outcome row, and the states of the wallets
+    it changed (their events are in the outbox then: its relay is woken)."""
+    async with db.raw() as conn:
+        rows = await conn.fetch(sql, *args)
+    states = [dict(r["wallet"]) for r in rows[1:]]
+    if states:
+        db.written(outbox.table.name)
+    return rows[0], states
+
+
 async def hold(
     db: Database,
     outbox: Outbox,
@@ -552,28 +565,26 @@ async def hold(
     Once per transaction id: asked again, the first outcome. One statement (the
     `hold_funds` function of migration 0013)."""
     event = outbox.envelope("wallet.funds_held", {})
-    async with db.raw() as conn:
-        rows = await conn.fetch(
-            repository.HOLD_FUNDS,
-            tx,
-            source,
-            destination,
-            amount,
-            currency,
-            exponent(currency),
-            description,
-            now or utcnow(),
-            limits.as_json(maximums),
-            event.event_id,
-            event.model_dump_json(),
-        )
-    first, states = rows[0], [dict(r["wallet"]) for r in rows[1:]]
+    first, states = await _hold_statement(
+        db,
+        outbox,
+        repository.HOLD_FUNDS,
+        tx,
+        source,
+        destination,
+        amount,
+        currency,
+        exponent(currency),
+        description,
+        now or utcnow(),
+        limits.as_json(maximums),
+        event.event_id,
+        event.model_dump_json(),
+    )
     if first["result"] == "missing":
         return Missing()
     if first["result"] == "refused":
         return Refused(first["reason"], first["on_wallet"])
-    if states:
-        db.written(outbox.table.name)
     return Held(states)
 
 
@@ -590,15 +601,15 @@ async def capture(
         outbox.envelope(topic, {})
         for topic in ("wallet.funds_released", TOPIC["debit"], TOPIC["credit"])
     ]
-    async with db.raw() as conn:
-        rows = await conn.fetch(
-            repository.CAPTURE_HOLD,
-            tx,
-            amount,
-            EXPONENTS_JSON,
-            *[part for e in events for part in (e.event_id, e.model_dump_json())],
-        )
-    first, states = rows[0], [dict(r["wallet"]) for r in rows[1:]]
+    first, states = await _hold_statement(
+        db,
+        outbox,
+        repository.CAPTURE_HOLD,
+        tx,
+        amount,
+        EXPONENTS_JSON,
+        *[part for e in events for part in (e.event_id, e.model_dump_json())],
+    )
     result = first["result"]
     if result == "none":
         return None
@@ -608,8 +619,6 @@ async def capture(
         raise ValidationFailed("More than the hold reserves.", code="AMOUNT_EXCEEDS_AUTHORIZED")
     if result == "refused":
         return Refused(first["reason"], first["on_wallet"])
-    if states:
-        db.written(outbox.table.name)
     return Captured(first["amount"], states)
 
 
