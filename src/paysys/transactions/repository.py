@@ -481,15 +481,17 @@ WHERE user_id = $1 AND key = $2 AND response_status IS NULL
 # -- authorizations: a capture, a void or the expiry takes an AUTHORIZED payment (phase
 # 'held') with one conditional UPDATE: of several racing, exactly one takes it.
 
-CLAIM_HELD = """
+# Every column, for a row read raw and handed on as a Transaction.
+_EVERY = ", ".join(c.name for c in Transaction.__table__.columns)
+_CLAIM_HELD = """
 UPDATE transactions SET phase = $2, captured_amount = $3, failure_code = $4,
        lease_until = now() + make_interval(secs => $5), attempts = attempts + 1,
        updated_at = now(), steps = steps || $6::jsonb
 WHERE id = $1 AND status = 'AUTHORIZED' AND phase = 'held'
   AND CASE $7::text WHEN 'unexpired' THEN authorization_expires_at > now()
                     WHEN 'expired' THEN authorization_expires_at <= now() ELSE true END
-RETURNING id
 """
+CLAIM_HELD = f"{_CLAIM_HELD}RETURNING {_EVERY}"
 
 
 async def claim_held(
@@ -503,14 +505,15 @@ async def claim_held(
     failure_code: str | None = None,
     when: str = "any",
     key: NewKey | None = None,
-) -> str | None:
+) -> Transaction | str:
     """Takes an authorization (phase `held`) for a capture or a void, with the
-    request's key, in one database transaction: None when taken, else why not ("key":
-    another request holds the key; "state": it is not waiting any more, or not in
-    `when`: "unexpired", "expired", "any")."""
+    request's key, in one database transaction: the transaction as taken (no read back
+    needed to drive it), else why not ("key": another request holds the key; "state":
+    it is not waiting any more, or not in `when`: "unexpired", "expired", "any")."""
+    taken: list[Transaction] = []
 
     async def claim() -> bool:
-        taken = await tx.conn.fetchval(
+        row = await tx.conn.fetchrow(
             CLAIM_HELD,
             tx_id,
             phase.value,
@@ -520,9 +523,12 @@ async def claim_held(
             json.dumps([entry]),
             when,
         )
-        return taken is not None
+        if row is not None:
+            taken.append(Transaction(**dict(row)))
+        return row is not None
 
-    return await _with_key(tx, key, claim, "state")
+    why = await _with_key(tx, key, claim, "state")
+    return why if why is not None else taken[0]
 
 
 async def reopen(

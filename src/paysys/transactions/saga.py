@@ -463,7 +463,7 @@ class Saga:
         """Voids an authorization nobody captured before it expired (unless a capture
         or a void takes it first)."""
         async with self.db.raw_transaction() as claim:
-            why = await repository.claim_held(
+            claimed = await repository.claim_held(
                 claim,
                 tx_id,
                 Phase.VOIDING,
@@ -472,7 +472,7 @@ class Saga:
                 failure_code="AUTHORIZATION_EXPIRED",
                 when="expired",
             )
-        if why is None:
+        if not isinstance(claimed, str):
             await self.recover_claimed(tx_id)
 
 

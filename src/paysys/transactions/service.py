@@ -577,7 +577,7 @@ async def _take(
     the others answer 409), with the request's key; then drives it to its end."""
     key = new_key(saga, user_id, keyed, tx)
     async with saga.db.raw_transaction() as claim:
-        why = await repository.claim_held(
+        claimed = await repository.claim_held(
             claim,
             tx.id,
             phase,
@@ -587,15 +587,15 @@ async def _take(
             when=when,
             key=key,
         )
-    if why == "key":
+    if claimed == "key":
         assert keyed is not None
         await check_key(saga, user_id, keyed)
         raise RequestInProgress(IN_PROGRESS)
-    if why == "state":
+    if isinstance(claimed, str):
         raise InvalidTransactionState("This authorization was captured, voided or expired.")
     keep = (user_id, keyed.key) if keyed else None
     try:
-        return await saga.drive(tx.id, keep=keep)
+        return await saga.drive(tx.id, fresh=claimed, keep=keep)
     except CaptureRefused as exc:
         raise CaptureRefusedError(
             "A wallet of this payment is inactive; the authorization stays as it was.",
