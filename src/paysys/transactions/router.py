@@ -19,7 +19,6 @@ from paysys.kit.auth import CurrentUserId, current_user_id
 from paysys.kit.deps import PROBLEM
 from paysys.kit.errors import PROBLEM_JSON, ServiceUnavailable, ValidationFailed, problem_body
 from paysys.kit.money import format_amount
-from paysys.kit.plain import served_by
 from paysys.transactions import service
 from paysys.transactions.clients import OutcomeUnknown
 from paysys.transactions.exceptions import TransactionNotFound
@@ -127,9 +126,10 @@ def _json(status: int, body: dict[str, object], replayed: bool = False) -> JSONR
     return JSONResponse(body, status_code=status, headers=headers, media_type=media)
 
 
-# The operation as FastAPI declares it: its OpenAPI entry, and the reference for
-# `serve_create`, which serves its requests (kit.plain). (A comment, not a docstring:
-# that would become the operation's public description.)
+# The operation as FastAPI declares it: its signature makes the OpenAPI entry, and
+# served by FastAPI (route_class_override removed) it answers as `serve_create` does,
+# which serves the requests (kit.plain). A comment, not a docstring: that would become
+# the operation's public description.
 async def create_transaction(
     user_id: CurrentUserId,
     saga: SagaDep,
@@ -178,7 +178,7 @@ router.add_api_route(
     response_model=TransactionOut,
     responses={**PROBLEM, 503: {"content": {PROBLEM_JSON: {}}}},
     summary="Create a deposit, transfer or payment",
-    route_class_override=served_by(serve_create),
+    route_class_override=plain.served_by(serve_create),
 )
 
 
