@@ -620,7 +620,9 @@ async def test_a_developer_adds_a_webhook_sees_its_deliveries_retries_one_and_de
     await eventually(lambda: _more(receiver, "/console", before), timeout=20)
     await page.click("#webhook-rows button:has-text('Delete')")
     await page.wait_for_selector("#notice:has-text('is deleted')")
-    assert await page.locator("#webhook-rows tr").count() == 0
+    # The notice comes first, then the list is fetched again: wait for it (Playwright's
+    # expect retries), as a person sees the row go a moment later.
+    await expect(page.locator("#webhook-rows tr")).to_have_count(0)
     assert (await api.get("/webhooks", headers=auth)).json()["items"] == []
     assert problems == []
 
