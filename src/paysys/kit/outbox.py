@@ -127,12 +127,6 @@ class Outbox:
         await insert_rows(session, self.table, [row])
         return envelope
 
-    async def add_many(
-        self, session: AsyncSession, events: Sequence[tuple[str, str, dict[str, Any]]]
-    ) -> None:
-        """Several events (topic, key, data) in one statement, in this order."""
-        await insert_rows(session, self.table, [self.row(t, k, d) for t, k, d in events])
-
 
 class Pending:
     """One row a relay is delivering: the stored JSON as text (Kafka takes it as it is)

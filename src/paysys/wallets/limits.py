@@ -1,8 +1,9 @@
 """Spending limits: what may leave a wallet per transaction, per UTC day and per UTC
 month. The owner's own limits (NULL: the maximum) are never above the maximums of the
 account type and currency, which are settings. move_batch (migration 0012) applies the
-same rules in SQL for transfers and payments; the holds apply them here, on the wallet
-row locked by the same transaction."""
+same rules in SQL for transfers and payments, and hold_funds and capture_hold
+(migration 0013) for holds; a hold released (a void, an expiry) gives back here, on the
+wallet row locked by the same transaction."""
 
 from __future__ import annotations
 
@@ -109,30 +110,10 @@ def standing(wallet: Wallet, maximums: dict[str, dict[str, Triple]], now: dateti
     )
 
 
-def exceeded(s: Standing, amount: int) -> bool:
-    """Whether `amount` more would pass a limit (reaching one exactly is allowed)."""
-    per_transaction, daily, monthly = s.limits
-    return (
-        (per_transaction is not None and amount > per_transaction)
-        or (daily is not None and s.spent_today + amount > daily)
-        or (monthly is not None and s.spent_this_month + amount > monthly)
-    )
-
-
-def count(wallet: Wallet, amount: int, now: datetime) -> None:
-    """`amount` left the wallet at `now`: added to the current windows."""
-    day, month = windows(now)
-    wallet.spent_today = (wallet.spent_today if wallet.spent_day == day else 0) + amount
-    wallet.spent_this_month = (
-        wallet.spent_this_month if wallet.spent_month == month else 0
-    ) + amount
-    wallet.spent_day, wallet.spent_month = day, month
-
-
 def give_back(wallet: Wallet, amount: int, counted_at: datetime) -> None:
-    """`amount` counted at `counted_at` did not leave after all (a hold released, the
-    rest of a partial capture): taken off the windows it was counted in, if they are
-    still the current ones."""
+    """`amount` counted at `counted_at` did not leave after all (a hold released; the
+    rest of a partial capture is given back by capture_hold): taken off the windows it
+    was counted in, if they are still the current ones."""
     day, month = windows(counted_at)
     if wallet.spent_day == day:
         wallet.spent_today = max(0, wallet.spent_today - amount)

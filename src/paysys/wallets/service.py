@@ -27,7 +27,7 @@ from paysys.wallets.exceptions import (
     WalletExists,
     WalletNotFound,
 )
-from paysys.wallets.models import Hold, LedgerEntry, Wallet
+from paysys.wallets.models import LedgerEntry, Wallet
 from paysys.wallets.schemas import FundsOut, LimitsOut, LimitValues, WalletOut
 
 SIGN = {"credit": 1, "refund": 1, "debit": -1}
@@ -517,23 +517,6 @@ async def _locked(session: AsyncSession, *ids: uuid.UUID) -> dict[uuid.UUID, Wal
     return {w.id: w for w in await repository.lock_wallets(session, list(ids))}
 
 
-def _hold_event(topic: str, wallet: Wallet, hold: Hold, amount: int) -> tuple[str, str, Any]:
-    """A hold's event (funds_held, funds_released), for Outbox.add_many."""
-    return (
-        topic,
-        str(wallet.id),
-        {
-            "wallet_id": str(wallet.id),
-            "user_id": str(wallet.user_id),
-            "transaction_id": str(hold.transaction_id),
-            "amount": format_amount(amount, wallet.currency),
-            "currency": wallet.currency,
-            "balance": format_amount(wallet.balance, wallet.currency),
-            "held_balance": format_amount(wallet.held_balance, wallet.currency),
-        },
-    )
-
-
 async def _hold_statement(
     db: Database, outbox: Outbox, sql: str, *args: Any
 ) -> tuple[Any, list[dict[str, Any]]]:
@@ -643,7 +626,20 @@ async def release(
         limits.give_back(s, h.amount, h.created_at)
     h.status, h.updated_at = "released", utcnow()
     await session.flush()
-    await outbox.add_many(session, [_hold_event("wallet.funds_released", s, h, h.amount)])
+    await outbox.add(
+        session,
+        "wallet.funds_released",
+        str(s.id),
+        {
+            "wallet_id": str(s.id),
+            "user_id": str(s.user_id),
+            "transaction_id": str(tx),
+            "amount": format_amount(h.amount, s.currency),
+            "currency": s.currency,
+            "balance": format_amount(s.balance, s.currency),
+            "held_balance": format_amount(s.held_balance, s.currency),
+        },
+    )
     return Released([to_state(s)])
 
 
