@@ -25,10 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import os
 import platform
 import random
+import re
 import resource
 import statistics
 import subprocess
@@ -104,27 +106,81 @@ def pids_matching(needle: str) -> list[int]:
     return found
 
 
+def _client_port(backend: int) -> int | None:
+    """The client's port of a PostgreSQL backend, from its process title
+    ("postgres: user db 127.0.0.1(54321) idle")."""
+    try:
+        title = Path(f"/proc/{backend}/cmdline").read_bytes()
+    except OSError:
+        return None
+    found = re.search(rb" [0-9a-fA-F.:]+\((\d+)\) ", title)
+    return int(found.group(1)) if found else None
+
+
+def _local_ports(pids: list[int]) -> set[int]:
+    """The local TCP ports of these processes' sockets (/proc/<pid>/fd, /proc/net/tcp)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+        except OSError:
+            continue
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 class CpuMeter:
     """CPU seconds of named groups of processes between `start` and `stop`. A group
     named in `rescan` (by its cmdline needle) is looked up again at `stop`, so that
-    processes born meanwhile count too: PostgreSQL starts a backend per connection."""
+    processes born meanwhile count too: PostgreSQL starts a backend per connection.
+    `backends_of` moves the PostgreSQL backends serving given processes (matched by the
+    client port in a backend's title) from `postgresql` into a group of their own: the
+    notifications' queries are event tail, not the request path."""
 
-    def __init__(self, groups: dict[str, list[int]], rescan: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        groups: dict[str, list[int]],
+        rescan: dict[str, str] | None = None,
+        backends_of: dict[str, list[int]] | None = None,
+    ) -> None:
         self.groups = {g: list(pids) for g, pids in groups.items()}
         self.rescan = rescan or {}
+        self.backends_of = backends_of or {}
         self.before: dict[int, float] = {}
         self.busy_before = 0.0
         self.t0 = 0.0
 
+    def _split_backends(self) -> None:
+        for group, clients in self.backends_of.items():
+            ports = _local_ports(clients)
+            theirs = {p for p in self.groups.get("postgresql", []) if _client_port(p) in ports}
+            self.groups[group] = sorted(set(self.groups.get(group, [])) | theirs)
+        taken = {p for group in self.backends_of for p in self.groups[group]}
+        if taken:
+            self.groups["postgresql"] = [p for p in self.groups["postgresql"] if p not in taken]
+
     def start(self) -> None:
         for group, needle in self.rescan.items():
             self.groups[group] = pids_matching(needle)
+        self._split_backends()
         self.before = {p: cpu_seconds(p) for pids in self.groups.values() for p in pids}
         self.busy_before, self.t0 = machine_busy_seconds(), time.time()
 
     def stop(self) -> tuple[dict[str, float], float, float]:
         for group, needle in self.rescan.items():
             self.groups[group] = sorted(set(self.groups[group]) | set(pids_matching(needle)))
+        self._split_backends()
         used = {
             g: sum(cpu_seconds(p) - self.before.get(p, 0.0) for p in pids)
             for g, pids in self.groups.items()
@@ -700,7 +756,14 @@ class Report:
             return sum(r.cpu.get(k, 0.0) for k in path) * 1000 / max(r.ok, 1)
 
         def tail_ms(r: Result) -> float:
-            tail = ("kafka", "notifications", "ferretdb", "postgresql for ferretdb", "mailpit")
+            tail = (
+                "kafka",
+                "notifications",
+                "postgresql for notifications",
+                "ferretdb",
+                "postgresql for ferretdb",
+                "mailpit",
+            )
             return sum(r.cpu.get(k, 0.0) for k in tail) * 1000 / max(r.ok, 1)
 
         lines = [
@@ -864,7 +927,9 @@ async def run(
         people = await asyncio.gather(*(seeded(i, False) for i in range(args.users)))
         merchants = await asyncio.gather(*(seeded(i, True) for i in range(4)))
         meter = CpuMeter(
-            groups, rescan={p: INFRA[p] for p in ("postgresql", "postgresql for ferretdb")}
+            groups,
+            rescan={p: INFRA[p] for p in ("postgresql", "postgresql for ferretdb")},
+            backends_of={"postgresql for notifications": pids["notifications"]},
         )
 
         def transfer(rng: random.Random) -> tuple[dict[str, str], dict[str, Any]]:

@@ -67,7 +67,43 @@ def to_out(tx: Transaction) -> TransactionOut:
 
 
 def view(tx: Transaction) -> dict[str, Any]:
-    return dump(to_out(tx))
+    """`TransactionOut` as JSON, built straight from the row: the same document as
+    `dump(to_out(tx))` (tests/unit/test_transaction_view.py holds them equal), without a
+    pydantic model per transaction: a bulk answer renders a thousand of them, and the
+    model's validation and serialization were most of that."""
+    currency = tx.currency
+    captured = tx.captured_amount
+    return {
+        "id": str(tx.id),
+        "type": tx.type,
+        "status": str(tx.status),
+        "amount": format_amount(tx.amount, currency),
+        "currency": currency,
+        "source_wallet_id": _uuid(tx.source_wallet_id),
+        "destination_wallet_id": _uuid(tx.destination_wallet_id),
+        "description": tx.description,
+        "failure_code": tx.failure_code,
+        "captured_amount": None
+        if captured is None or tx.status != Status.COMPLETED
+        else format_amount(captured, currency),
+        "refunded_amount": format_amount(tx.refunded_amount or 0, currency),
+        "refunded_transaction_id": _uuid(tx.refunded_transaction_id),
+        "authorization_expires_at": _instant(tx.authorization_expires_at),
+        "created_at": _instant(tx.created_at),
+        "updated_at": _instant(tx.updated_at),
+    }
+
+
+def _uuid(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _instant(value: datetime | None) -> str | None:
+    """An instant as pydantic writes it in JSON: ISO 8601, UTC as "Z"."""
+    if value is None:
+        return None
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def failure_body(tx: Transaction) -> dict[str, Any]:
@@ -77,7 +113,7 @@ def failure_body(tx: Transaction) -> dict[str, Any]:
         code,
         f"The {tx.type} did not go through: {code}.",
         transaction_id=str(tx.id),
-        transaction=dump(to_out(tx)),
+        transaction=view(tx),
     )
 
 
@@ -85,13 +121,13 @@ def final_response(tx: Transaction) -> tuple[int, dict[str, Any]]:
     """The answer of POST /transactions/create once the transaction ended (or, a
     manual-capture payment, was authorized)."""
     if tx.status in (Status.COMPLETED, Status.AUTHORIZED):
-        return 201, dump(to_out(tx))
+        return 201, view(tx)
     return 400, failure_body(tx)
 
 
 def batch_answer(txs: list[Transaction]) -> tuple[int, dict[str, Any]]:
     """The answer of a bulk request, once its transactions ended."""
-    return 200, {"items": [dump(to_out(tx)) for tx in txs]}
+    return 200, {"items": [view(tx) for tx in txs]}
 
 
 async def get_saga(request: Request) -> Saga:

@@ -77,11 +77,11 @@ KeyRef = tuple[uuid.UUID, str]
 @dataclass(frozen=True)
 class Terminal:
     """What a terminal transaction leaves behind, as raw rows: one `transaction.*`
-    event, its `transaction_logs` and `audit_log` records, and the stored answer."""
+    event, and its `transaction_logs` and `audit_log` records. (Its answer, kept with an
+    Idempotency-Key, is rendered only for a key: `Saga.answer`.)"""
 
     events: list[tuple[Any, ...]]
     records: list[tuple[Any, ...]]
-    response: tuple[int, dict[str, Any]]
 
 
 @dataclass
@@ -124,7 +124,7 @@ class Saga:
         amount = format_amount(tx.amount, tx.currency)
         captured = tx.captured_amount
         if tx.status == Status.AUTHORIZED:
-            return Terminal([self._event(tx, action, amount, None)], [], self.answer(tx))
+            return Terminal([self._event(tx, action, amount, None)], [])
         event = self._event(tx, action, amount, captured)
         log_doc = self.records.row(
             "transaction_logs",
@@ -158,7 +158,7 @@ class Saga:
             at=tx.finished_at,
             correlation_id=tx.correlation_id,
         )
-        return Terminal([event], [log_doc, audit], self.answer(tx))
+        return Terminal([event], [log_doc, audit])
 
     def _event(
         self, tx: Transaction, action: str, amount: str, captured: int | None
@@ -222,7 +222,7 @@ class Saga:
             if tx.idempotency_key is not None and tx.batch_id is None:
                 answers.append(
                     repository.Answer(
-                        tx.initiator_user_id, tx.idempotency_key, *done.response, tx.id
+                        tx.initiator_user_id, tx.idempotency_key, *self.answer(tx), tx.id
                     )
                 )
         ends = [(tx.id, tx.status, tx.failure_code, tx.steps[-1]) for tx in txs]

@@ -209,7 +209,9 @@ async def _validate(
     else:
         # Owner and currency only (they never change; cached): the status is checked
         # by wallets, under its locks, inside the move itself.
-        source, destination = await asyncio.gather(
+        source, destination = clients.known_facts(
+            body.source_wallet_id, body.destination_wallet_id
+        ) or await asyncio.gather(
             clients.wallet_facts(body.source_wallet_id),
             clients.wallet_facts(body.destination_wallet_id),
         )
@@ -403,7 +405,7 @@ async def _born_failed(
                 keyed.digest,
                 Keyed.expiry(saga, tx),
                 tx.id,
-                *done.response,
+                *saga.answer(tx),
             )
             if not taken:
                 raise KeyTaken  # the unit of work rolls back: nothing of this request
