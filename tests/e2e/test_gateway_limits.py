@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from tests.conftest import TEST_PORTS, Stack, free_port, gateway_of, unique_email
 
@@ -154,3 +155,29 @@ async def test_registrations_and_refreshes_over_the_per_ip_limit_are_429(
             for _ in range(7)
         ]
         assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
+
+
+async def test_a_redis_that_forgot_its_scripts_still_checks_sessions_and_limits(
+    stack: Stack, strict_gateway: str
+) -> None:
+    """Redis restarted (its scripts gone): the gateway's one-command check loads its
+    script again; the session and the limit are still checked, on the same request."""
+    async with client_from(strict_gateway, fresh_ip()) as c:
+        email = unique_email("noscript")
+        body = {"email": email, "password": "long-enough-pw", "full_name": "U"}
+        assert (await c.post("/users/register", json=body)).status_code == 201
+        login = await c.post("/users/login", json={"email": email, "password": body["password"]})
+        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        redis = aioredis.from_url(stack.infra.redis_url)
+        try:
+            codes = []
+            for _ in range(6):
+                await redis.script_flush()
+                codes.append((await c.get("/users/me", headers=auth)).status_code)
+            assert codes == [200] * 5 + [429]
+            async with httpx.AsyncClient(base_url=stack.gateway, timeout=30) as other:
+                assert (await other.post("/users/logout", headers=auth)).status_code == 204
+            await redis.script_flush()
+            assert (await c.get("/users/me", headers=auth)).status_code == 401
+        finally:
+            await redis.aclose()

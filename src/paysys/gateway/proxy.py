@@ -6,13 +6,11 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import structlog
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from paysys.gateway.ratelimit import RateLimiter, ip_identity
@@ -23,7 +21,6 @@ from paysys.kit.context import REQUEST_ID_HEADER, bind_user, client_ip_var, curr
 from paysys.kit.errors import AppError, NotFound, ServiceUnavailable, Unauthorized
 from paysys.kit.http import INTERNAL_TOKEN_HEADER, SESSION_ID_HEADER, USER_ID_HEADER
 from paysys.kit.metrics import RATE_LIMITED
-from paysys.kit.redis import run_pipeline
 from paysys.kit.runtime import Runtime
 
 log = structlog.get_logger()
@@ -101,19 +98,21 @@ class Proxy:
 
     async def admit(self, route: Route, request: Request, ip: str) -> AccessClaims | None:
         """Checks the token (locally), then the session and the rate limit in one Redis
-        round trip. The session must be alive and belong to the token's user. Redis
+        command. The session must be alive and belong to the token's user. Redis
         down: 503 on every route, the unauthenticated ones included, so that neither a
         session nor a password guess gets past checks that cannot be made."""
         claims = self._claims(request) if route.auth else None
         scope, identity, limit = self._limit_of(route, ip, claims.user_id if claims else None)
+        session = session_key(claims.session_id) if claims is not None else None
         try:
-            results = await self._ask_redis(claims, scope, identity, limit)
+            decision, owner = await self.limiter.admit(
+                self.rt.redis, scope, identity, limit, session
+            )
         except RedisError as exc:
             log.warning("redis_unavailable_at_gateway", error=type(exc).__name__)
             raise ServiceUnavailable("Sessions and limits cannot be checked right now.") from None
-        if claims is not None and results[0] != claims.user_id:
+        if claims is not None and owner != claims.user_id:
             raise Unauthorized("The access token is missing, malformed, expired or revoked.")
-        decision = self.limiter.decision(results[-1])
         if not decision.allowed:
             RATE_LIMITED.labels(scope).inc()
             raise RateLimited(
@@ -121,16 +120,6 @@ class Proxy:
                 headers={"Retry-After": str(decision.retry_after_seconds)},
             )
         return claims
-
-    async def _ask_redis(
-        self, claims: AccessClaims | None, scope: str, identity: str, limit: int
-    ) -> list[Any]:
-        def build(pipe: Pipeline) -> None:
-            if claims is not None:
-                pipe.hget(session_key(claims.session_id), "user_id")
-            self.limiter.queue(pipe, scope, identity, limit)
-
-        return await run_pipeline(self.rt.redis, build, (self.limiter.script,))
 
     async def forward(self, route: Route, request: Request) -> Response:
         params = request.path_params

@@ -1,13 +1,11 @@
-"""redis-py asyncio client factory, and Lua scripts that ride on a pipeline."""
+"""redis-py asyncio client factory, and Lua scripts run by EVALSHA."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,17 +34,13 @@ def make_redis(url: str, max_connections: int = 64) -> Redis:
 
 
 class LuaScript:
-    """A Lua script queued on a pipeline by EVALSHA alone. redis-py's own Script asks
-    SCRIPT EXISTS before every pipeline that carries it, one round trip more each time;
-    here a NOSCRIPT answer (Redis restarted and forgot it) loads it and runs the
-    pipeline once more."""
+    """A Lua script run by EVALSHA alone. redis-py's own Script asks SCRIPT EXISTS
+    before a pipeline that carries it, one round trip more each time; here a NOSCRIPT
+    answer (Redis restarted and forgot it) loads it and runs it once more."""
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.sha = hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - Redis's script id
-
-    def queue(self, pipe: Pipeline, keys: list[str], args: list[Any]) -> None:
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
 
     async def run(self, redis: Redis, keys: list[str], args: list[Any]) -> Any:
         """The script alone, as one command (no pipeline to build); loads it if Redis
@@ -56,20 +50,3 @@ class LuaScript:
         except NoScriptError:
             await redis.script_load(self.text)
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
-
-
-async def run_pipeline(
-    redis: Redis, build: Callable[[Pipeline], None], scripts: tuple[LuaScript, ...]
-) -> list[Any]:
-    """Builds and runs one pipeline (no MULTI); reloads the scripts once if needed."""
-    for attempt in (1, 2):
-        async with redis.pipeline(transaction=False) as pipe:
-            build(pipe)
-            try:
-                return list(await pipe.execute())
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-        for script in scripts:
-            await redis.script_load(script.text)
-    raise AssertionError("unreachable")
