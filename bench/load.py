@@ -838,9 +838,12 @@ class Report:
             "",
             f"CPU per transfer on the request path (gateway, transactions, wallets, their "
             f"PostgreSQL): **{path_ms(t):.2f} ms**; the event tail (relays' share is inside "
-            f"the services; Kafka, notifications, FerretDB and its PostgreSQL backends, the "
-            f"Mailpit) apart: "
-            f"{tail_ms(t):.2f} ms.",
+            f"the services; Kafka, notifications and the PostgreSQL backends serving it, "
+            f"FerretDB and its PostgreSQL backends, the Mailpit) apart: "
+            f"{tail_ms(t):.2f} ms. A backend is the notifications' when the client end of "
+            f"its connection is a socket of a notifications process (its title names the "
+            f"client's port); before 2026-12-02 every backend but FerretDB's counted as the "
+            f"request path's.",
             "",
             f"Moves per wallets batch (one database transaction each) during the transfer "
             f"run: {', '.join(f'{k}: {v}' for k, v in self.sizes.items()) or 'none seen'}.",
