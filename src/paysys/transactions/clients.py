@@ -51,6 +51,8 @@ class Clients:
     _facts: OrderedDict[uuid.UUID, dict[str, Any]] = field(default_factory=OrderedDict)
     _account_types: OrderedDict[uuid.UUID, str] = field(default_factory=OrderedDict)
     max_cached: int = 100_000
+    # The reads of wallets not known yet, while they run: one per wallet at a time.
+    _reading: dict[uuid.UUID, asyncio.Task[dict[str, Any] | None]] = field(default_factory=dict)
 
     async def _call(
         self,
@@ -85,15 +87,33 @@ class Clients:
         return resp.body
 
     async def wallet_facts(self, wallet_id: uuid.UUID) -> dict[str, Any] | None:
-        """A wallet's id, owner and currency (cached: they never change)."""
+        """A wallet's id, owner and currency (cached: they never change). Requests that
+        name a wallet while it is being read wait for that read: a cold instance under
+        load otherwise asked wallets once per request (331 reads of 40 wallets in the
+        first second of a bulk run)."""
         facts = self._facts.get(wallet_id)
-        if facts is None:
-            wallet = await self.wallet(wallet_id)
-            if wallet is None:
-                return None
-            facts = {k: wallet[k] for k in ("id", "user_id", "currency")}
-            _remember(self._facts, wallet_id, facts, self.max_cached)
+        if facts is not None:
+            return facts
+        reading = self._reading.get(wallet_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_facts(wallet_id))
+            self._reading[wallet_id] = reading
+            reading.add_done_callback(lambda done: self._read_done(wallet_id, done))
+        # Shielded: a caller that goes away leaves the read to the others.
+        return await asyncio.shield(reading)
+
+    async def _read_facts(self, wallet_id: uuid.UUID) -> dict[str, Any] | None:
+        wallet = await self.wallet(wallet_id)
+        if wallet is None:
+            return None
+        facts = {k: wallet[k] for k in ("id", "user_id", "currency")}
+        _remember(self._facts, wallet_id, facts, self.max_cached)
         return facts
+
+    def _read_done(self, wallet_id: uuid.UUID, done: asyncio.Task[Any]) -> None:
+        self._reading.pop(wallet_id, None)
+        if not done.cancelled():
+            done.exception()  # seen, even when every caller went away before it ended
 
     def known_facts(self, *wallet_ids: uuid.UUID) -> list[dict[str, Any]] | None:
         """The cached facts of every one of these wallets, or None if one is not cached:
