@@ -123,7 +123,8 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         UniqueConstraint("transaction_id", "operation"),
-        # The balance at an instant, a statement's period: one index range per wallet.
+        # The balance at an instant, a statement's period: one index range per wallet
+        # (and every lookup by wallet alone: migration 0014 dropped that one's own index).
         Index("ix_ledger_entries_wallet_id_created_at", "wallet_id", "created_at", "id"),
         CheckConstraint("operation IN ('credit', 'debit', 'refund')", name="operation"),
         CheckConstraint("amount <> 0", name="amount_not_zero"),
@@ -131,7 +132,7 @@ class LedgerEntry(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"), index=True)
+    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"))
     transaction_id: Mapped[uuid.UUID]
     operation: Mapped[str] = mapped_column(String(10))
     amount: Mapped[int] = mapped_column(BigInteger)  # signed minor units
