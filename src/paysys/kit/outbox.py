@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import (
@@ -142,7 +143,7 @@ class Pending:
     @property
     def payload(self) -> dict[str, Any]:
         if self._payload is None:
-            self._payload = json.loads(self.text)
+            self._payload = orjson.loads(self.text)
         return self._payload
 
 

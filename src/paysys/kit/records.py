@@ -5,13 +5,13 @@ never on a request's path; a relayed record is written once (upsert on its key).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 from sqlalchemy import MetaData, Table
@@ -36,14 +36,6 @@ def records_table(metadata: MetaData) -> Table:
     return outbox_table(metadata, name="records_outbox")
 
 
-def _iso(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"not JSON: {type(value).__name__}")
-
-
 class Records:
     """Adds records to the records outbox, inside the caller's transaction."""
 
@@ -54,7 +46,9 @@ class Records:
         """One record as the values of a raw insert: (id, collection, key, payload JSON),
         like `Outbox.row`."""
         key = ":".join(str(doc[k]) for k in COLLECTION_KEYS[collection])
-        return uuid.uuid4(), collection, key, json.dumps(doc, default=_iso)
+        # orjson: a tenth of the standard library's CPU; datetimes as isoformat() writes
+        # them, UUIDs as str() (tests/unit/test_records_json.py)
+        return uuid.uuid4(), collection, key, orjson.dumps(doc).decode()
 
     async def add_rows(self, session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
         await insert_rows(session, self.table, rows)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -299,7 +300,7 @@ async def insert_many(
     """Inserts the transactions with their keys (one statement, one commit); the ids of
     those inserted (a transaction whose key another request holds is not)."""
     values = [
-        [json.dumps(getattr(tx, name)) if name == "steps" else getattr(tx, name) for tx in txs]
+        [orjson.dumps(tx.steps).decode() if name == "steps" else getattr(tx, name) for tx in txs]
         for name, _ in _COLUMNS
     ]
     rows = await conn.fetch(
@@ -394,14 +395,14 @@ async def finish_many(
         [e[0] for e in ends],
         [e[1] for e in ends],
         [e[2] for e in ends],
-        [json.dumps([e[3]]) for e in ends],
+        [orjson.dumps([e[3]]).decode() for e in ends],
         at,
         *columns(events, 5),
         *columns(records, 5),
         [a.user_id for a in answers],
         [a.key for a in answers],
         [a.status for a in answers],
-        [json.dumps(a.body) for a in answers],
+        [orjson.dumps(a.body).decode() for a in answers],
         [a.tx for a in answers],
     )
     return {row["id"] for row in rows}

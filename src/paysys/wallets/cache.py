@@ -8,10 +8,10 @@ remembered and deleted first thing once Redis answers again, before any read."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
+import orjson
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -57,7 +57,7 @@ class WalletCache:
             raw = await self.redis.get(self.key(wallet_id))
         except RedisError:
             return None
-        return json.loads(raw) if raw else None
+        return orjson.loads(raw) if raw else None
 
     async def forget(self, wallet_ids: set[uuid.UUID]) -> None:
         """Drops these wallets' cached states: the next read takes them from the
@@ -79,7 +79,7 @@ class WalletCache:
         stale = list(self._stale)
         args: list[Any] = [len(keys), self.ttl]
         for state in states:
-            args += [json.dumps(state), state["version"]]
+            args += [orjson.dumps(state), state["version"]]
         try:
             await self._set.run(self.redis, keys + stale, args)
         except RedisError:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, TypeAdapter
@@ -244,7 +244,7 @@ async def get_statement(
         "total_debits": format_amount(st.debits, currency),
         "entries": [statements.entry(r, currency) for r in st.rows],
     }
-    return Response(json.dumps(body), media_type="application/json")
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 async def _limits_wallet(
