@@ -362,6 +362,48 @@ async def ended_once(
     return final  # type: ignore[no-any-return]
 
 
+async def test_transactions_killed_after_wallets_held_the_money_authorizes_once_by_recovery(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    # An authorization goes with its group to wallets, which holds the money; the
+    # transactions process dies (SIGKILL) before AUTHORIZED is recorded. The recovery
+    # worker ends it AUTHORIZED, once, and it is captured as any other.
+    _, p_auth, p_wallet = await funded_user(api, "50.00")
+    _, m_auth, m_wallet = await funded_user(api, "0", account_type="merchant")
+    await arm_fault(stack, m_wallet["id"], "pause_mid_saga", seconds=60)
+    request = asyncio.create_task(
+        move(api, p_auth, "payment", p_wallet["id"], m_wallet["id"], "30.00", capture="manual")
+    )
+
+    async def held() -> bool:
+        return (await balances(api, p_auth, p_wallet["id"]))[1] == "30.00"
+
+    await eventually(held, timeout=30)
+    stack.kill("transactions")
+    assert (await request).status_code in (502, 503)  # no answer: the outcome unknown
+    stack.start("transactions")
+    [row] = await db_fetch(
+        stack,
+        "SELECT id FROM transactions.transactions WHERE source_wallet_id = $1",
+        uid(p_wallet["id"]),
+    )
+    tx = str(row["id"])
+
+    async def authorized_now() -> dict[str, Any] | None:
+        found = (await api.get(f"/transactions/{tx}", headers=p_auth)).json()
+        return found if found["status"] != "PROCESSING" else None
+
+    found = await eventually(authorized_now, timeout=60)
+    assert found["status"] == "AUTHORIZED", found
+    assert await balances(api, p_auth, p_wallet["id"]) == ("50.00", "30.00", "20.00")
+    events = await kafka_events(stack, "transaction.authorized", tx, 1)
+    assert len({e["event_id"] for e in events}) == len(events) == 1
+    resp = await step(api, m_auth, tx, "capture")
+    assert resp.status_code == 200 and resp.json()["status"] == "COMPLETED", resp.text
+    assert await balances(api, p_auth, p_wallet["id"]) == ("20.00", "0.00", "20.00")
+    await held_matches_open_holds(stack)
+
+
 @pytest.mark.parametrize("end", ["capture", "void", "expire"])
 async def test_transactions_killed_after_wallets_ended_a_hold_ends_it_once_by_recovery(
     api: httpx.AsyncClient, stack: Stack, end: str

@@ -24,7 +24,8 @@ log = structlog.get_logger()
 # deactivate_destination: the destination wallet is deactivated just before the money
 #   would reach it (a transfer's move, a deposit's credit).
 # pause_mid_saga: the saga stalls for `seconds` where a crash hurts most: a transfer
-#   after its money moved and before COMPLETED is recorded, a deposit after the card
+#   after its money moved and before COMPLETED is recorded (an authorization after its
+#   money is held and before AUTHORIZED is), a deposit after the card
 #   was charged and before the wallet is credited, a capture or a void (or an expiry)
 #   of an authorization after wallets did it and before its end is recorded, a refund
 #   to a card after the processor refunded it and before COMPLETED is recorded (armed
@@ -79,6 +80,13 @@ class FaultyClients(Clients):
             if self.faults.take(tx.destination_wallet_id, "deactivate_destination"):
                 await self._deactivate(tx.destination_wallet_id)
         codes = await super().transfer_batch(txs)
+        for tx in txs:
+            if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
+                await asyncio.sleep(fault.seconds)
+        return codes
+
+    async def hold_batch(self, txs: list[Any]) -> list[str | None]:
+        codes = await super().hold_batch(txs)
         for tx in txs:
             if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
                 await asyncio.sleep(fault.seconds)

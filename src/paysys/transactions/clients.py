@@ -148,14 +148,21 @@ class Clients:
         resp = await self._call(self.wallets, "POST", "/internal/transfers/batch", body)
         if resp.status != 200 or not isinstance(resp.body, dict):
             raise OutcomeUnknown(f"transfer batch answered {resp.status}")
-        return [
-            None
-            if item["status"] == "moved"
-            else item["code"]
-            if item["code"] in REFUSALS
-            else "WALLET_INACTIVE"  # a wallet gone since validation
-            for item in resp.body["items"]
+        return [_refusal(item) for item in resp.body["items"]]
+
+    async def hold_batch(self, txs: list[Any]) -> list[str | None]:
+        """The holds of many authorizations (manual-capture payments), one wallets call
+        (one database transaction there), in order: per transaction, None when its
+        money is held (now or on an earlier call), else the code of its refusal."""
+        items = [
+            {k: v for k, v in _move_body(tx).items() if k != "kind"}
+            | {"correlation_id": tx.correlation_id}
+            for tx in txs
         ]
+        resp = await self._call(self.wallets, "POST", "/internal/holds/batch", {"items": items})
+        if resp.status != 200 or not isinstance(resp.body, dict):
+            raise OutcomeUnknown(f"hold batch answered {resp.status}")
+        return [_refusal(item) for item in resp.body["items"]]
 
     # -- holds: a manual-capture payment's money, reserved, then captured or released
 
@@ -299,6 +306,14 @@ def _move_body(tx: Any) -> dict[str, Any]:
         "kind": tx.type,
         "description": tx.description,
     }
+
+
+def _refusal(item: dict[str, Any]) -> str | None:
+    """A batch item's outcome: None when it went through (moved, held), else its code."""
+    if item["status"] != "refused":
+        return None
+    code = item.get("code")
+    return code if code in REFUSALS else "WALLET_INACTIVE"  # a wallet gone since validation
 
 
 def _about(tx: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ up to a cap, and pays per group, not per transfer:
 
 - one statement that inserts the group's transactions, with their Idempotency-Keys;
 - one call to wallets, which applies the moves in one database transaction, in order,
-  each with its own outcome;
+  each with its own outcome (and one more for the authorizations' holds, if any);
 - one statement that ends them: terminal states, events, records, stored answers.
 
 A bulk request (POST /transactions/batch) is one unit of a group, never split: its
@@ -115,51 +115,61 @@ class GroupCommit:
                 live.append(unit)
             else:
                 unit.future.set_exception(KeyTaken())
-        moves = [
+        going = [
             tx
             for unit in live
             for tx, fail in zip(unit.txs, unit.failures, strict=True)
             if fail is None
         ]
+        # Authorizations (manual capture) hold their money, the others move it: a wallets
+        # call for each kind present, at the same time.
+        holds = [tx for tx in going if tx.authorization_expires_at is not None]
+        moves = [tx for tx in going if tx.authorization_expires_at is None]
         codes: dict[uuid.UUID, str | None] = {}
-        unknown = False
-        if moves:
+        unknown: set[uuid.UUID] = set()  # in flight: no definite answer from wallets
+
+        async def call(txs: list[Transaction], send: Any) -> None:
+            if not txs:
+                return
             try:
-                codes = dict(
-                    zip(
-                        [tx.id for tx in moves],
-                        await saga.clients.transfer_batch(moves),
-                        strict=True,
-                    )
-                )
+                codes.update(zip([tx.id for tx in txs], await send(txs), strict=True))
             except OutcomeUnknown as exc:
                 # Stored and in flight: the recovery worker finishes them. Those refused
                 # by validation still end now.
-                log.warning("group_outcome_pending", size=len(moves), error=str(exc))
-                unknown = True
+                log.warning("group_outcome_pending", size=len(txs), error=str(exc))
+                unknown.update(tx.id for tx in txs)
+
+        await asyncio.gather(
+            call(moves, saga.clients.transfer_batch), call(holds, saga.clients.hold_batch)
+        )
         now = utcnow()
         ended: list[Transaction] = []
         for unit in live:
             for tx, fail in zip(unit.txs, unit.failures, strict=True):
                 if fail is not None:
                     saga.end(tx, Status.FAILED, fail, "validate", fail, now)
-                elif not unknown:
+                elif tx.id in unknown:
+                    continue
+                elif tx.authorization_expires_at is not None:
+                    code = codes[tx.id]
+                    status = Status.AUTHORIZED if code is None else Status.FAILED
+                    saga.end(tx, status, code, "hold", code or "ok", now)
+                else:
                     code = codes[tx.id]
                     status = Status.COMPLETED if code is None else Status.FAILED
                     saga.end(tx, status, code, "move", code or "ok", now)
-                else:
-                    continue
                 ended.append(tx)
+        pending = {id(unit) for unit in live if any(tx.id in unknown for tx in unit.txs)}
         answers = [
             repository.Answer(
                 unit.key.user_id, unit.key.key, *unit.answer(unit.txs), unit.txs[0].id
             )
             for unit in live
-            if unit.key is not None and unit.answer is not None and not unknown
+            if unit.key is not None and unit.answer is not None and id(unit) not in pending
         ]
         final = await saga.commit_ends(ended, now, answers) if ended else {}
         for unit in live:
-            if unknown and any(f is None for f in unit.failures):
+            if id(unit) in pending:
                 unit.future.set_exception(_pending(unit))
             elif not unit.future.done():
                 unit.future.set_result([final[tx.id] for tx in unit.txs])

@@ -302,8 +302,9 @@ async def _start(
     user_id: uuid.UUID,
     keyed: Keyed | None,
 ) -> Transaction:
-    """Stores a validated transaction (with its key) and drives it to its end: a
-    transfer or payment through the group commit, a deposit through its saga."""
+    """Stores a validated transaction (with its key) and drives it to its end (for an
+    authorization: AUTHORIZED, its money held): a transfer, payment or authorization
+    through the group commit, a deposit through its saga."""
     now = tx.created_at
     # Validated: a deposit waits (PENDING) for its card charge; a transfer or payment
     # is born PROCESSING, its money about to move.
@@ -312,7 +313,7 @@ async def _start(
     tx.steps = [repository.step("created", "ok")]
     tx.lease_until = now + saga.lease
     key = new_key(saga, user_id, keyed, tx)
-    if tx.type != "deposit" and tx.authorization_expires_at is None:
+    if tx.type != "deposit":  # transfers, payments, authorizations: in groups
         (done,) = await group.submit([tx], [None], key)
         return done
     async with saga.db.raw() as conn:

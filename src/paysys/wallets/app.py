@@ -10,6 +10,7 @@ from paysys.wallets import models
 from paysys.wallets.cache import WalletCache
 from paysys.wallets.clients import Users
 from paysys.wallets.router import (
+    hold_batch,
     holds,
     internal,
     internal_misc,
@@ -41,6 +42,7 @@ def create_app(settings: WalletsSettings | None = None) -> FastAPI:
     # internal first: /wallets/{id}/add-funds must not be shadowed by a public route
     app.include_router(internal)
     app.include_router(internal_misc)
+    app.add_route("/internal/holds/batch", hold_batch, methods=["POST"], include_in_schema=False)
     app.include_router(holds)
     app.add_route("/internal/transfers", transfer, methods=["POST"], include_in_schema=False)
     app.add_route(

@@ -32,8 +32,11 @@ from paysys.wallets.schemas import (
     CreateWalletIn,
     FundsIn,
     FundsOut,
+    HoldBatchIn,
+    HoldBatchOut,
     HoldIn,
     HoldOut,
+    HoldResult,
     LimitsIn,
     LimitsOut,
     PayeeOut,
@@ -461,6 +464,52 @@ async def transfer_batch(request: Request) -> Response:
                 code=outcome.code if isinstance(outcome, service.Refused) else "WALLET_NOT_FOUND",
             )
             for item, outcome in zip(body.items, applied.outcomes, strict=True)
+        ]
+    )
+    return Response(out.model_dump_json(), media_type="application/json")
+
+
+HOLD_BATCH_IN = TypeAdapter(HoldBatchIn)
+
+
+async def hold_batch(request: Request) -> Response:
+    """POST /internal/holds/batch: many authorizations' holds, in one database
+    transaction and one round trip, in order; each keeps its own outcome (see
+    service.hold_batch). A plain Starlette route, as the transfer batch's."""
+    await require_internal(request)
+    body: HoldBatchIn = await plain.parsed(request, HOLD_BATCH_IN)
+    rt: Runtime[Any] = request.app.state.rt
+    settings: WalletsSettings = rt.settings
+    outcomes, states = await service.hold_batch(
+        rt.db,
+        rt.outbox_or_fail,
+        [
+            service.HoldItem(
+                i.transaction_id,
+                i.source_wallet_id,
+                i.destination_wallet_id,
+                i.amount_minor,
+                i.currency,
+                i.description,
+                i.correlation_id,
+            )
+            for i in body.items
+        ],
+        settings.maximums_minor,
+    )
+    if states:
+        cache: WalletCache = request.app.state.cache
+        await cache.put_many(states)
+    out = HoldBatchOut(
+        items=[
+            HoldResult(transaction_id=item.transaction_id, status="held")
+            if isinstance(outcome, service.Held)
+            else HoldResult(
+                transaction_id=item.transaction_id,
+                status="refused",
+                code=outcome.code if isinstance(outcome, service.Refused) else "WALLET_NOT_FOUND",
+            )
+            for item, outcome in zip(body.items, outcomes, strict=True)
         ]
     )
     return Response(out.model_dump_json(), media_type="application/json")

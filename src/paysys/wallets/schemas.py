@@ -123,6 +123,31 @@ class HoldIn(Input):
     amount_minor: int = Field(gt=0, le=10**15)
     currency: CurrencyCode
     description: str | None = Field(default=None, max_length=500)
+    # The request the hold is for (its event carries it), when it is not this call's own.
+    correlation_id: str | None = Field(default=None, max_length=200)
+
+
+class HoldBatchIn(Input):
+    """Holds to take in one database transaction, in order (internal)."""
+
+    items: list[HoldIn] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> HoldBatchIn:
+        if len({i.transaction_id for i in self.items}) != len(self.items):
+            raise ValueError("a transaction_id appears twice")
+        return self
+
+
+class HoldResult(BaseModel):
+    transaction_id: uuid.UUID
+    status: Literal["held", "refused"]
+    # A refusal's code; WALLET_NOT_FOUND when a wallet does not exist (not kept).
+    code: str | None = None
+
+
+class HoldBatchOut(BaseModel):
+    items: list[HoldResult]
 
 
 class CaptureHoldIn(Input):
