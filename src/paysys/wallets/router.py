@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -36,7 +37,6 @@ from paysys.wallets.schemas import (
     HoldBatchOut,
     HoldIn,
     HoldOut,
-    HoldResult,
     LimitsIn,
     LimitsOut,
     PayeeOut,
@@ -46,7 +46,6 @@ from paysys.wallets.schemas import (
     TransferBatchOut,
     TransferIn,
     TransferOut,
-    TransferResult,
     WalletList,
     WalletOut,
 )
@@ -454,19 +453,26 @@ async def transfer_batch(request: Request) -> Response:
     await require_internal(request)
     body: TransferBatchIn = await plain.parsed(request, TRANSFER_BATCH_IN)
     applied = await _apply(request, [_move(item) for item in body.items])
-    out = TransferBatchOut(
-        items=[
-            TransferResult(transaction_id=item.transaction_id, status="moved")
-            if isinstance(outcome, service.Moved)
-            else TransferResult(
-                transaction_id=item.transaction_id,
-                status="refused",
-                code=outcome.code if isinstance(outcome, service.Refused) else "WALLET_NOT_FOUND",
-            )
-            for item, outcome in zip(body.items, applied.outcomes, strict=True)
-        ]
-    )
+    items = _results(body.items, applied.outcomes, service.Moved, "moved")
+    out = TransferBatchOut.model_validate({"items": items})
     return Response(out.model_dump_json(), media_type="application/json")
+
+
+def _results(
+    items: Sequence[TransferIn | HoldIn], outcomes: Sequence[object], went: type, status: str
+) -> list[dict[str, Any]]:
+    """A batch's outcomes, item by item: `status` for those that went through, else
+    refused with the code (WALLET_NOT_FOUND: a wallet that does not exist, nothing kept)."""
+    return [
+        {"transaction_id": item.transaction_id, "status": status}
+        if isinstance(outcome, went)
+        else {
+            "transaction_id": item.transaction_id,
+            "status": "refused",
+            "code": outcome.code if isinstance(outcome, service.Refused) else "WALLET_NOT_FOUND",
+        }
+        for item, outcome in zip(items, outcomes, strict=True)
+    ]
 
 
 HOLD_BATCH_IN = TypeAdapter(HoldBatchIn)
@@ -500,17 +506,8 @@ async def hold_batch(request: Request) -> Response:
     if states:
         cache: WalletCache = request.app.state.cache
         await cache.put_many(states)
-    out = HoldBatchOut(
-        items=[
-            HoldResult(transaction_id=item.transaction_id, status="held")
-            if isinstance(outcome, service.Held)
-            else HoldResult(
-                transaction_id=item.transaction_id,
-                status="refused",
-                code=outcome.code if isinstance(outcome, service.Refused) else "WALLET_NOT_FOUND",
-            )
-            for item, outcome in zip(body.items, outcomes, strict=True)
-        ]
+    out = HoldBatchOut.model_validate(
+        {"items": _results(body.items, outcomes, service.Held, "held")}
     )
     return Response(out.model_dump_json(), media_type="application/json")
 
