@@ -13,7 +13,6 @@ import ipaddress
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -77,10 +76,8 @@ class RateLimiter:
             redis, keys, [now_ms, self.window_ms, limit, member]
         )
         # No session: a nil (RESP2) or false (RESP3), or nothing when none was asked.
-        return self.decision(allowed, retry_ms), (owner[0] or None) if owner else None
-
-    @staticmethod
-    def decision(allowed: Any, retry_ms: Any) -> Decision:
         if allowed:
-            return Decision(True, 0)
-        return Decision(False, max(1, -(-int(retry_ms) // 1000)))
+            decision = Decision(True, 0)
+        else:  # the wait in whole seconds, rounded up, at least one
+            decision = Decision(False, max(1, -(-int(retry_ms) // 1000)))
+        return decision, (owner[0] or None) if owner else None
