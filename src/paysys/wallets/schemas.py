@@ -89,6 +89,12 @@ class TransferOut(BaseModel):
     status: Literal["moved"] = "moved"
 
 
+def _once_each(items: list[TransferIn] | list[HoldIn]) -> None:
+    """A batch names each transaction once."""
+    if len({i.transaction_id for i in items}) != len(items):
+        raise ValueError("a transaction_id appears twice")
+
+
 class TransferBatchIn(Input):
     """Moves to apply in one database transaction, in order (internal)."""
 
@@ -96,8 +102,7 @@ class TransferBatchIn(Input):
 
     @model_validator(mode="after")
     def _distinct(self) -> TransferBatchIn:
-        if len({i.transaction_id for i in self.items}) != len(self.items):
-            raise ValueError("a transaction_id appears twice")
+        _once_each(self.items)
         if any(i.source_wallet_id == i.destination_wallet_id for i in self.items):
             raise ValueError("a move's source and destination are the same wallet")
         return self
@@ -134,8 +139,7 @@ class HoldBatchIn(Input):
 
     @model_validator(mode="after")
     def _distinct(self) -> HoldBatchIn:
-        if len({i.transaction_id for i in self.items}) != len(self.items):
-            raise ValueError("a transaction_id appears twice")
+        _once_each(self.items)
         return self
 
 
