@@ -214,13 +214,16 @@ async def test_an_authorization_asks_what_a_payment_asks(api: httpx.AsyncClient)
     ok = await move(api, p_auth, "payment", src, dst, "2.00", capture="manual")
     assert ok.status_code == 201
     assert (await api.post(f"/wallets/{dst}/deactivate", headers=m_auth)).status_code == 200
-    refused = await step(api, m_auth, ok.json()["id"], "capture")
+    refused = await step(api, m_auth, ok.json()["id"], "capture", key="cap-1")
     assert_problem(refused, 400, "WALLET_INACTIVE")
     got = (await api.get(f"/transactions/{ok.json()['id']}", headers=p_auth)).json()
     assert got["status"] == "AUTHORIZED"
     assert (await api.post(f"/wallets/{dst}/activate", headers=m_auth)).status_code == 200
-    captured = await step(api, m_auth, ok.json()["id"], "capture")
+    # The refused capture's key was let go: the same key now captures, then replays.
+    captured = await step(api, m_auth, ok.json()["id"], "capture", key="cap-1")
     assert captured.status_code == 200 and captured.json()["captured_amount"] == "2.00"
+    again = await step(api, m_auth, ok.json()["id"], "capture", key="cap-1")
+    assert again.json() == captured.json() and again.headers.get("idempotent-replayed") == "true"
     assert await balances(api, p_auth, src) == ("3.00", "0.00", "3.00")
 
 

@@ -97,6 +97,13 @@ class FaultyClients(Clients):
         if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
             await asyncio.sleep(fault.seconds)
 
+    async def capture_batch(self, txs: list[Any]) -> list[str | None]:
+        codes = await super().capture_batch(txs)
+        for tx in txs:
+            if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
+                await asyncio.sleep(fault.seconds)
+        return codes
+
     async def release(self, tx: Any) -> None:
         await super().release(tx)
         if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):

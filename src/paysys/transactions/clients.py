@@ -28,6 +28,9 @@ class StepFailed(Exception):
 
 # What wallets may answer to a balance change that did not happen (and never will).
 REFUSALS = ("INSUFFICIENT_FUNDS", "WALLET_INACTIVE", "CURRENCY_MISMATCH", "LIMIT_EXCEEDED")
+# A capture wallets cannot make (its hold released already, or holding less): not a
+# refusal, no definite outcome (as a single capture's 409 or 422).
+NOT_CAPTURABLE = "NOT_CAPTURABLE"
 
 
 class OutcomeUnknown(Exception):
@@ -163,6 +166,30 @@ class Clients:
         if resp.status != 200 or not isinstance(resp.body, dict):
             raise OutcomeUnknown(f"hold batch answered {resp.status}")
         return [_refusal(item) for item in resp.body["items"]]
+
+    async def capture_batch(self, txs: list[Any]) -> list[str | None]:
+        """The captures of many authorizations (each its captured amount), one wallets
+        call (one database transaction there), in order: per transaction, None when
+        captured (now or on an earlier call), else the code of its refusal (the hold then
+        stays as it was), or NOT_CAPTURABLE (no definite answer for the transaction: it
+        stays in flight)."""
+        items = [
+            {
+                "transaction_id": str(tx.id),
+                "amount_minor": tx.captured_amount,
+                "correlation_id": tx.correlation_id,
+            }
+            for tx in txs
+        ]
+        resp = await self._call(self.wallets, "POST", "/internal/holds/captures", {"items": items})
+        if resp.status != 200 or not isinstance(resp.body, dict):
+            raise OutcomeUnknown(f"capture batch answered {resp.status}")
+        return [
+            NOT_CAPTURABLE
+            if item["status"] == "ended" or item.get("code") == "AMOUNT_EXCEEDS_AUTHORIZED"
+            else _refusal(item)
+            for item in resp.body["items"]
+        ]
 
     # -- holds: a manual-capture payment's money, reserved, then captured or released
 

@@ -5,8 +5,13 @@ up to a cap, and pays per group, not per transfer:
 
 - one statement that inserts the group's transactions, with their Idempotency-Keys;
 - one call to wallets, which applies the moves in one database transaction, in order,
-  each with its own outcome (and one more for the authorizations' holds, if any);
+  each with its own outcome (and one more for the authorizations' holds, and one for the
+  captures, if any, side by side);
 - one statement that ends them: terminal states, events, records, stored answers.
+
+A capture comes claimed (repository.claim_held: phase capturing, with its key): it ends
+COMPLETED, or, refused by wallets (a wallet inactive), its authorization waits again as it
+was (Saga.reopen) and its request gets CaptureRefused.
 
 A bulk request (POST /transactions/batch) is one unit of a group, never split: its
 items go in order, each seeing the balances the items before it left. A crash anywhere
@@ -26,10 +31,10 @@ import structlog
 
 from paysys.kit.events import utcnow
 from paysys.transactions import repository
-from paysys.transactions.clients import OutcomeUnknown
+from paysys.transactions.clients import NOT_CAPTURABLE, OutcomeUnknown
 from paysys.transactions.exceptions import OutcomePending
-from paysys.transactions.models import Status, Transaction
-from paysys.transactions.saga import Saga
+from paysys.transactions.models import Phase, Status, Transaction
+from paysys.transactions.saga import CaptureRefused, Saga
 
 log = structlog.get_logger()
 
@@ -121,9 +126,14 @@ class GroupCommit:
             for tx, fail in zip(unit.txs, unit.failures, strict=True)
             if fail is None
         ]
-        # Authorizations (manual capture) hold their money, the others move it: a wallets
-        # call for each kind present, at the same time.
-        holds = [tx for tx in going if tx.authorization_expires_at is not None]
+        # Authorizations (manual capture) hold their money, captures take it, the others
+        # move it: a wallets call for each kind present, at the same time.
+        captures = [tx for tx in going if tx.phase == Phase.CAPTURING]
+        holds = [
+            tx
+            for tx in going
+            if tx.authorization_expires_at is not None and tx.phase == Phase.STARTED
+        ]
         moves = [tx for tx in going if tx.authorization_expires_at is None]
         codes: dict[uuid.UUID, str | None] = {}
         unknown: set[uuid.UUID] = set()  # in flight: no definite answer from wallets
@@ -140,16 +150,25 @@ class GroupCommit:
                 unknown.update(tx.id for tx in txs)
 
         await asyncio.gather(
-            call(moves, saga.clients.transfer_batch), call(holds, saga.clients.hold_batch)
+            call(moves, saga.clients.transfer_batch),
+            call(holds, saga.clients.hold_batch),
+            call(captures, saga.clients.capture_batch),
         )
+        unknown.update(tx.id for tx in captures if codes.get(tx.id) == NOT_CAPTURABLE)
         now = utcnow()
         ended: list[Transaction] = []
+        refused: dict[int, tuple[Transaction, str]] = {}  # captures refused, by unit
         for unit in live:
             for tx, fail in zip(unit.txs, unit.failures, strict=True):
                 if fail is not None:
                     saga.end(tx, Status.FAILED, fail, "validate", fail, now)
                 elif tx.id in unknown:
                     continue
+                elif tx.phase == Phase.CAPTURING:
+                    if (code := codes[tx.id]) is not None:
+                        refused[id(unit)] = (tx, code)
+                        continue
+                    saga.end(tx, Status.COMPLETED, None, "capture", "ok", now)
                 elif tx.authorization_expires_at is not None:
                     code = codes[tx.id]
                     status = Status.AUTHORIZED if code is None else Status.FAILED
@@ -165,12 +184,25 @@ class GroupCommit:
                 unit.key.user_id, unit.key.key, *unit.answer(unit.txs), unit.txs[0].id
             )
             for unit in live
-            if unit.key is not None and unit.answer is not None and id(unit) not in pending
+            if unit.key is not None
+            and unit.answer is not None
+            and id(unit) not in pending
+            and id(unit) not in refused
         ]
         final = await saga.commit_ends(ended, now, answers) if ended else {}
         for unit in live:
             if id(unit) in pending:
                 unit.future.set_exception(_pending(unit))
+            elif id(unit) in refused:
+                tx, code = refused[id(unit)]
+                keep = (unit.key.user_id, unit.key.key) if unit.key else None
+                try:
+                    await saga.reopen(tx, code, keep)
+                except Exception as exc:  # the capture stays claimed: recovery retries it
+                    log.exception("capture_reopen_failed", transaction_id=str(tx.id))
+                    unit.future.set_exception(exc)
+                else:
+                    unit.future.set_exception(CaptureRefused(code))
             elif not unit.future.done():
                 unit.future.set_result([final[tx.id] for tx in unit.txs])
 

@@ -139,15 +139,6 @@ async def stuck_count(session: AsyncSession, window_seconds: float) -> int:
     )
 
 
-async def visible(
-    session: AsyncSession, tx_id: uuid.UUID, user_id: uuid.UUID
-) -> Transaction | None:
-    tx = await get(session, tx_id)
-    if tx is None or user_id not in (tx.source_user_id, tx.destination_user_id):
-        return None
-    return tx
-
-
 async def page(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -480,23 +471,47 @@ WHERE user_id = $1 AND key = $2 AND response_status IS NULL
 
 
 # -- authorizations: a capture, a void or the expiry takes an AUTHORIZED payment (phase
-# 'held') with one conditional UPDATE: of several racing, exactly one takes it.
+# 'held') in one statement: of several racing, exactly one takes it.
 
 # Every column, for a row read raw and handed on as a Transaction.
-_EVERY = ", ".join(c.name for c in Transaction.__table__.columns)
-_CLAIM_HELD = """
-UPDATE transactions SET phase = $2, captured_amount = $3, failure_code = $4,
-       lease_until = now() + make_interval(secs => $5), attempts = attempts + 1,
-       updated_at = now(), steps = steps || $6::jsonb
-WHERE id = $1 AND status = 'AUTHORIZED' AND phase = 'held'
-  AND CASE $7::text WHEN 'unexpired' THEN authorization_expires_at > now()
-                    WHEN 'expired' THEN authorization_expires_at <= now() ELSE true END
-"""
-CLAIM_HELD = f"{_CLAIM_HELD}RETURNING {_EVERY}"
+_EVERY_NAME = [c.name for c in Transaction.__table__.columns]
+_EVERY = ", ".join(_EVERY_NAME)
+READ = f"SELECT {_EVERY} FROM transactions WHERE id = $1"  # noqa: S608
+
+
+async def read(conn: Any, tx_id: uuid.UUID) -> Transaction | None:
+    """A transaction read raw (one round trip, no ORM session)."""
+    row = await conn.fetchrow(READ, tx_id)
+    return None if row is None else Transaction(**dict(row))
+
+
+# The authorization is locked if it still waits (and is in `when`); the request's key is
+# taken only then; the claim is made only if the key was taken (or there is none). A
+# racing claimer waits on the row lock and then sees it no longer waiting: nothing.
+CLAIM_HELD = f"""
+WITH t AS (
+  SELECT id FROM transactions
+  WHERE id = $1 AND status = 'AUTHORIZED' AND phase = 'held'
+    AND CASE $7::text WHEN 'unexpired' THEN authorization_expires_at > now()
+                      WHEN 'expired' THEN authorization_expires_at <= now() ELSE true END
+  FOR UPDATE
+), k AS (
+  INSERT INTO idempotency_keys (user_id, key, request_hash, transaction_id, expires_at)
+  SELECT $8, $9, $10, t.id, $11 FROM t WHERE $8::uuid IS NOT NULL
+  ON CONFLICT DO NOTHING RETURNING key
+), c AS (
+  UPDATE transactions SET phase = $2, captured_amount = $3, failure_code = $4,
+         lease_until = now() + make_interval(secs => $5), attempts = attempts + 1,
+         updated_at = now(), steps = steps || $6::jsonb
+  WHERE id = (SELECT id FROM t) AND ($8::uuid IS NULL OR EXISTS (SELECT 1 FROM k))
+  RETURNING {_EVERY}
+)
+SELECT EXISTS (SELECT 1 FROM t) AS waiting, c.* FROM (SELECT 1) AS one LEFT JOIN c ON true
+"""  # noqa: S608
 
 
 async def claim_held(
-    tx: RawTransaction,
+    conn: Any,
     tx_id: uuid.UUID,
     phase: Phase,
     *,
@@ -508,28 +523,26 @@ async def claim_held(
     key: NewKey | None = None,
 ) -> Transaction | str:
     """Takes an authorization (phase `held`) for a capture or a void, with the
-    request's key, in one database transaction: the transaction as taken (no read back
-    needed to drive it), else why not ("key": another request holds the key; "state":
-    it is not waiting any more, or not in `when`: "unexpired", "expired", "any")."""
-    taken: list[Transaction] = []
-
-    async def claim() -> bool:
-        row = await tx.conn.fetchrow(
-            CLAIM_HELD,
-            tx_id,
-            phase.value,
-            captured,
-            failure_code,
-            lease.total_seconds(),
-            json.dumps([entry]),
-            when,
-        )
-        if row is not None:
-            taken.append(Transaction(**dict(row)))
-        return row is not None
-
-    why = await _with_key(tx, key, claim, "state")
-    return why if why is not None else taken[0]
+    request's key, in one statement: the transaction as taken (no read back needed to
+    drive it), else why not, with nothing kept ("key": another request holds the key;
+    "state": it is not waiting any more, or not in `when`: "unexpired", "expired",
+    "any")."""
+    row = await conn.fetchrow(
+        CLAIM_HELD,
+        tx_id,
+        phase.value,
+        captured,
+        failure_code,
+        lease.total_seconds(),
+        json.dumps([entry]),
+        when,
+        *((key.user_id, key.key, key.request_hash, key.expires_at) if key else (None,) * 4),
+    )
+    if not row["waiting"]:
+        return "state"
+    if row["id"] is None:
+        return "key"
+    return Transaction(**{name: row[name] for name in _EVERY_NAME})
 
 
 async def reopen(

@@ -264,13 +264,14 @@ async def capture_transaction(
     transaction_id: str,
     user_id: CurrentUserId,
     saga: SagaDep,
+    group: GroupDep,
     body: Annotated[CaptureIn | None, Body()] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     body = body or CaptureIn()
     keyed = _keyed(saga, body, idempotency_key)
     tx_id = _tx_id(transaction_id)
-    return await _step(saga, service.capture(saga, user_id, tx_id, body, keyed))
+    return await _step(saga, service.capture(saga, group, user_id, tx_id, body, keyed))
 
 
 @router.post(

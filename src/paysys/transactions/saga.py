@@ -340,15 +340,19 @@ class Saga:
             try:
                 await self.clients.capture(tx)
             except StepFailed as exc:
-                entry = repository.step("capture", exc.code)
-                async with self.db.raw_transaction() as held:
-                    await repository.reopen(held.conn, tx.id, entry, keep)
+                await self.reopen(tx, exc.code, keep)
                 raise CaptureRefused(exc.code) from None
             return await self.finish(tx, Status.COMPLETED, None, "capture", "ok", keep)
         if tx.phase == Phase.VOIDING:
             await self.clients.release(tx)
             return await self.finish(tx, Status.VOIDED, tx.failure_code, "release", "ok", keep)
         raise AssertionError(f"unknown phase {tx.phase} of an authorization")
+
+    async def reopen(self, tx: Transaction, code: str, keep: KeyRef | None) -> None:
+        """A capture wallets refused (`code`: a wallet inactive): the authorization waits
+        again, as it was, and the capture's key is let go."""
+        async with self.db.raw_transaction() as held:
+            await repository.reopen(held.conn, tx.id, repository.step("capture", code), keep)
 
     async def _deposit(self, tx: Transaction, card: dict[str, Any] | None) -> Transaction:
         amount = format_amount(tx.amount, tx.currency)
@@ -462,9 +466,9 @@ class Saga:
     async def expire(self, tx_id: uuid.UUID) -> None:
         """Voids an authorization nobody captured before it expired (unless a capture
         or a void takes it first)."""
-        async with self.db.raw_transaction() as claim:
+        async with self.db.raw() as conn:
             claimed = await repository.claim_held(
-                claim,
+                conn,
                 tx_id,
                 Phase.VOIDING,
                 lease=self.lease,

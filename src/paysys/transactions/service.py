@@ -9,9 +9,10 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -51,6 +52,7 @@ from paysys.transactions.schemas import (
 log = structlog.get_logger()
 
 IN_PROGRESS = "A request with this Idempotency-Key is in progress."
+T = TypeVar("T")
 
 
 def request_hash(body: dict[str, Any], key: str) -> str:
@@ -177,12 +179,9 @@ async def create(
     runs, its answer once stored, 422 for another body). A request that fails before
     its insert answers from the key too, when the key has an answer: a replay is
     answered even while wallets is down."""
-    try:
-        tx, card, failure = await _validate(saga, user_id, body, keyed)
-    except Exception:
-        if keyed is not None:
-            await check_key(saga, user_id, keyed)  # the key's own answer comes first
-        raise
+    tx, card, failure = await _key_first(
+        saga, user_id, keyed, _validate(saga, user_id, body, keyed)
+    )
     for _ in range(2):
         try:
             if failure is not None:
@@ -505,15 +504,38 @@ async def refund(
 
 
 async def capture(
-    saga: Saga, user_id: uuid.UUID, tx_id: uuid.UUID, body: CaptureIn, keyed: Keyed | None
+    saga: Saga,
+    group: GroupCommit,
+    user_id: uuid.UUID,
+    tx_id: uuid.UUID,
+    body: CaptureIn,
+    keyed: Keyed | None,
 ) -> Transaction:
     """POST /transactions/{id}/capture, by the merchant: takes all or part of what an
     AUTHORIZED payment holds (COMPLETED). Checked in this order: 404, 409 (not an
     authorization waiting, or expired), 403 (the payer), 400 AMOUNT_EXCEEDS_AUTHORIZED;
-    then 400 WALLET_INACTIVE from wallets, the authorization left as it was."""
+    then 400 WALLET_INACTIVE from wallets, the authorization left as it was. Claimed
+    here, taken at wallets and ended through the group commit (with other captures,
+    transfers and payments ready at the same moment)."""
     scoped = _scoped("capture", keyed)
-    if scoped is not None:
-        await check_key(saga, user_id, scoped)
+    tx, amount = await _key_first(saga, user_id, scoped, _capturable(saga, user_id, tx_id, body))
+    return await _take(
+        saga,
+        tx,
+        user_id,
+        scoped,
+        Phase.CAPTURING,
+        "capture",
+        captured=amount,
+        when="unexpired",
+        group=group,
+    )
+
+
+async def _capturable(
+    saga: Saga, user_id: uuid.UUID, tx_id: uuid.UUID, body: CaptureIn
+) -> tuple[Transaction, int]:
+    """The authorization this merchant may capture now, and the amount asked for."""
     tx = await visible(saga.db, tx_id, user_id)
     if not _waiting(tx) or utcnow() >= _expiry(tx):
         raise InvalidTransactionState(
@@ -530,9 +552,7 @@ async def capture(
         raise AmountExceedsAuthorized(
             f"At most {format_amount(tx.amount, tx.currency)} {tx.currency} was authorized."
         )
-    return await _take(
-        saga, tx, user_id, scoped, Phase.CAPTURING, "capture", captured=amount, when="unexpired"
-    )
+    return tx, amount
 
 
 async def void(
@@ -541,14 +561,33 @@ async def void(
     """POST /transactions/{id}/void, by the payer or the merchant: the hold released,
     VOIDED. 404 for anyone else, 409 unless it is an AUTHORIZED payment waiting."""
     scoped = _scoped("void", keyed)
-    if scoped is not None:
-        await check_key(saga, user_id, scoped)
+    tx = await _key_first(saga, user_id, scoped, _voidable(saga, user_id, tx_id))
+    return await _take(saga, tx, user_id, scoped, Phase.VOIDING, "void")
+
+
+async def _voidable(saga: Saga, user_id: uuid.UUID, tx_id: uuid.UUID) -> Transaction:
     tx = await visible(saga.db, tx_id, user_id)
     if not _waiting(tx):
         raise InvalidTransactionState(
             f"Only an AUTHORIZED payment can be voided; this {tx.type} is {tx.status}."
         )
-    return await _take(saga, tx, user_id, scoped, Phase.VOIDING, "void")
+    return tx
+
+
+async def _key_first(
+    saga: Saga, user_id: uuid.UUID, keyed: Keyed | None, checks: Awaitable[T]
+) -> T:
+    """What `checks` find; when they refuse the request and it has a key, the key's own
+    answer comes first (a replay of a request that went through: Replay; its key with
+    another body; or in progress). No read of the key on the way that goes ahead: the
+    key is taken with the claim or the transaction, and a request whose key is already
+    taken answers from it then."""
+    try:
+        return await checks
+    except Exception:
+        if keyed is not None:
+            await check_key(saga, user_id, keyed)
+        raise
 
 
 def _scoped(operation: str, keyed: Keyed | None) -> Keyed | None:
@@ -575,13 +614,15 @@ async def _take(
     *,
     captured: int | None = None,
     when: str = "any",
+    group: GroupCommit | None = None,
 ) -> Transaction:
     """Claims the authorization for this capture or void (of several racing, one wins:
-    the others answer 409), with the request's key; then drives it to its end."""
+    the others answer 409), with the request's key; then drives it to its end: through
+    `group` when given (a capture), else by its saga (a void)."""
     key = new_key(saga, user_id, keyed, tx)
-    async with saga.db.raw_transaction() as claim:
+    async with saga.db.raw() as conn:
         claimed = await repository.claim_held(
-            claim,
+            conn,
             tx.id,
             phase,
             lease=saga.lease,
@@ -590,14 +631,19 @@ async def _take(
             when=when,
             key=key,
         )
-    if claimed == "key":
-        assert keyed is not None
-        await check_key(saga, user_id, keyed)
-        raise RequestInProgress(IN_PROGRESS)
-    if isinstance(claimed, str):
+    if isinstance(claimed, str):  # "key": another request holds it; else no longer waiting
+        if keyed is not None:
+            await check_key(saga, user_id, keyed)  # its answer, if it has one, comes first
+        if claimed == "key":
+            raise RequestInProgress(IN_PROGRESS)
         raise InvalidTransactionState("This authorization was captured, voided or expired.")
     keep = (user_id, keyed.key) if keyed else None
     try:
+        if group is not None:
+            (done,) = await group.submit(
+                [claimed], [None], key, lambda txs: saga.step_answer(txs[0]), inserted=True
+            )
+            return done
         return await saga.drive(tx.id, fresh=claimed, keep=keep)
     except CaptureRefused as exc:
         raise CaptureRefusedError(
@@ -615,9 +661,9 @@ async def _take(
 
 async def visible(db: Database, tx_id: uuid.UUID, user_id: uuid.UUID) -> Transaction:
     """A transaction the user's wallets take part in; anyone else's is not found."""
-    async with db.uow() as session:
-        tx = await repository.visible(session, tx_id, user_id)
-    if tx is None:
+    async with db.raw() as conn:
+        tx = await repository.read(conn, tx_id)
+    if tx is None or user_id not in (tx.source_user_id, tx.destination_user_id):
         raise TransactionNotFound("No such transaction.")
     return tx
 

@@ -10,6 +10,7 @@ from paysys.wallets import models
 from paysys.wallets.cache import WalletCache
 from paysys.wallets.clients import Users
 from paysys.wallets.router import (
+    capture_batch,
     hold_batch,
     holds,
     internal,
@@ -43,6 +44,9 @@ def create_app(settings: WalletsSettings | None = None) -> FastAPI:
     app.include_router(internal)
     app.include_router(internal_misc)
     app.add_route("/internal/holds/batch", hold_batch, methods=["POST"], include_in_schema=False)
+    app.add_route(
+        "/internal/holds/captures", capture_batch, methods=["POST"], include_in_schema=False
+    )
     app.include_router(holds)
     app.add_route("/internal/transfers", transfer, methods=["POST"], include_in_schema=False)
     app.add_route(

@@ -29,12 +29,14 @@ from paysys.wallets.exceptions import HoldEndedError, HoldNotFound, WalletNotFou
 from paysys.wallets.models import Wallet
 from paysys.wallets.schemas import (
     BalanceAtOut,
+    BatchOut,
+    CaptureBatchIn,
     CaptureHoldIn,
+    CaptureItemIn,
     CreateWalletIn,
     FundsIn,
     FundsOut,
     HoldBatchIn,
-    HoldBatchOut,
     HoldIn,
     HoldOut,
     LimitsIn,
@@ -43,7 +45,6 @@ from paysys.wallets.schemas import (
     RefundIn,
     StatementOut,
     TransferBatchIn,
-    TransferBatchOut,
     TransferIn,
     TransferOut,
     WalletList,
@@ -453,26 +454,40 @@ async def transfer_batch(request: Request) -> Response:
     await require_internal(request)
     body: TransferBatchIn = await plain.parsed(request, TRANSFER_BATCH_IN)
     applied = await _apply(request, [_move(item) for item in body.items])
-    items = _results(body.items, applied.outcomes, service.Moved, "moved")
-    out = TransferBatchOut.model_validate({"items": items})
-    return Response(out.model_dump_json(), media_type="application/json")
+    return _results(body.items, applied.outcomes, service.Moved, "moved")
 
 
 def _results(
-    items: Sequence[TransferIn | HoldIn], outcomes: Sequence[object], went: type, status: str
-) -> list[dict[str, Any]]:
-    """A batch's outcomes, item by item: `status` for those that went through, else
-    refused with the code (WALLET_NOT_FOUND: a wallet that does not exist, nothing kept)."""
-    return [
-        {"transaction_id": item.transaction_id, "status": status}
-        if isinstance(outcome, went)
-        else {
-            "transaction_id": item.transaction_id,
-            "status": "refused",
-            "code": outcome.code if isinstance(outcome, service.Refused) else "WALLET_NOT_FOUND",
+    items: Sequence[TransferIn | HoldIn | CaptureItemIn],
+    outcomes: Sequence[object],
+    went: type,
+    status: str,
+) -> Response:
+    """A batch's answer, item by item: `status` for those that went through, else
+    refused with the code (WALLET_NOT_FOUND: a wallet that does not exist, nothing kept;
+    HOLD_NOT_FOUND: no hold for a capture), or "ended" (a capture of a hold released
+    already: its status is the code)."""
+
+    def result(outcome: object) -> tuple[str, str | None]:
+        if isinstance(outcome, went):
+            return status, None
+        if isinstance(outcome, service.Refused | service.TooMuch):
+            return "refused", outcome.code
+        if isinstance(outcome, service.HoldEnded):
+            return "ended", outcome.status
+        return "refused", "HOLD_NOT_FOUND" if outcome is None else "WALLET_NOT_FOUND"
+
+    out = BatchOut.model_validate(
+        {
+            "items": [
+                dict(
+                    zip(("status", "code"), result(o), strict=True), transaction_id=i.transaction_id
+                )
+                for i, o in zip(items, outcomes, strict=True)
+            ]
         }
-        for item, outcome in zip(items, outcomes, strict=True)
-    ]
+    )
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 HOLD_BATCH_IN = TypeAdapter(HoldBatchIn)
@@ -506,10 +521,31 @@ async def hold_batch(request: Request) -> Response:
     if states:
         cache: WalletCache = request.app.state.cache
         await cache.put_many(states)
-    out = HoldBatchOut.model_validate(
-        {"items": _results(body.items, outcomes, service.Held, "held")}
+    return _results(body.items, outcomes, service.Held, "held")
+
+
+CAPTURE_BATCH_IN = TypeAdapter(CaptureBatchIn)
+
+
+async def capture_batch(request: Request) -> Response:
+    """POST /internal/holds/captures: many captures, in one database transaction and
+    one round trip, in order; each keeps its own outcome (see service.capture_batch). A
+    plain Starlette route, as the other batches'."""
+    await require_internal(request)
+    body: CaptureBatchIn = await plain.parsed(request, CAPTURE_BATCH_IN)
+    rt: Runtime[Any] = request.app.state.rt
+    outcomes, states = await service.capture_batch(
+        rt.db,
+        rt.outbox_or_fail,
+        [
+            service.CaptureItem(i.transaction_id, i.amount_minor, i.correlation_id)
+            for i in body.items
+        ],
     )
-    return Response(out.model_dump_json(), media_type="application/json")
+    if states:
+        cache: WalletCache = request.app.state.cache
+        await cache.put_many(states)
+    return _results(body.items, outcomes, service.Captured, "captured")
 
 
 @internal_misc.post("/credit-fence")

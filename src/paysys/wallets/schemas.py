@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -89,7 +90,7 @@ class TransferOut(BaseModel):
     status: Literal["moved"] = "moved"
 
 
-def _once_each(items: list[TransferIn] | list[HoldIn]) -> None:
+def _once_each(items: Sequence[TransferIn | HoldIn | CaptureItemIn]) -> None:
     """A batch names each transaction once."""
     if len({i.transaction_id for i in items}) != len(items):
         raise ValueError("a transaction_id appears twice")
@@ -106,17 +107,6 @@ class TransferBatchIn(Input):
         if any(i.source_wallet_id == i.destination_wallet_id for i in self.items):
             raise ValueError("a move's source and destination are the same wallet")
         return self
-
-
-class TransferResult(BaseModel):
-    transaction_id: uuid.UUID
-    status: Literal["moved", "refused"]
-    # A refusal's code; WALLET_NOT_FOUND when a wallet does not exist (not kept).
-    code: str | None = None
-
-
-class TransferBatchOut(BaseModel):
-    items: list[TransferResult]
 
 
 class HoldIn(Input):
@@ -143,19 +133,42 @@ class HoldBatchIn(Input):
         return self
 
 
-class HoldResult(BaseModel):
+class CaptureHoldIn(Input):
+    amount_minor: int = Field(gt=0, le=10**15)
+
+
+class CaptureItemIn(CaptureHoldIn):
+    """One capture of a batch: `amount_minor` of the transaction's hold."""
+
     transaction_id: uuid.UUID
-    status: Literal["held", "refused"]
+    # The request the capture is for (its events carry it).
+    correlation_id: str | None = Field(default=None, max_length=200)
+
+
+class CaptureBatchIn(Input):
+    """Captures to make in one database transaction, in order (internal)."""
+
+    items: list[CaptureItemIn] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CaptureBatchIn:
+        _once_each(self.items)
+        return self
+
+
+class BatchResult(BaseModel):
+    """One item's outcome in a batch of moves, holds or captures."""
+
+    transaction_id: uuid.UUID
+    # what went through ("moved", "held", "captured"); "refused", with its code; or,
+    # for a capture, "ended" (the hold was released: its status is the code)
+    status: Literal["moved", "held", "captured", "refused", "ended"]
     # A refusal's code; WALLET_NOT_FOUND when a wallet does not exist (not kept).
     code: str | None = None
 
 
-class HoldBatchOut(BaseModel):
-    items: list[HoldResult]
-
-
-class CaptureHoldIn(Input):
-    amount_minor: int = Field(gt=0, le=10**15)
+class BatchOut(BaseModel):
+    items: list[BatchResult]
 
 
 class HoldOut(BaseModel):
