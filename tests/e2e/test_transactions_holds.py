@@ -13,10 +13,12 @@ import uuid
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+import redis.asyncio as aioredis
 
 from tests.conftest import Stack, eventually
-from tests.e2e.helpers import assert_problem, kafka_events, mails_to
+from tests.e2e.helpers import assert_problem, internal_client, kafka_events, mails_to
 from tests.e2e.money import arm_fault, db_fetch, funded_user, move, uid
 
 
@@ -464,3 +466,65 @@ async def test_wallets_killed_while_it_ends_a_hold_the_end_happens_once(
     if request is not None:
         assert (await request).status_code in (200, 502, 503)
     await ended_once(api, stack, end, tx, p_wallet, p_auth, m_wallet, m_auth)
+
+
+async def test_a_replayed_hold_or_capture_leaves_no_stale_balance_cached(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    # A first call to wallets that committed and died before its write to the cache
+    # leaves the wallets' states from before it in Redis. Its retry (the recovery
+    # worker's, or the group's) is a replay at wallets: afterwards, the balances shown
+    # must be the books', not those stale states. Holds, captures (alone and in
+    # batches) and a release.
+    p_wallet, p_auth, m_wallet, m_auth, auth_tx = await authorized(api, "10.00", "50.00")
+    payer, merchant, tx = p_wallet["id"], m_wallet["id"], auth_tx["id"]
+    redis = aioredis.from_url(stack.infra.redis_url)
+
+    async def stale(wallet_id: str, **fields: int) -> None:
+        # the cached state as it was before the call: older version, older amounts
+        await wallet(api, m_auth if wallet_id == merchant else p_auth, wallet_id)  # cached
+        state = orjson.loads(await redis.get(f"wallet:{wallet_id}"))
+        state.update(fields, version=state["version"] - 1)
+        await redis.set(f"wallet:{wallet_id}", orjson.dumps(state), ex=300)
+
+    hold = {
+        "transaction_id": tx,
+        "source_wallet_id": payer,
+        "destination_wallet_id": merchant,
+        "amount_minor": 1000,
+        "currency": "USD",
+    }
+    async with internal_client(stack) as wallets:
+        try:
+            await stale(payer, held_balance=0)
+            for path, body in (
+                ("/internal/holds/batch", {"items": [hold]}),
+                ("/internal/holds", hold),
+            ):
+                resp = await wallets.post(path, json=body)
+                assert resp.status_code == 200, resp.text
+                assert await balances(api, p_auth, payer) == ("50.00", "10.00", "40.00"), path
+                await stale(payer, held_balance=0)
+            captured = await step(api, m_auth, tx, "capture")
+            assert captured.status_code == 200, captured.text
+            captures = {"items": [{"transaction_id": tx, "amount_minor": 1000}]}
+            for path, body in (
+                ("/internal/holds/captures", captures),
+                (f"/internal/holds/{tx}/capture", {"amount_minor": 1000}),
+            ):
+                await stale(payer, balance=5000, held_balance=1000)
+                await stale(merchant, balance=0)
+                resp = await wallets.post(path, json=body)
+                assert resp.status_code == 200, resp.text
+                assert await balances(api, p_auth, payer) == ("40.00", "0.00", "40.00"), path
+                assert await balances(api, m_auth, merchant) == ("10.00", "0.00", "10.00"), path
+            # and a void's release
+            second = await move(api, p_auth, "payment", payer, merchant, "5.00", capture="manual")
+            voided = await step(api, p_auth, second.json()["id"], "void")
+            assert voided.status_code == 200, voided.text
+            await stale(payer, held_balance=500)
+            resp = await wallets.post(f"/internal/holds/{second.json()['id']}/release")
+            assert resp.status_code == 200, resp.text
+            assert await balances(api, p_auth, payer) == ("40.00", "0.00", "40.00")
+        finally:
+            await redis.aclose()

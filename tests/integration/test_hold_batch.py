@@ -106,7 +106,7 @@ async def test_captures_go_in_order_each_with_its_outcome_once(stack: Stack) -> 
             db, OUTBOX, [captures[1], service.CaptureItem(held[0].transaction_id, 1)]
         )
         assert [type(o).__name__ for o in again] == ["TooMuch", "Captured"]
-        assert again[1] == service.Captured(300, [])
+        assert again[1] == service.Captured(300, [], frozenset({payer, merchant}))  # a replay
         part, _ = await service.capture_batch(
             db, OUTBOX, [service.CaptureItem(held[1].transaction_id, 150)]
         )

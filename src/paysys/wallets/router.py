@@ -518,9 +518,7 @@ async def hold_batch(request: Request) -> Response:
         ],
         settings.maximums_minor,
     )
-    if states:
-        cache: WalletCache = request.app.state.cache
-        await cache.put_many(states)
+    await _cache_step(request.app.state.cache, outcomes, *states)
     return _results(body.items, outcomes, service.Held, "held")
 
 
@@ -542,9 +540,7 @@ async def capture_batch(request: Request) -> Response:
             for i in body.items
         ],
     )
-    if states:
-        cache: WalletCache = request.app.state.cache
-        await cache.put_many(states)
+    await _cache_step(request.app.state.cache, outcomes, *states)
     return _results(body.items, outcomes, service.Captured, "captured")
 
 
@@ -594,9 +590,21 @@ async def _hold_step(cache: WalletCache, outcome: Any) -> Any:
         raise outcome.error()
     if isinstance(outcome, service.HoldEnded):
         raise HoldEndedError(f"The hold is {outcome.status} already.")
-    if outcome.states:
-        await cache.put_many(outcome.states)
+    await _cache_step(cache, [outcome])
     return outcome
+
+
+async def _cache_step(
+    cache: WalletCache, outcomes: Sequence[object], *states: dict[str, Any]
+) -> None:
+    """Writes the changed wallets' states through, and drops those of replays' wallets
+    (service.Held)."""
+    changed = [*states, *(s for o in outcomes for s in getattr(o, "states", None) or [])]
+    if changed:
+        await cache.put_many(changed)
+    replayed = {w for o in outcomes for w in getattr(o, "replayed", ())}
+    if replayed:
+        await cache.forget(replayed)
 
 
 @holds.post("", response_model=HoldOut)

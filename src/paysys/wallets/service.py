@@ -477,11 +477,18 @@ async def _legacy_refusal(session: AsyncSession, tx: uuid.UUID, destination: uui
 # wallets' locks in id order (as move_batch takes them, so the two never deadlock).
 
 
+# Each outcome that went through carries the states of the wallets it changed (written
+# to the cache) and, when it is a replay, the wallets its first call changed: that call
+# may have died between its commit and its write to the cache, so their cached states
+# are dropped (as move_batch's `replayed`).
+
+
 @dataclass(frozen=True)
 class Held:
     """The money is reserved (now, or by an earlier call)."""
 
     states: list[dict[str, Any]]
+    replayed: frozenset[uuid.UUID] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -490,6 +497,7 @@ class Captured:
 
     amount: int
     states: list[dict[str, Any]]
+    replayed: frozenset[uuid.UUID] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -497,6 +505,7 @@ class Released:
     """The hold no longer reserves anything (now, or since an earlier call)."""
 
     states: list[dict[str, Any]]
+    replayed: frozenset[uuid.UUID] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -568,7 +577,7 @@ async def hold(
         return Missing()
     if first["result"] == "refused":
         return Refused(first["reason"], first["on_wallet"])
-    return Held(states)
+    return Held(states, frozenset() if states else frozenset({source}))
 
 
 @dataclass(frozen=True)
@@ -613,15 +622,21 @@ async def hold_batch(
         )
     outcomes: list[Held | Refused | Missing] = []
     states: list[dict[str, Any]] = []
+    changed: set[int] = set()  # the items that held now (a state row follows each)
     for row in rows:
         if row["result"] == "state":
             states.append(dict(row["wallet"]))
+            changed.add(row["item"])
         elif row["result"] == "missing":
             outcomes.append(Missing())
         elif row["result"] == "refused":
             outcomes.append(Refused(row["reason"], row["on_wallet"]))
         else:
             outcomes.append(Held([]))
+    outcomes = [
+        Held([], frozenset({items[n].source})) if isinstance(o, Held) and n not in changed else o
+        for n, o in enumerate(outcomes)
+    ]
     if states:
         db.written(outbox.table.name)
     return outcomes, states
@@ -658,7 +673,15 @@ async def capture(
         raise ValidationFailed("More than the hold reserves.", code="AMOUNT_EXCEEDS_AUTHORIZED")
     if result == "refused":
         return Refused(first["reason"], first["on_wallet"])
-    return Captured(first["amount"], states)
+    replayed = frozenset() if states else await _hold_wallets(db, [tx])
+    return Captured(first["amount"], states, replayed)
+
+
+async def _hold_wallets(db: Database, txs: list[uuid.UUID]) -> frozenset[uuid.UUID]:
+    """The wallets of these transactions' holds (a replayed capture's: rare)."""
+    async with db.raw() as conn:
+        rows = await conn.fetch(repository.HOLD_WALLETS, txs)
+    return frozenset(w for r in rows for w in (r["wallet_id"], r["destination_wallet_id"]))
 
 
 @dataclass(frozen=True)
@@ -706,10 +729,12 @@ async def capture_batch(
         )
     outcomes: list[Capture] = []
     states: list[dict[str, Any]] = []
+    changed: set[int] = set()  # the items captured now (state rows follow each)
     for row in rows:
         result = row["result"]
         if result == "state":
             states.append(dict(row["wallet"]))
+            changed.add(row["item"])
         elif result == "captured":
             outcomes.append(Captured(row["amount"], []))
         elif result == "refused":
@@ -720,6 +745,13 @@ async def capture_batch(
             outcomes.append(HoldEnded(row["reason"]))
         else:
             outcomes.append(None)  # no such hold
+    replays = [n for n, o in enumerate(outcomes) if isinstance(o, Captured) and n not in changed]
+    if replays:
+        replayed = await _hold_wallets(db, [items[n].transaction_id for n in replays])
+        for n in replays:
+            first = outcomes[n]
+            assert isinstance(first, Captured)
+            outcomes[n] = Captured(first.amount, [], replayed)
     if states:
         db.written(outbox.table.name)
     return outcomes, states
@@ -738,7 +770,7 @@ async def release(
     if h.status == "captured":
         return HoldEnded(h.status)
     if h.status != "open":
-        return Released([])
+        return Released([], frozenset({h.wallet_id}) if h.status == "released" else frozenset())
     (s,) = (await _locked(session, h.wallet_id)).values()
     _touch(s)
     s.held_balance -= h.amount
