@@ -4,6 +4,7 @@ so that what the edge lets through never includes them (the chart's 9100)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -46,3 +47,28 @@ async def test_metrics_and_health_answer_on_the_operations_port_only(
         assert_problem(await client.post(ops + "/users/register", json=body), 404, "NOT_FOUND")
         metrics = (await client.get(ops + "/metrics")).text
         assert "http_requests_total{" in metrics and "/users/register" in metrics
+
+
+async def test_requests_are_counted_under_their_route_template(stack: Stack) -> None:
+    # Every request is counted and timed by its route's template, never its raw path
+    # (one label value per wallet would grow without end); those refused before they
+    # reach a route (413) are counted too.
+    wallet_id = str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=stack.url("wallets"), timeout=30) as client:
+        assert (await client.get(f"/wallets/{wallet_id}")).status_code == 401
+        big = await client.post(
+            f"/wallets/{wallet_id}/deactivate",
+            content=b"x" * (1024 * 1024 + 1),
+            headers={"content-type": "application/json"},
+        )
+        assert big.status_code == 413
+        metrics = (await client.get("/metrics")).text
+    assert wallet_id not in metrics
+    counted = [line for line in metrics.splitlines() if line.startswith("http_requests_total{")]
+    assert any('route="/wallets/{wallet_id}"' in x and 'status="401"' in x for x in counted), (
+        counted
+    )
+    # refused before routing: counted, under no route of its own
+    assert any('status="413"' in x and 'method="POST"' in x for x in counted), counted
+    timed = 'http_request_duration_seconds_count{method="GET",route="/wallets/{wallet_id}"'
+    assert timed in metrics.replace('service="wallets",', "")

@@ -17,7 +17,7 @@ from paysys.kit.auth import internal_token_ok
 from paysys.kit.context import bind_request, client_ip_var
 from paysys.kit.errors import NotReady, install_error_handlers, problem
 from paysys.kit.http import INTERNAL_TOKEN_HEADER
-from paysys.kit.metrics import MetricsMiddleware, metrics_response
+from paysys.kit.metrics import metrics_response, observe_request
 from paysys.kit.settings import KitSettings
 
 log = structlog.get_logger()
@@ -29,11 +29,20 @@ INTERNAL_TOKEN_HEADER_B = INTERNAL_TOKEN_HEADER.lower().encode()
 
 class RequestContextMiddleware:
     """Takes or makes the request id, binds it to every log line, echoes it back, logs
-    one line per request, and refuses bodies over the size limit before reading them."""
+    one line per request, counts and times it (kit.metrics: one layer for both, as each
+    layer wraps every message of every request), and refuses bodies over the size limit
+    before reading them."""
 
-    def __init__(self, app: ASGIApp, internal_token: str, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        internal_token: str,
+        service: str = "",
+        max_body: int = MAX_BODY_BYTES,
+    ) -> None:
         self.app = app
         self.internal_token = internal_token
+        self.service = service
         self.max_body = max_body
 
     async def _buffer(self, receive: Receive) -> tuple[Receive, bool]:
@@ -91,18 +100,21 @@ class RequestContextMiddleware:
         if too_large:
             response = problem(413, "PAYLOAD_TOO_LARGE", "The request body is too large.")
             await response(scope, receive, send_wrapper)
+            observe_request(self.service, scope, 413, time.perf_counter() - start)
             return
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            seconds = time.perf_counter() - start
+            observe_request(self.service, scope, status, seconds)
             path = scope.get("path", "")
-            if path not in ("/metrics", "/health", "/ready"):
+            if path not in OPERATIONS_PATHS:
                 log.info(
                     "request",
                     method=scope.get("method"),
                     path=path,
                     status=status,
-                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                    duration_ms=round(seconds * 1000, 2),
                 )
 
 
@@ -169,8 +181,9 @@ def build_app(
     install_error_handlers(app)
     if settings.metrics_port is not None:
         app.add_middleware(OperationsPort, port=settings.metrics_port)
-    app.add_middleware(MetricsMiddleware, service=service)
-    app.add_middleware(RequestContextMiddleware, internal_token=settings.internal_token)
+    app.add_middleware(
+        RequestContextMiddleware, internal_token=settings.internal_token, service=service
+    )
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

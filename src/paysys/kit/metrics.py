@@ -1,13 +1,11 @@
-"""The contract's Prometheus metrics, and the ASGI middleware that records HTTP ones."""
+"""The contract's Prometheus metrics, and how HTTP requests are recorded in them."""
 
 from __future__ import annotations
-
-import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.responses import Response
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests served", ["service", "method", "route", "status"]
@@ -76,36 +74,14 @@ def metrics_response() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-class MetricsMiddleware:
-    """Counts and times every request under its route template, never the raw path."""
-
-    def __init__(self, app: ASGIApp, service: str) -> None:
-        self.app = app
-        self.service = service
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = _route_template(scope)
-            if route != "/metrics":
-                method = scope["method"]
-                HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
-                HTTP_DURATION.labels(self.service, method, route).observe(
-                    time.perf_counter() - start
-                )
+def observe_request(service: str, scope: Scope, status: int, seconds: float) -> None:
+    """Counts and times a request under its route template, never the raw path (the
+    app's request middleware calls it: kit.app.RequestContextMiddleware)."""
+    route = _route_template(scope)
+    if route != "/metrics":
+        method = scope["method"]
+        HTTP_REQUESTS.labels(service, method, route, str(status)).inc()
+        HTTP_DURATION.labels(service, method, route).observe(seconds)
 
 
 def _route_template(scope: Scope) -> str:
