@@ -79,18 +79,10 @@ class FaultyClients(Clients):
         for tx in txs:
             if self.faults.take(tx.destination_wallet_id, "deactivate_destination"):
                 await self._deactivate(tx.destination_wallet_id)
-        codes = await super().transfer_batch(txs)
-        for tx in txs:
-            if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
-                await asyncio.sleep(fault.seconds)
-        return codes
+        return await self._paused(txs, await super().transfer_batch(txs))
 
     async def hold_batch(self, txs: list[Any]) -> list[str | None]:
-        codes = await super().hold_batch(txs)
-        for tx in txs:
-            if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
-                await asyncio.sleep(fault.seconds)
-        return codes
+        return await self._paused(txs, await super().hold_batch(txs))
 
     async def capture(self, tx: Any) -> None:
         await super().capture(tx)
@@ -98,7 +90,10 @@ class FaultyClients(Clients):
             await asyncio.sleep(fault.seconds)
 
     async def capture_batch(self, txs: list[Any]) -> list[str | None]:
-        codes = await super().capture_batch(txs)
+        return await self._paused(txs, await super().capture_batch(txs))
+
+    async def _paused(self, txs: list[Any], codes: list[str | None]) -> list[str | None]:
+        """A batch's answer, after the pauses armed for its transactions' destinations."""
         for tx in txs:
             if fault := self.faults.take(tx.destination_wallet_id, "pause_mid_saga"):
                 await asyncio.sleep(fault.seconds)

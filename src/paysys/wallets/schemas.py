@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -90,25 +89,6 @@ class TransferOut(BaseModel):
     status: Literal["moved"] = "moved"
 
 
-def _once_each(items: Sequence[TransferIn | HoldIn | CaptureItemIn]) -> None:
-    """A batch names each transaction once."""
-    if len({i.transaction_id for i in items}) != len(items):
-        raise ValueError("a transaction_id appears twice")
-
-
-class TransferBatchIn(Input):
-    """Moves to apply in one database transaction, in order (internal)."""
-
-    items: list[TransferIn] = Field(min_length=1, max_length=1000)
-
-    @model_validator(mode="after")
-    def _distinct(self) -> TransferBatchIn:
-        _once_each(self.items)
-        if any(i.source_wallet_id == i.destination_wallet_id for i in self.items):
-            raise ValueError("a move's source and destination are the same wallet")
-        return self
-
-
 class HoldIn(Input):
     """Reserve money for a manual-capture payment (internal: the transactions service)."""
 
@@ -120,17 +100,6 @@ class HoldIn(Input):
     description: str | None = Field(default=None, max_length=500)
     # The request the hold is for (its event carries it), when it is not this call's own.
     correlation_id: str | None = Field(default=None, max_length=200)
-
-
-class HoldBatchIn(Input):
-    """Holds to take in one database transaction, in order (internal)."""
-
-    items: list[HoldIn] = Field(min_length=1, max_length=1000)
-
-    @model_validator(mode="after")
-    def _distinct(self) -> HoldBatchIn:
-        _once_each(self.items)
-        return self
 
 
 class CaptureHoldIn(Input):
@@ -145,15 +114,38 @@ class CaptureItemIn(CaptureHoldIn):
     correlation_id: str | None = Field(default=None, max_length=200)
 
 
-class CaptureBatchIn(Input):
-    """Captures to make in one database transaction, in order (internal)."""
+ItemT = TypeVar("ItemT", TransferIn, HoldIn, CaptureItemIn)
 
-    items: list[CaptureItemIn] = Field(min_length=1, max_length=1000)
+
+class BatchOf(Input, Generic[ItemT]):
+    """Items to apply in one database transaction, in order (internal): each
+    transaction once."""
+
+    items: list[ItemT] = Field(min_length=1, max_length=1000)
 
     @model_validator(mode="after")
-    def _distinct(self) -> CaptureBatchIn:
-        _once_each(self.items)
+    def _once_each(self) -> Self:
+        if len({i.transaction_id for i in self.items}) != len(self.items):
+            raise ValueError("a transaction_id appears twice")
         return self
+
+
+class TransferBatchIn(BatchOf[TransferIn]):
+    """Moves to apply in one database transaction, in order (internal)."""
+
+    @model_validator(mode="after")
+    def _not_to_itself(self) -> TransferBatchIn:
+        if any(i.source_wallet_id == i.destination_wallet_id for i in self.items):
+            raise ValueError("a move's source and destination are the same wallet")
+        return self
+
+
+class HoldBatchIn(BatchOf[HoldIn]):
+    """Holds to take in one database transaction, in order (internal)."""
+
+
+class CaptureBatchIn(BatchOf[CaptureItemIn]):
+    """Captures to make in one database transaction, in order (internal)."""
 
 
 class BatchResult(BaseModel):
