@@ -974,7 +974,9 @@ async def run(
             )
             frames = tops[0]
         await load
-        tail, counts = await tail_caught_up(dsn, mongo_url, db_name, transfers.ok_ids, 60)
+        # (the request path answers faster than the tail keeps up: its backlog after a
+        # 60 s run took about a minute to drain in the 2026-12-07 run)
+        tail, counts = await tail_caught_up(dsn, mongo_url, db_name, transfers.ok_ids, 180)
 
         def deposit(rng: random.Random) -> tuple[dict[str, str], dict[str, Any]]:
             p = rng.choice(people)
