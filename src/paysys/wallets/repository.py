@@ -162,15 +162,14 @@ MOVE_BATCH = (
     " $13, $14, $15, $16)"
 )
 
-# An authorization's hold and its capture, one statement each: migration 0013.
-HOLD_FUNDS = "SELECT * FROM hold_funds($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-# Many holds in one statement and one commit: migration 0015.
+# Many holds in one statement and one commit (hold_funds of migration 0013 for each,
+# alone or many): migration 0015.
 HOLD_BATCH = "SELECT * FROM hold_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-CAPTURE_HOLD = "SELECT * FROM capture_hold($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 HOLD_WALLETS = (
     "SELECT wallet_id, destination_wallet_id FROM holds WHERE transaction_id = ANY($1::uuid[])"
 )
-# Many captures in one statement and one commit: migration 0017.
+# Many captures in one statement and one commit (capture_hold of migration 0013 for
+# each, alone or many): migration 0017.
 CAPTURE_BATCH = "SELECT * FROM capture_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
 # -- statements and balances at an instant (raw, in one snapshot: Database.snapshot)

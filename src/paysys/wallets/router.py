@@ -468,24 +468,19 @@ def _results(
     HOLD_NOT_FOUND: no hold for a capture), or "ended" (a capture of a hold released
     already: its status is the code)."""
 
-    def result(outcome: object) -> tuple[str, str | None]:
+    def result(item: TransferIn | HoldIn | CaptureItemIn, outcome: object) -> dict[str, Any]:
         if isinstance(outcome, went):
-            return status, None
-        if isinstance(outcome, service.Refused | service.TooMuch):
-            return "refused", outcome.code
-        if isinstance(outcome, service.HoldEnded):
-            return "ended", outcome.status
-        return "refused", "HOLD_NOT_FOUND" if outcome is None else "WALLET_NOT_FOUND"
+            status_, code = status, None
+        elif isinstance(outcome, service.Refused | service.TooMuch):
+            status_, code = "refused", outcome.code
+        elif isinstance(outcome, service.HoldEnded):
+            status_, code = "ended", outcome.status
+        else:
+            status_, code = "refused", "HOLD_NOT_FOUND" if outcome is None else "WALLET_NOT_FOUND"
+        return {"transaction_id": item.transaction_id, "status": status_, "code": code}
 
     out = BatchOut.model_validate(
-        {
-            "items": [
-                dict(
-                    zip(("status", "code"), result(o), strict=True), transaction_id=i.transaction_id
-                )
-                for i, o in zip(items, outcomes, strict=True)
-            ]
-        }
+        {"items": [result(i, o) for i, o in zip(items, outcomes, strict=True)]}
     )
     return Response(out.model_dump_json(), media_type="application/json")
 

@@ -526,19 +526,6 @@ async def _locked(session: AsyncSession, *ids: uuid.UUID) -> dict[uuid.UUID, Wal
     return {w.id: w for w in await repository.lock_wallets(session, list(ids))}
 
 
-async def _hold_statement(
-    db: Database, outbox: Outbox, sql: str, *args: Any
-) -> tuple[Any, list[dict[str, Any]]]:
-    """Runs hold_funds or capture_hold: its outcome row, and the states of the wallets
-    it changed (their events are in the outbox then: its relay is woken)."""
-    async with db.raw() as conn:
-        rows = await conn.fetch(sql, *args)
-    states = [dict(r["wallet"]) for r in rows[1:]]
-    if states:
-        db.written(outbox.table.name)
-    return rows[0], states
-
-
 async def hold(
     db: Database,
     outbox: Outbox,
@@ -554,30 +541,11 @@ async def hold(
     """Reserves `amount` on the source for a payment to `destination`, if the payment
     could move now: both wallets active, in its currency, the source's available
     balance enough, its limits not passed (the hold counts against them from now on).
-    Once per transaction id: asked again, the first outcome. One statement (the
-    `hold_funds` function of migration 0013)."""
-    event = outbox.envelope("wallet.funds_held", {})
-    first, states = await _hold_statement(
-        db,
-        outbox,
-        repository.HOLD_FUNDS,
-        tx,
-        source,
-        destination,
-        amount,
-        currency,
-        exponent(currency),
-        description,
-        now or utcnow(),
-        limits.as_json(maximums),
-        event.event_id,
-        event.model_dump_json(),
-    )
-    if first["result"] == "missing":
-        return Missing()
-    if first["result"] == "refused":
-        return Refused(first["reason"], first["on_wallet"])
-    return Held(states, frozenset() if states else frozenset({source}))
+    Once per transaction id: asked again, the first outcome. A batch of one (the
+    `hold_funds` function of migration 0013, through hold_batch)."""
+    item = HoldItem(tx, source, destination, amount, currency, description)
+    (first,), states = await hold_batch(db, outbox, [item], maximums, now)
+    return Held(states, first.replayed) if isinstance(first, Held) else first
 
 
 @dataclass(frozen=True)
@@ -649,32 +617,14 @@ async def capture(
     the amount debited from the payer and credited to the merchant, with their ledger
     entries and events (funds_released, then funds_deducted and funds_added). Refused
     (nothing kept: the hold stays open) while either wallet is inactive. Once per
-    transaction id: asked again, the first capture. None: no such hold. One statement
-    (the `capture_hold` function of migration 0013)."""
-    events = [
-        outbox.envelope(topic, {})
-        for topic in ("wallet.funds_released", TOPIC["debit"], TOPIC["credit"])
-    ]
-    first, states = await _hold_statement(
-        db,
-        outbox,
-        repository.CAPTURE_HOLD,
-        tx,
-        amount,
-        EXPONENTS_JSON,
-        *[part for e in events for part in (e.event_id, e.model_dump_json())],
-    )
-    result = first["result"]
-    if result == "none":
-        return None
-    if result == "ended":
-        return HoldEnded(first["reason"])
-    if result == "too_much":
-        raise ValidationFailed("More than the hold reserves.", code="AMOUNT_EXCEEDS_AUTHORIZED")
-    if result == "refused":
-        return Refused(first["reason"], first["on_wallet"])
-    replayed = frozenset() if states else await _hold_wallets(db, [tx])
-    return Captured(first["amount"], states, replayed)
+    transaction id: asked again, the first capture. None: no such hold. A batch of one
+    (the `capture_hold` function of migration 0013, through capture_batch)."""
+    (first,), states = await capture_batch(db, outbox, [CaptureItem(tx, amount)])
+    if isinstance(first, TooMuch):
+        raise ValidationFailed("More than the hold reserves.", code=first.code)
+    if isinstance(first, Captured):
+        return Captured(first.amount, states, first.replayed)
+    return first
 
 
 async def _hold_wallets(db: Database, txs: list[uuid.UUID]) -> frozenset[uuid.UUID]:
