@@ -38,7 +38,8 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
                 raise RuntimeError("no Kafka partitions assigned yet")
 
         app.state.checks["kafka_consumer"] = check_consumer
-        rt.tasks.start("mail-sender", MailSender(rt.db, rt.records_or_fail, settings).run)
+        for n in range(settings.mail_senders):  # each claims its own batches
+            rt.tasks.start(f"mail-sender-{n}", MailSender(rt.db, rt.records_or_fail, settings).run)
         rt.tasks.start("webhook-sender", WebhookSender(rt.db, settings).run)
         rt.tasks.start("webhook-routes-pruner", lambda: prune_routes_hourly(rt.db, settings))
 

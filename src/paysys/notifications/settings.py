@@ -31,6 +31,11 @@ class NotificationsSettings(DataKeySettings):
     mail_backoff_base_seconds: float = 2.0
     mail_poll_seconds: float = 0.5
     mail_batch_size: int = 50
+    # Senders side by side, each with its own SMTP connection and its own claimed
+    # batches: one sends an email at a time (a server without PIPELINING, as Mailpit,
+    # takes four round trips each), so one sender alone left the machine idle while a
+    # backlog drained.
+    mail_senders: int = Field(4, ge=1, le=32)
     # How long a claimed job is its sender's; a sender that died mid-send hands it on
     # after this. Longer than one batch can take (50 sends at the SMTP timeout).
     mail_claim_seconds: float = 600.0
