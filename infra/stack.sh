@@ -16,6 +16,19 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="${PAYSYS_RUN_DIR:-$ROOT/.run}"
 mkdir -p "$RUN/logs"
 
+# One up, down or install at a time per state folder: two at once (tests started beside
+# `make chaos`, which stops and starts servers under them) both found a port closed and
+# both started its server, the second rewriting the pid file, so `down` left the first
+# running. flock keeps the lock in its own process (-o: the servers started do not
+# inherit it); nested calls are already inside it.
+case "${1:-up}" in
+  up | down | install)
+    if [ -z "${PAYSYS_STACK_LOCKED:-}" ]; then
+      PAYSYS_STACK_LOCKED=1 exec flock -o "$RUN/stack.lock" bash "${BASH_SOURCE[0]}" "$@"
+    fi
+    ;;
+esac
+
 # Every port sits below the kernel's ephemeral range (32768-60999): a port inside it can
 # be taken by some client's outgoing connection just as a server wants to bind it
 # (Prometheus once failed to start on 59090 that way).
