@@ -63,6 +63,35 @@ async def test_redelivered_event_sends_no_second_email(
     assert await eventually(recorded, timeout=30) == 1
 
 
+async def test_a_server_slow_to_accept_an_email_gets_it_once(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    """A server may take its time to answer an email's text (RFC 5321 gives it ten
+    minutes): it has the email by then. A sender that gave up after 10 s sent it again,
+    and the server delivered it twice (seen after a cold start of Mailpit)."""
+    slow = stack.infra.smtp_control / ".slow"
+    slow.write_text("12")  # seconds
+    try:
+        user = await register(api, unique_email("slow-server"))
+        conn = await asyncpg.connect(stack.infra.dsn)
+        try:
+
+            async def done() -> Any:
+                return await conn.fetchrow(
+                    "SELECT status, attempts FROM notifications.email_jobs"
+                    " WHERE user_id = $1 AND status NOT IN ('pending', 'sending')",
+                    uuid.UUID(user["id"]),
+                )
+
+            job = await eventually(done, timeout=90)
+        finally:
+            await conn.close()
+    finally:
+        slow.unlink(missing_ok=True)
+    assert (job["status"], job["attempts"]) == ("sent", 1)
+    assert len(mails_to(stack.infra.inbox, user["email"])) == 1
+
+
 async def test_smtp_failure_is_retried_then_recorded_failed_without_blocking_others(
     api: httpx.AsyncClient, stack: Stack
 ) -> None:

@@ -26,6 +26,12 @@ class NotificationsSettings(DataKeySettings):
     smtp_ca_file: str | None = Field(
         None, validation_alias=AliasChoices("SMTP_CA_FILE", "PAYSYS_SMTP_CA_FILE")
     )
+    # How long the SMTP server may take: to connect, to answer a command; and to answer
+    # an email's text. By then the server may well have taken the email (RFC 5321 gives
+    # it ten minutes, as it may be scanning it): giving up sooner means sending it again,
+    # as happened at 10 s with a server slow after a cold start.
+    smtp_timeout_seconds: float = Field(10.0, gt=0)
+    smtp_accept_timeout_seconds: float = Field(120.0, gt=0)
     mail_from: str = "paysys <no-reply@paysys.local>"
     mail_max_attempts: int = 5
     mail_backoff_base_seconds: float = 2.0
@@ -37,7 +43,8 @@ class NotificationsSettings(DataKeySettings):
     # backlog drained.
     mail_senders: int = Field(4, ge=1, le=32)
     # How long a claimed job is its sender's; a sender that died mid-send hands it on
-    # after this. Longer than one batch can take (50 sends at the SMTP timeout).
+    # after this. Longer than one batch can take: a batch stops at its first timeout
+    # (the rest wait for the next round), so about one accept timeout at worst.
     mail_claim_seconds: float = 600.0
     webhook_poll_seconds: float = 0.5
     # The first retry of a failed delivery after this, then doubling (at most 6 h).

@@ -31,6 +31,7 @@ from aiosmtplib import (
     SMTPResponseException,
     SMTPSenderRefused,
     SMTPServerDisconnected,
+    SMTPTimeoutError,
 )
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
@@ -100,8 +101,12 @@ class PipelinedSMTP:
         timeout: float = 10.0,
         tls: ssl.SSLContext | None = None,
         login: tuple[str, str] | None = None,
+        accept_timeout: float = 120.0,
     ) -> None:
+        # timeout: a connection's, a command's; accept_timeout: the answer to an email's
+        # text, which the server may have taken by then (see NotificationsSettings).
         self.host, self.port, self.timeout = host, port, timeout
+        self.accept_timeout = accept_timeout
         # tls: STARTTLS is required (a server that does not offer it is refused, never
         # sent credentials or mail in clear); login: AUTH PLAIN, inside that TLS.
         self.tls, self.login = tls, login
@@ -184,7 +189,7 @@ class PipelinedSMTP:
                 group = text + group
                 self.wrote_text = True
             self._write(group)
-            replies = await self._read(3 + (text is not None))
+            replies = await self._read(3 + (text is not None), text is not None)
             if text is not None:
                 self.done.append(_data_end(replies.pop(0)))
             text = None
@@ -209,7 +214,7 @@ class PipelinedSMTP:
         if text is not None:
             self.wrote_text = True
             self._write(text)
-            self.done.append(_data_end((await self._read(1))[0]))
+            self.done.append(_data_end((await self._read(1, True))[0]))
         return self.done
 
     def _write(self, data: bytes) -> None:
@@ -218,7 +223,8 @@ class PipelinedSMTP:
             raise (r.error if r and r.error else SMTPServerDisconnected("not connected"))
         r.transport.write(data)
 
-    async def _read(self, n: int) -> list[Reply]:
+    async def _read(self, n: int, text_end: bool = False) -> list[Reply]:
+        """The next `n` replies; `text_end`: one answers an email's text."""
         r = self._replies
         if r is None:
             raise SMTPServerDisconnected("not connected")
@@ -228,10 +234,10 @@ class PipelinedSMTP:
             r.wanted = n
             r.waiter = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait_for(r.waiter, self.timeout)
+                await asyncio.wait_for(r.waiter, self.accept_timeout if text_end else self.timeout)
             except TimeoutError:
                 self.close()
-                raise SMTPServerDisconnected("timed out waiting for the server") from None
+                raise SMTPTimeoutError("timed out waiting for the server") from None
             finally:
                 r.waiter = None
         return [r.replies.popleft() for _ in range(n)]

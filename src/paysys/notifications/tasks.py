@@ -185,7 +185,7 @@ class MailSender:
             smtp = aiosmtplib.SMTP(
                 hostname=s.smtp_host,
                 port=s.smtp_port,
-                timeout=10,
+                timeout=s.smtp_timeout_seconds,
                 start_tls=s.smtp_starttls,  # required when on; never opportunistic
                 tls_context=self._tls,
                 username=login[0] if login else None,
@@ -207,12 +207,13 @@ class MailSender:
         for attempt in (1, 2):
             smtp = await self._connection()
             try:
+                wait = self.settings.smtp_accept_timeout_seconds  # per command
                 if isinstance(msg, EmailMessage):
-                    await smtp.send_message(msg)  # it decides on SMTPUTF8
+                    await smtp.send_message(msg, timeout=wait)  # it decides on SMTPUTF8
                 else:
                     # Envelope known, ASCII: straight to the server, without send_message
                     # copying the message and parsing its addresses back out of it.
-                    await smtp.sendmail(self.sender, [to], msg.as_bytes())
+                    await smtp.sendmail(self.sender, [to], msg.as_bytes(), timeout=wait)
                 return
             except aiosmtplib.SMTPServerDisconnected:
                 # The kept-open connection went stale (server idle timeout): once more
@@ -257,10 +258,13 @@ class MailSender:
         results: dict[int, BaseException | None] = {}
         batch: list[tuple[Any, str, bytes]] = []  # for the pipelining connection
         pipelines = await self._pipelining()
+        stalled: BaseException | None = None  # a send timed out: the rest wait
         for job in jobs:
             bind_request(job.correlation_id)
             email = who.get(job.user_id)
             try:
+                if stalled is not None:
+                    raise stalled
                 if job.user_id in unreadable:
                     raise unreadable[job.user_id]
                 if email is None:
@@ -275,6 +279,10 @@ class MailSender:
                 raise
             except Exception as exc:
                 results[job.id] = exc
+                if isinstance(exc, TimeoutError) and stalled is None:
+                    stalled = aiosmtplib.SMTPTimeoutError(
+                        "not tried: the server timed out on an earlier email of the batch"
+                    )
         results.update(await self.send_pipelined(batch))
         outcomes = [(job, who.get(job.user_id), self.outcome(job, results[job.id])) for job in jobs]
         await self.record(outcomes)
@@ -286,9 +294,11 @@ class MailSender:
         outcome = classify(failure)
         if outcome.status == "retry" and job.attempts >= self.settings.mail_max_attempts:
             outcome = Outcome("failed", outcome.error)
+        bind_request(job.correlation_id)
         if outcome.status == "failed":
-            bind_request(job.correlation_id)
             log.error("email_failed", kind=job.kind, error=outcome.error)
+        else:  # to be sent again: if the server did take it, it arrives twice
+            log.warning("email_retry", kind=job.kind, attempts=job.attempts, error=outcome.error)
         return outcome
 
     async def _pipelining(self) -> bool:
@@ -298,7 +308,14 @@ class MailSender:
             return True
         self._drop_pipe()
         s = self.settings
-        pipe = PipelinedSMTP(s.smtp_host, s.smtp_port, tls=self._tls, login=s.smtp_login())
+        pipe = PipelinedSMTP(
+            s.smtp_host,
+            s.smtp_port,
+            timeout=s.smtp_timeout_seconds,
+            tls=self._tls,
+            login=s.smtp_login(),
+            accept_timeout=s.smtp_accept_timeout_seconds,
+        )
         try:
             if await pipe.connect():
                 self._pipe = pipe

@@ -8,6 +8,8 @@
 //	.fail        present: DATA is answered 451 (tests of retries)
 //	.fail-rcpt   one address per line: refused 451 at RCPT (per-message retries)
 //	.bounce-rcpt one address per line: refused 550 at RCPT (permanent failures)
+//	.slow        seconds: the answer to a message's text waits that long after the
+//	             message went on to Mailpit (a server slow to accept: it has it)
 //
 // go-smtp does the SMTP on both sides (PIPELINING, 8BITMIME, SMTPUTF8); Mailpit's answer
 // to the relayed message is the answer the sender gets.
@@ -78,6 +80,11 @@ func (s *session) Data(r io.Reader) error {
 	defer c.Close()
 	if err := c.SendMail(s.from, s.to, bytes.NewReader(body)); err != nil {
 		return err
+	}
+	if text, err := os.ReadFile(filepath.Join(s.relay.control, ".slow")); err == nil {
+		if seconds, err := strconv.ParseFloat(strings.TrimSpace(string(text)), 64); err == nil {
+			time.Sleep(time.Duration(seconds * float64(time.Second)))
+		}
 	}
 	return c.Quit()
 }
