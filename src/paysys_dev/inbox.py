@@ -35,6 +35,11 @@ def summaries(inbox: str, query: str = "", since: float = 0.0) -> list[dict[str,
         start += PAGE
 
 
+def clear(inbox: str) -> None:
+    """Deletes every message Mailpit holds (its cost per message grows with them)."""
+    _client.delete(f"{inbox}/api/v1/messages", timeout=300).raise_for_status()
+
+
 def arrived(summary: dict[str, Any]) -> float:
     return datetime.fromisoformat(summary["Created"].replace("Z", "+00:00")).timestamp()
 
