@@ -955,20 +955,22 @@ async def check(
         await conn.close()
     addresses = {p.email.lower() for p in world.people + world.merchants}
     # A sender killed, or the sink stopped, between the server's acceptance and the
-    # batch's record: that batch may go again, with the same Message-ID.
+    # batch's record: that batch may go again, with the same Message-ID; a process has
+    # MAIL_SENDERS senders, each with its batch in flight.
     mail_faults = sum(
         1 for f in world.faults if f.name.startswith(("kill:notifications", "restart:smtp"))
     )
     results.append(
         emails_sent_once(
             run_messages(inbox.summaries(mail_inbox, since=started_at), addresses),
-            MAIL_BATCH * mail_faults,
+            MAIL_BATCH * MAIL_SENDERS * mail_faults,
         )
     )
     return results
 
 
 MAIL_BATCH = 50  # notifications' PAYSYS_MAIL_BATCH_SIZE default, which the run keeps
+MAIL_SENDERS = 4  # and its PAYSYS_MAIL_SENDERS default
 
 
 # -- the run
