@@ -18,6 +18,7 @@ the records outbox) in PostgreSQL the moment it is known.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import re
 import time
@@ -285,6 +286,12 @@ class MailSender:
                     )
         results.update(await self.send_pipelined(batch))
         outcomes = [(job, who.get(job.user_id), self.outcome(job, results[job.id])) for job in jobs]
+        retried = collections.Counter(o.error for _, _, o in outcomes if o.status == "retry")
+        if retried:  # once per batch (an outage fails every email of it alike)
+            structlog.contextvars.unbind_contextvars("request_id")  # a batch's, not one's
+            log.warning(
+                "emails_to_retry", count=retried.total(), errors=dict(retried.most_common(3))
+            )
         await self.record(outcomes)
         return len(jobs)
 
@@ -294,11 +301,9 @@ class MailSender:
         outcome = classify(failure)
         if outcome.status == "retry" and job.attempts >= self.settings.mail_max_attempts:
             outcome = Outcome("failed", outcome.error)
-        bind_request(job.correlation_id)
         if outcome.status == "failed":
+            bind_request(job.correlation_id)
             log.error("email_failed", kind=job.kind, error=outcome.error)
-        else:  # to be sent again: if the server did take it, it arrives twice
-            log.warning("email_retry", kind=job.kind, attempts=job.attempts, error=outcome.error)
         return outcome
 
     async def _pipelining(self) -> bool:
