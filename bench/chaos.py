@@ -1017,8 +1017,11 @@ def main() -> None:
         PAYSYS_LEASE_SECONDS=str(lease),
         PAYSYS_MAIL_MAX_ATTEMPTS="12",
         PAYSYS_MAIL_BACKOFF_BASE_SECONDS="0.5",
-        # a killed sender's claimed jobs come back after this (its default is 10 min)
-        PAYSYS_MAIL_CLAIM_SECONDS="20",
+        # a killed sender's claimed jobs come back after this (its default is 10 min),
+        # which must outlast one email's worst case (a connection and four answers)
+        PAYSYS_MAIL_CLAIM_SECONDS="30",
+        PAYSYS_SMTP_TIMEOUT_SECONDS="5",
+        PAYSYS_SMTP_ACCEPT_TIMEOUT_SECONDS="6",
         # and so do a killed sender's webhook deliveries (60 s), retried sooner (15 s)
         PAYSYS_WEBHOOK_CLAIM_SECONDS="20",
         PAYSYS_WEBHOOK_RETRY_BASE_SECONDS="2",

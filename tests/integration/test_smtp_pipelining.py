@@ -14,7 +14,7 @@ import aiosmtplib
 import pytest
 import uvloop
 
-from paysys.notifications.smtp import PipelinedSMTP
+from paysys.notifications.smtp import NotTried, PipelinedSMTP
 from paysys_dev import inbox
 from tests.conftest import Infra, free_port
 from tests.support.smtp_relay import smtp_relay
@@ -129,3 +129,30 @@ async def test_on_uvloop_as_the_services_run_it(sink: Relay) -> None:
 
     assert await asyncio.to_thread(uvloop.run, send()) == [None]
     assert len(sink.delivered(a)) == 1
+
+
+async def test_a_batch_past_its_deadline_sends_no_further_email(
+    smtp: PipelinedSMTP, sink: Relay
+) -> None:
+    """A sender's claim on its batch runs out at some time: an email started after the
+    batch's deadline could still be in flight when another sender takes the batch over,
+    and go twice. The emails past it are not tried (they go with a later claim)."""
+    a, b, c = addresses(3)
+    (sink.control / ".slow").write_text("1.5")  # seconds per email
+    try:
+        loop = asyncio.get_running_loop()
+        results = await smtp.send_many(
+            SENDER,
+            [(a, message(a, "1")), (b, message(b, "2")), (c, message(c, "3"))],
+            deadline=loop.time() + 1.0,
+        )
+    finally:
+        (sink.control / ".slow").unlink()
+    # b was begun before the deadline (pipelined with a's text), so it goes through;
+    # c would have begun after it
+    assert results[:2] == [None, None]
+    assert [type(r) for r in results[2:]] == [NotTried]
+    assert len(sink.delivered(a)) == len(sink.delivered(b)) == 1
+    assert sink.delivered(c) == []
+    # the connection is still good for the next batch
+    assert await smtp.send_many(SENDER, [(c, message(c, "again"))]) == [None]

@@ -9,6 +9,7 @@ import pytest
 from paysys.gateway.ratelimit import ip_identity
 from paysys.kit.context import safe_request_id
 from paysys.kit.settings import DEV_JWT_SECRET, KitSettings
+from paysys.notifications.settings import NotificationsSettings
 from paysys.notifications.tasks import classify
 from paysys.transactions.service import request_hash
 from paysys.transactions.settings import TransactionsSettings
@@ -40,6 +41,17 @@ def test_a_lease_shorter_than_the_longest_saga_step_is_refused() -> None:
         env="local", call_timeout_seconds=10, step_attempts=3, lease_seconds=45
     )
     assert fine.lease_seconds > fine.longest_step_seconds
+
+
+def test_a_mail_claim_shorter_than_a_batch_can_take_is_refused() -> None:
+    # A claim that runs out while its sender still waits on the server hands the batch
+    # to another sender: the emails go twice.
+    with pytest.raises(ValueError, match="PAYSYS_MAIL_CLAIM_SECONDS"):
+        NotificationsSettings(env="local", mail_claim_seconds=20)
+    fine = NotificationsSettings(
+        env="local", mail_claim_seconds=30, smtp_timeout_seconds=5, smtp_accept_timeout_seconds=6
+    )
+    assert fine.mail_claim_seconds > fine.email_worst_seconds == 29
 
 
 def test_only_the_gateway_listens_beyond_loopback_by_default() -> None:

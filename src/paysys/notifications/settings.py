@@ -29,9 +29,10 @@ class NotificationsSettings(DataKeySettings):
     # How long the SMTP server may take: to connect, to answer a command; and to answer
     # an email's text. By then the server may well have taken the email (RFC 5321 gives
     # it ten minutes, as it may be scanning it): giving up sooner means sending it again,
-    # as happened at 10 s with a server slow after a cold start.
+    # as happened at 10 s with a server slow after a cold start. The accept timeout
+    # bounds every answer of a sending, so that an email's worst case is known.
     smtp_timeout_seconds: float = Field(10.0, gt=0)
-    smtp_accept_timeout_seconds: float = Field(120.0, gt=0)
+    smtp_accept_timeout_seconds: float = Field(60.0, gt=0)
     mail_from: str = "paysys <no-reply@paysys.local>"
     mail_max_attempts: int = 5
     mail_backoff_base_seconds: float = 2.0
@@ -43,8 +44,8 @@ class NotificationsSettings(DataKeySettings):
     # backlog drained.
     mail_senders: int = Field(4, ge=1, le=32)
     # How long a claimed job is its sender's; a sender that died mid-send hands it on
-    # after this. Longer than one batch can take: a batch stops at its first timeout
-    # (the rest wait for the next round), so about one accept timeout at worst.
+    # after this. No email of a batch is begun once the claim could run out before it is
+    # through (`email_deadline`), and a batch stops at its first timeout.
     mail_claim_seconds: float = 600.0
     webhook_poll_seconds: float = 0.5
     # The first retry of a failed delivery after this, then doubling (at most 6 h).
@@ -59,6 +60,22 @@ class NotificationsSettings(DataKeySettings):
     # Where a new consumer group starts (see kit.consumer): tests and the bench, which
     # share a broker with earlier runs, start from "latest".
     consumer_start: Literal["earliest", "latest"] = "earliest"
+
+    @property
+    def email_worst_seconds(self) -> float:
+        """How long one email may take: a connection, then four answers (to MAIL, RCPT,
+        DATA and the text), each within the accept timeout."""
+        return self.smtp_timeout_seconds + 4 * self.smtp_accept_timeout_seconds
+
+    @model_validator(mode="after")
+    def _claim_outlasts_an_email(self) -> NotificationsSettings:
+        if self.mail_claim_seconds <= self.email_worst_seconds:
+            raise ValueError(
+                "PAYSYS_MAIL_CLAIM_SECONDS must exceed PAYSYS_SMTP_TIMEOUT_SECONDS + 4 x "
+                "PAYSYS_SMTP_ACCEPT_TIMEOUT_SECONDS: a claim that runs out while an email "
+                "is still being sent hands it to another sender, and it goes twice"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_password_in_clear(self) -> NotificationsSettings:

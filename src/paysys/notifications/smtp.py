@@ -90,6 +90,11 @@ class _Replies(asyncio.Protocol):
             self.waiter.exception()  # retrieved: nobody may await it any more
 
 
+class NotTried(SMTPException):
+    """An email of a batch left unsent: the batch's claim could run out before it is
+    through (another sender would take it over and send it again)."""
+
+
 class PipelinedSMTP:
     """One kept-open connection to a server that pipelines. `connect` tells whether it
     does; if not, the caller uses another client."""
@@ -174,14 +179,18 @@ class PipelinedSMTP:
             r.transport.close()
 
     async def send_many(
-        self, sender: str, mails: list[tuple[str, bytes]]
+        self, sender: str, mails: list[tuple[str, bytes]], deadline: float | None = None
     ) -> list[BaseException | None]:
         """Sends each (recipient, message) and returns, in the same order, None for an
         email the server accepted, or why it did not. Raises if the connection fails;
-        emails before that have their results in `self.done`."""
+        emails before that have their results in `self.done`. No email is begun after
+        `deadline` (the loop's clock): those are NotTried."""
         self.done, self.wrote_text = [], False
         text: bytes | None = None  # the last accepted email's text: goes with the next
+        loop = asyncio.get_running_loop()
         for recipient, message in mails:
+            if deadline is not None and loop.time() > deadline:
+                break
             if not (address_ok(sender) and address_ok(recipient)):
                 raise ValueError("an address with control characters or brackets")
             group = f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
@@ -215,6 +224,8 @@ class PipelinedSMTP:
             self.wrote_text = True
             self._write(text)
             self.done.append(_data_end((await self._read(1, True))[0]))
+        late = NotTried("not tried: the batch's claim could run out first")
+        self.done += [late] * (len(mails) - len(self.done))
         return self.done
 
     def _write(self, data: bytes) -> None:

@@ -45,7 +45,7 @@ from paysys.notifications import service, webhooks
 from paysys.notifications.models import Recipient, WebhookEndpoint
 from paysys.notifications.service import email_of
 from paysys.notifications.settings import NotificationsSettings
-from paysys.notifications.smtp import PipelinedSMTP, address_ok
+from paysys.notifications.smtp import NotTried, PipelinedSMTP, address_ok
 
 log = structlog.get_logger()
 
@@ -247,6 +247,9 @@ class MailSender:
                     ).where(Recipient.user_id.in_({j.user_id for j in jobs}))
                 )
             ).all()
+        # No email is begun once the claim could run out before it is through: another
+        # sender would take the batch over and send that email again.
+        deadline = asyncio.get_running_loop().time() + s.mail_claim_seconds - s.email_worst_seconds
         who: dict[Any, str] = {}
         unreadable: dict[Any, BaseException] = {}
         for r in found:
@@ -266,6 +269,8 @@ class MailSender:
             try:
                 if stalled is not None:
                     raise stalled
+                if asyncio.get_running_loop().time() > deadline:
+                    raise NotTried("not tried: the batch's claim could run out first")
                 if job.user_id in unreadable:
                     raise unreadable[job.user_id]
                 if email is None:
@@ -284,7 +289,7 @@ class MailSender:
                     stalled = aiosmtplib.SMTPTimeoutError(
                         "not tried: the server timed out on an earlier email of the batch"
                     )
-        results.update(await self.send_pipelined(batch))
+        results.update(await self.send_pipelined(batch, deadline))
         outcomes = [(job, who.get(job.user_id), self.outcome(job, results[job.id])) for job in jobs]
         retried = collections.Counter(o.error for _, _, o in outcomes if o.status == "retry")
         if retried:  # once per batch (an outage fails every email of it alike)
@@ -331,7 +336,7 @@ class MailSender:
         return False
 
     async def send_pipelined(
-        self, batch: list[tuple[Any, str, bytes]]
+        self, batch: list[tuple[Any, str, bytes]], deadline: float | None = None
     ) -> dict[int, BaseException | None]:
         """Job id -> None (accepted) or why not. A kept-open connection that turns out
         dead before any email's text went out is replaced once."""
@@ -343,7 +348,7 @@ class MailSender:
             try:
                 if pipe is None:
                     raise aiosmtplib.SMTPServerDisconnected("the server stopped pipelining")
-                done = await pipe.send_many(self.sender, mails)
+                done = await pipe.send_many(self.sender, mails, deadline)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
