@@ -1019,7 +1019,7 @@ def main() -> None:
         PAYSYS_MAIL_BACKOFF_BASE_SECONDS="0.5",
         # a killed sender's claimed jobs come back after this (its default is 10 min),
         # which must outlast one email's worst case (a connection and four answers)
-        PAYSYS_MAIL_CLAIM_SECONDS="30",
+        PAYSYS_MAIL_CLAIM_SECONDS="40",
         PAYSYS_SMTP_TIMEOUT_SECONDS="5",
         PAYSYS_SMTP_ACCEPT_TIMEOUT_SECONDS="6",
         # and so do a killed sender's webhook deliveries (60 s), retried sooner (15 s)

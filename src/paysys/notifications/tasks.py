@@ -69,14 +69,18 @@ _CLAIM = text(
 _RECORD = """
 WITH o AS (
   SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[],
-                       $5::timestamptz[]) AS o(id, status, last_error, next_attempt_at, sent_at)
+                       $5::timestamptz[], $6::int[])
+    AS o(id, status, last_error, next_attempt_at, sent_at, back)
 ), j AS (
-  UPDATE email_jobs e SET status = o.status, last_error = o.last_error,
+  -- back = 1: a job left untried (NotTried) gets back the attempt its claim counted
+  UPDATE email_jobs e SET status = o.status,
+         last_error = CASE WHEN o.back > 0 THEN e.last_error ELSE o.last_error END,
+         attempts = e.attempts - o.back,
          next_attempt_at = coalesce(o.next_attempt_at, e.next_attempt_at), sent_at = o.sent_at
   FROM o WHERE e.id = o.id RETURNING e.id
 )
 INSERT INTO records_outbox (event_id, topic, key, payload)
-SELECT * FROM unnest($6::uuid[], $7::text[], $8::text[], $9::jsonb[])
+SELECT * FROM unnest($7::uuid[], $8::text[], $9::text[], $10::jsonb[])
 WHERE EXISTS (SELECT 1 FROM j)
 """
 
@@ -117,7 +121,7 @@ class UnreadableRecipient(ValueError):
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # sent | failed | retry
+    status: str  # sent | failed | retry | untried (never sent: the attempt is given back)
     error: str | None = None
 
 
@@ -286,7 +290,7 @@ class MailSender:
             except Exception as exc:
                 results[job.id] = exc
                 if isinstance(exc, TimeoutError) and stalled is None:
-                    stalled = aiosmtplib.SMTPTimeoutError(
+                    stalled = NotTried(
                         "not tried: the server timed out on an earlier email of the batch"
                     )
         results.update(await self.send_pipelined(batch, deadline))
@@ -303,6 +307,8 @@ class MailSender:
     def outcome(self, job: Any, failure: BaseException | None) -> Outcome:
         if failure is None:
             return Outcome("sent")
+        if isinstance(failure, NotTried):  # never sent: due again at once, not counted
+            return Outcome("untried", str(failure))
         outcome = classify(failure)
         if outcome.status == "retry" and job.attempts >= self.settings.mail_max_attempts:
             outcome = Outcome("failed", outcome.error)
@@ -376,10 +382,14 @@ class MailSender:
             if outcome.status == "retry":
                 delay = self.settings.mail_backoff_base_seconds * 2 ** (job.attempts - 1)
                 next_attempt = now + timedelta(seconds=delay)
-            status = "pending" if outcome.status == "retry" else outcome.status
+            elif outcome.status == "untried":
+                next_attempt = now
+            again = outcome.status in ("retry", "untried")
+            status = "pending" if again else outcome.status
             sent_at = now if outcome.status == "sent" else None
-            states.append((job.id, status, outcome.error, next_attempt, sent_at))
-            if outcome.status == "retry":
+            back = int(outcome.status == "untried")
+            states.append((job.id, status, outcome.error, next_attempt, sent_at, back))
+            if again:
                 continue
             final.append((job.kind, outcome.status))
             rows.append(
@@ -399,7 +409,7 @@ class MailSender:
                 )
             )
         async with self.db.raw() as conn:
-            await conn.execute(_RECORD, *columns(states, 5), *columns(rows))
+            await conn.execute(_RECORD, *columns(states, 6), *columns(rows))
         if rows:
             self.db.written(self.records.table.name)
         for kind, status in final:
