@@ -45,7 +45,7 @@ class NotificationsSettings(DataKeySettings):
     mail_senders: int = Field(4, ge=1, le=32)
     # How long a claimed job is its sender's; a sender that died mid-send hands it on
     # after this. No email of a batch is begun once the claim could run out before it is
-    # through (`email_deadline`), and a batch stops at its first timeout.
+    # through (`email_worst_seconds`), and a batch stops at its first timeout.
     mail_claim_seconds: float = 600.0
     webhook_poll_seconds: float = 0.5
     # The first retry of a failed delivery after this, then doubling (at most 6 h).
