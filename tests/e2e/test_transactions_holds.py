@@ -17,7 +17,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import Stack, eventually
+from tests.conftest import LEASE_SECONDS, Stack, eventually
 from tests.e2e.helpers import assert_problem, internal_client, kafka_events, mails_to
 from tests.e2e.money import arm_fault, db_fetch, funded_user, move, uid
 
@@ -528,3 +528,44 @@ async def test_a_replayed_hold_or_capture_leaves_no_stale_balance_cached(
             assert await balances(api, p_auth, payer) == ("40.00", "0.00", "40.00")
         finally:
             await redis.aclose()
+
+
+@pytest.mark.parametrize("keyed", [True, False])
+async def test_an_authorization_that_expires_before_its_answer_is_answered_as_authorized(
+    api: httpx.AsyncClient, stack: Stack, keyed: bool
+) -> None:
+    # Its group waits on wallets beyond the lease (here: after the hold), the recovery
+    # worker takes the authorization over, records it AUTHORIZED (and the key's answer
+    # with it), then finds it past its expiry and voids it. The request's answer is the
+    # create's outcome, an authorization (201), never a refusal: with a key, exactly the
+    # answer its replays give (it answered 400 AUTHORIZATION_EXPIRED, and the replay 201
+    # AUTHORIZED; found in `make chaos`, a pause of wallets longer than an
+    # authorization's life); without one, the transaction as it stands, VOIDED.
+    _, p_auth, p_wallet = await funded_user(api, "50.00")
+    _, _, m_wallet = await funded_user(api, "0", account_type="merchant")
+    await arm_fault(stack, m_wallet["id"], "pause_mid_saga", seconds=LEASE_SECONDS + 8)
+    body = {
+        "type": "payment",
+        "source_wallet_id": p_wallet["id"],
+        "destination_wallet_id": m_wallet["id"],
+        "amount": "30.00",
+        "capture": "manual",
+        "authorization_ttl_seconds": 1,
+    }
+    headers = {**p_auth, **({"Idempotency-Key": f"short-{uuid.uuid4().hex}"} if keyed else {})}
+    resp = await api.post("/transactions/create", json=body, headers=headers, timeout=60)
+    assert resp.status_code == 201, resp.text
+    answered = resp.json()
+    now = (await api.get(f"/transactions/{answered['id']}", headers=p_auth)).json()
+    assert (now["status"], now["failure_code"]) == ("VOIDED", "AUTHORIZATION_EXPIRED")
+    if keyed:
+        assert answered["status"] == "AUTHORIZED"
+        again = await api.post("/transactions/create", json=body, headers=headers)
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        assert (again.status_code, again.json()) == (201, answered)
+    else:
+        assert answered == now
+    assert await balances(api, p_auth, p_wallet["id"]) == ("50.00", "0.00", "50.00")
+    events = await kafka_events(stack, "transaction.voided", answered["id"], 1)
+    assert len({e["event_id"] for e in events}) == len(events) == 1
+    await held_matches_open_holds(stack)

@@ -105,10 +105,12 @@ def failure_body(tx: Transaction) -> dict[str, Any]:
 
 def final_response(tx: Transaction) -> tuple[int, dict[str, Any]]:
     """The answer of POST /transactions/create once the transaction ended (or, a
-    manual-capture payment, was authorized)."""
-    if tx.status in (Status.COMPLETED, Status.AUTHORIZED):
-        return 201, view(tx)
-    return 400, failure_body(tx)
+    manual-capture payment, was authorized): 400 when it FAILED, else 201. An
+    authorization is a 201 whatever became of it before this answer (another runner
+    may have ended the create, and a capture, void or expiry come after it)."""
+    if tx.status == Status.FAILED:
+        return 400, failure_body(tx)
+    return 201, view(tx)
 
 
 def batch_answer(txs: list[Transaction]) -> tuple[int, dict[str, Any]]:
@@ -185,7 +187,7 @@ async def _create(
     try:
         tx = await service.create(saga, group, user_id, body, keyed)
     except service.Replay as replay:
-        return _json(replay.status, replay.body, replayed=True)
+        return _json(replay.status, replay.body, replayed=replay.replayed)
     except OutcomeUnknown:
         # Before any transaction existed (a service did not answer validation): the
         # key was not taken, a retry may use it.
@@ -223,7 +225,7 @@ async def create_batch(
     try:
         txs = await service.create_batch(saga, group, user_id, body.items, keyed)
     except service.Replay as replay:
-        return _json(replay.status, replay.body, replayed=True)
+        return _json(replay.status, replay.body, replayed=replay.replayed)
     except OutcomeUnknown:
         raise ServiceUnavailable("A service is not available; retry later.") from None
     return _json(*batch_answer(txs))
@@ -249,7 +251,7 @@ async def refund_transaction(
     try:
         tx = await service.refund(saga, group, user_id, _tx_id(transaction_id), body, keyed)
     except service.Replay as replay:
-        return _json(replay.status, replay.body, replayed=True)
+        return _json(replay.status, replay.body, replayed=replay.replayed)
     return _json(*final_response(tx))
 
 
@@ -297,7 +299,7 @@ async def _step(saga: Saga, done: Awaitable[Transaction]) -> Response:
     try:
         tx = await done
     except service.Replay as replay:
-        return _json(replay.status, replay.body, replayed=True)
+        return _json(replay.status, replay.body, replayed=replay.replayed)
     return _json(*saga.step_answer(tx))
 
 

@@ -209,7 +209,8 @@ class Saga:
         """Terminal states (set by `end`) and all they leave behind, for any number of
         transactions: one statement, one commit. A keyed create's stored answer goes
         with its transaction; `answers` adds others (a bulk request's). Returns each
-        transaction as it stands: one another runner ended first keeps its outcome."""
+        transaction as it stands: the object passed in when this call ended it, one
+        read anew when another runner ended it first (its outcome stands)."""
         events: list[tuple[Any, ...]] = []
         records: list[tuple[Any, ...]] = []
         answers = list(answers)

@@ -98,10 +98,14 @@ def new_key(
 
 
 class Replay(Exception):
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
+    """The answer a key keeps; `replayed` False when it is this request's own answer,
+    stored by another runner (see `_start`)."""
+
+    def __init__(self, status: int, body: dict[str, Any], replayed: bool = True) -> None:
         super().__init__(status)
         self.status = status
         self.body = body
+        self.replayed = replayed
 
 
 async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
@@ -128,6 +132,14 @@ async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
             await _answer_ended_step(saga, user_id, keyed.key, row["transaction_id"])
         raise RequestInProgress(IN_PROGRESS)
     raise RequestInProgress(IN_PROGRESS)
+
+
+async def _stored_answer(saga: Saga, user_id: uuid.UUID, key: str) -> None:
+    """Raises Replay (not replayed: the request's own) with the key's answer, if any."""
+    async with saga.db.raw() as conn:
+        row = await conn.fetchrow(repository.KEY_STATE, user_id, key)
+    if row is not None and row["response_status"] is not None:
+        raise Replay(row["response_status"], json.loads(row["response_body"]), replayed=False)
 
 
 async def _answer_ended_batch(
@@ -314,6 +326,12 @@ async def _start(
     key = new_key(saga, user_id, keyed, tx)
     if tx.type != "deposit":  # transfers, payments, authorizations: in groups
         (done,) = await group.submit([tx], [None], key)
+        if keyed is not None and done is not tx:
+            # Another runner ended it (the group read it anew) and stored the key's
+            # answer: that is this request's answer too, as its replays' will be. (It
+            # may differ from the transaction now: an authorization captured, voided
+            # or expired since.)
+            await _stored_answer(saga, user_id, keyed.key)
         return done
     async with saga.db.raw() as conn:
         created = await repository.insert_many(conn, [tx], [key is not None], [key] if key else [])
