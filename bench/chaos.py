@@ -66,7 +66,7 @@ from invariants import (  # bench/ is the script's folder
     money_conserved,
     run_messages,
 )
-from isolated import NOTIFIED_TOPICS, Isolated, free_ports, isolated
+from isolated import NOTIFIED_TOPICS, Isolated, free_ports, isolated, stop_on_sigterm
 from paysys_dev import inbox
 from paysys_dev.fleet import Fleet
 from paysys_dev.stack import ROOT, SERVICES, STACK, wait_ready
@@ -107,6 +107,7 @@ class Seen:
     user_id: str | None = None
     at: float = field(default_factory=time.monotonic)  # when the answer came
     began: float = 0.0  # when the call was sent
+    code: str | None = None  # an error answer's code
 
 
 # The operations that need a component: a fault's window closes at the first success of
@@ -160,6 +161,7 @@ class World:
     hooked: set[tuple[str, str]] = field(default_factory=set)  # (user id, event id)
     bad_signatures: int = 0
     unverifiable: int = 0  # deliveries to endpoints whose secret the client never got
+    began: float = field(default_factory=time.monotonic)  # the run's start, for reports
 
     def recovery(self, f: FaultRecord) -> float | None:
         """When the first success came of a call that needs the faulted component, sent
@@ -233,7 +235,8 @@ async def call(
         tx_id = payload.get("transaction_id") or (
             payload.get("id") if op in ("tx", "refund", "auth", "capture", "void") else None
         )
-    world.seen.append(Seen(op, status, tx_id, key, user_id, began=began))
+    code = payload.get("code") if isinstance(payload, dict) else None
+    world.seen.append(Seen(op, status, tx_id, key, user_id, began=began, code=code))
     return status, payload
 
 
@@ -473,7 +476,7 @@ async def bulk(session: aiohttp.ClientSession, world: World, who: Person) -> Non
         for t in out["items"]:
             answer = 201 if t["status"] == "COMPLETED" else 400
             world.seen.append(
-                Seen("tx", answer, t["id"], None, who.user_id, began=time.monotonic())
+                Seen("tx", answer, t["id"], key or "bulk", who.user_id, began=time.monotonic())
             )
         if key:
             world.batch_answers.setdefault(key, set()).add(tuple(t["id"] for t in out["items"]))
@@ -906,14 +909,31 @@ async def check(
             if not ids or jobs.get(ids[0], 0) != want:
                 no_mail += 1
         results.append(("its emails, each sent or recorded failed", no_mail, ""))
-        unreflected = 0
+        unreflected: list[str] = []
         for s in world.seen:
             if s.op not in ANSWERED or not s.tx_id:
                 continue
             status = txs[s.tx_id].status if s.tx_id in txs else None
             if s.status in ANSWERED[s.op] and status not in ANSWERED[s.op][s.status]:
-                unreflected += 1
-        results.append(("every answer the clients saw is the transaction's state", unreflected, ""))
+                unreflected.append(
+                    f"{s.op} {s.tx_id} (key {s.key}) answered {s.status} {s.code or ''} "
+                    f"{s.at - world.began:.1f} s in, ends {status}, after "
+                    + next(
+                        (
+                            f"{f.name} ({s.at - f.at:.1f} s)"
+                            for f in reversed(world.faults)
+                            if f.at <= s.at
+                        ),
+                        "no fault",
+                    )
+                )
+        results.append(
+            (
+                "every answer the clients saw is the transaction's state",
+                len(unreflected),
+                "; ".join(unreflected[:5]),
+            )
+        )
         results.append(legs_match_outcomes(txs, legs))
         dup_keys = await conn.fetchval(
             "SELECT count(*) FROM (SELECT initiator_user_id, idempotency_key FROM "
@@ -1010,6 +1030,7 @@ def main() -> None:
     print(f"chaos seed {args.seed}: replay with --seed {args.seed}", flush=True)
 
     lease = 8.0
+    stop_on_sigterm()
     run_stack = isolated(
         "paysys_chaos",
         PORTS["gateway"],

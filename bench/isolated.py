@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import socket
 import uuid
 from collections.abc import Iterable
@@ -64,6 +65,17 @@ class Isolated:
     def drop(self) -> None:
         """Removes the run's databases (PostgreSQL and MongoDB); best effort."""
         drop_database(self.root_dsn, self.base["MONGODB_URL"], self.db_name)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends a run as Ctrl-C does: the script's `finally` then stops the processes
+    it started. By default the signal ended the script alone, and its six processes
+    kept running and consuming, so that a later run counted their emails as its own."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
 
 
 def free_ports(services: Iterable[str], spread: int = 4) -> dict[str, int]:

@@ -45,7 +45,7 @@ import aiohttp
 import asyncpg
 from pymongo import AsyncMongoClient
 
-from isolated import free_ports, isolated  # bench/ is the script's folder
+from isolated import free_ports, isolated, stop_on_sigterm  # bench/ is the script's folder
 from paysys_dev import inbox
 from paysys_dev.fleet import Fleet
 from paysys_dev.stack import ROOT, SERVICES, wait_ready
@@ -685,6 +685,7 @@ def main() -> None:
         args.seconds, args.short_seconds, args.users, args.clients = 3, 2, 6, 4
         args.bulk_clients, args.bulk_size = 2, 10
 
+    stop_on_sigterm()
     run_stack = isolated(
         "paysys_bench",
         PORTS["gateway"],

@@ -7,8 +7,10 @@ share the outbox and each wallet's events must still reach Kafka in commit order
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,48 @@ def test_a_short_seeded_chaos_run_keeps_every_invariant(infra: Infra, instances:
     assert ", 0 violations" in out
     if instances > 1:
         assert "| killall:wallets |" in out
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_chaos_run_ended_by_sigterm_stops_the_processes_it_started(infra: Infra) -> None:
+    # Left running, they kept consuming the run's topics: a later run counted their
+    # emails as duplicates of its own.
+    proc = subprocess.Popen(
+        [sys.executable, "bench/chaos.py", "--smoke"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("chaos phase start"):
+                break
+        started = _children(proc.pid)
+        assert len(started) >= 6, started  # the six, and the spares
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+        assert [p for p in started if _alive(p)] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
