@@ -94,6 +94,10 @@ class NotTried(SMTPException):
     """An email of a batch left unsent: the batch's claim could run out before it is
     through (another sender would take it over and send it again)."""
 
+    @classmethod
+    def late(cls) -> NotTried:
+        return cls("not tried: the batch's claim could run out first")
+
 
 class PipelinedSMTP:
     """One kept-open connection to a server that pipelines. `connect` tells whether it
@@ -106,7 +110,7 @@ class PipelinedSMTP:
         timeout: float = 10.0,
         tls: ssl.SSLContext | None = None,
         login: tuple[str, str] | None = None,
-        accept_timeout: float = 120.0,
+        accept_timeout: float = 60.0,  # NotificationsSettings' default
     ) -> None:
         # timeout: a connection's, a command's; accept_timeout: the answer to an email's
         # text, which the server may have taken by then (see NotificationsSettings).
@@ -224,7 +228,7 @@ class PipelinedSMTP:
             self.wrote_text = True
             self._write(text)
             self.done.append(_data_end((await self._read(1, True))[0]))
-        late = NotTried("not tried: the batch's claim could run out first")
+        late = NotTried.late()
         self.done += [late] * (len(mails) - len(self.done))
         return self.done
 

@@ -274,7 +274,7 @@ class MailSender:
                 if stalled is not None:
                     raise stalled
                 if asyncio.get_running_loop().time() > deadline:
-                    raise NotTried("not tried: the batch's claim could run out first")
+                    raise NotTried.late()
                 if job.user_id in unreadable:
                     raise unreadable[job.user_id]
                 if email is None:
