@@ -358,26 +358,7 @@ async def create_batch(
     FAILED with its code (as create's 400s), seeing the balances the items before it
     left. Raises Replay for a key already answered, OutcomePending when wallets did not
     answer (the recovery worker ends them; a replay of the key then answers)."""
-    try:
-        # Each wallet and merchant read once, whatever the number of items naming it.
-        wallets = {i.source_wallet_id for i in items} | {i.destination_wallet_id for i in items}
-        await asyncio.gather(*(saga.clients.wallet_facts(w) for w in wallets))
-        checked = []
-        for index, item in enumerate(items):
-            try:
-                checked.append(await _validate(saga, user_id, item, None, in_batch=True))
-            except ValidationFailed as exc:
-                errors = [
-                    {**e, "loc": ["items", index, *e.get("loc", [])]}
-                    for e in exc.extra.get("errors", [])
-                ]
-                raise ValidationFailed(
-                    f"Item {index}: {exc.detail}", code=exc.code, errors=errors
-                ) from None
-    except Exception:
-        if keyed is not None:
-            await check_key(saga, user_id, keyed)  # the key's own answer comes first
-        raise
+    checked = await _key_first(saga, user_id, keyed, _validate_items(saga, user_id, items))
     batch_id = uuid.uuid4()
     txs, failures = [], []
     for index, (tx, _, failure) in enumerate(checked):
@@ -590,6 +571,28 @@ async def _voidable(saga: Saga, user_id: uuid.UUID, tx_id: uuid.UUID) -> Transac
             f"Only an AUTHORIZED payment can be voided; this {tx.type} is {tx.status}."
         )
     return tx
+
+
+async def _validate_items(
+    saga: Saga, user_id: uuid.UUID, items: list[BatchItemIn]
+) -> list[tuple[Transaction, dict[str, Any] | None, str | None]]:
+    """`_validate` of each item of a batch; a 422 names the item."""
+    # Each wallet and merchant read once, whatever the number of items naming it.
+    wallets = {i.source_wallet_id for i in items} | {i.destination_wallet_id for i in items}
+    await asyncio.gather(*(saga.clients.wallet_facts(w) for w in wallets))
+    checked = []
+    for index, item in enumerate(items):
+        try:
+            checked.append(await _validate(saga, user_id, item, None, in_batch=True))
+        except ValidationFailed as exc:
+            errors = [
+                {**e, "loc": ["items", index, *e.get("loc", [])]}
+                for e in exc.extra.get("errors", [])
+            ]
+            raise ValidationFailed(
+                f"Item {index}: {exc.detail}", code=exc.code, errors=errors
+            ) from None
+    return checked
 
 
 async def _key_first(
