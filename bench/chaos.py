@@ -64,6 +64,7 @@ from invariants import (  # bench/ is the script's folder
     legs_match_outcomes,
     limits_held,
     money_conserved,
+    one_answer_per_key,
     run_messages,
 )
 from isolated import NOTIFIED_TOPICS, Isolated, free_ports, isolated, stop_on_sigterm
@@ -108,6 +109,8 @@ class Seen:
     at: float = field(default_factory=time.monotonic)  # when the answer came
     began: float = 0.0  # when the call was sent
     code: str | None = None  # an error answer's code
+    said: str | None = None  # a success's transaction status
+    batch_key: str | None = None  # an item of a bulk answer: the bulk request's key
 
 
 # The operations that need a component: a fault's window closes at the first success of
@@ -236,7 +239,10 @@ async def call(
             payload.get("id") if op in ("tx", "refund", "auth", "capture", "void") else None
         )
     code = payload.get("code") if isinstance(payload, dict) else None
-    world.seen.append(Seen(op, status, tx_id, key, user_id, began=began, code=code))
+    said = payload.get("status") if isinstance(payload, dict) and status < 300 else None
+    world.seen.append(
+        Seen(op, status, tx_id, key, user_id, began=began, code=code, said=said and str(said))
+    )
     return status, payload
 
 
@@ -391,13 +397,16 @@ async def authorize(session: aiohttp.ClientSession, world: World, who: Person) -
     }
     key = f"chaos-auth-{uuid.uuid4().hex}" if rng.random() < 0.5 else None
     headers = {**who.auth, **({"Idempotency-Key": key} if key else {})}
-    status, out = await call(
-        session, world, "auth", "POST", "/transactions/create", body, headers, key, who.user_id
-    )
-    if status == 201 and isinstance(out, dict):
-        world.authorizations.append((out["id"], who, merchant))
-    elif status == 401:
-        await relogin(session, world, who)
+    # a keyed one is sent again now and then, as a client unsure of the first would
+    for _ in range(2 if key and rng.random() < 0.3 else 1):
+        status, out = await call(
+            session, world, "auth", "POST", "/transactions/create", body, headers, key, who.user_id
+        )
+        if status == 201 and isinstance(out, dict):
+            world.authorizations.append((out["id"], who, merchant))
+        elif status == 401:
+            await relogin(session, world, who)
+            return
 
 
 async def capture_or_void(session: aiohttp.ClientSession, world: World) -> None:
@@ -476,7 +485,15 @@ async def bulk(session: aiohttp.ClientSession, world: World, who: Person) -> Non
         for t in out["items"]:
             answer = 201 if t["status"] == "COMPLETED" else 400
             world.seen.append(
-                Seen("tx", answer, t["id"], key or "bulk", who.user_id, began=time.monotonic())
+                Seen(
+                    "tx",
+                    answer,
+                    t["id"],
+                    None,
+                    who.user_id,
+                    began=time.monotonic(),
+                    batch_key=key or "none",
+                )
             )
         if key:
             world.batch_answers.setdefault(key, set()).add(tuple(t["id"] for t in out["items"]))
@@ -916,7 +933,8 @@ async def check(
             status = txs[s.tx_id].status if s.tx_id in txs else None
             if s.status in ANSWERED[s.op] and status not in ANSWERED[s.op][s.status]:
                 unreflected.append(
-                    f"{s.op} {s.tx_id} (key {s.key}) answered {s.status} {s.code or ''} "
+                    f"{s.op} {s.tx_id} (key {s.key or s.batch_key}) answered {s.status} "
+                    f"{s.code or ''} "
                     f"{s.at - world.began:.1f} s in, ends {status}, after "
                     + next(
                         (
@@ -935,6 +953,13 @@ async def check(
             )
         )
         results.append(legs_match_outcomes(txs, legs))
+        results.append(
+            one_answer_per_key(
+                (s.user_id, s.op, s.key, s.status, s.code if s.status >= 400 else s.said, s.tx_id)
+                for s in world.seen
+                if s.op in ANSWERED
+            )
+        )
         dup_keys = await conn.fetchval(
             "SELECT count(*) FROM (SELECT initiator_user_id, idempotency_key FROM "
             "transactions.transactions WHERE idempotency_key IS NOT NULL "

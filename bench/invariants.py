@@ -296,6 +296,30 @@ def events_in_commit_order(
     )
 
 
+def one_answer_per_key(answers: Iterable[tuple[Any, ...]]) -> Result:
+    """(user, operation, key, HTTP status, what the answer said, transaction id) of every
+    keyed call. The final answers of one key (200, 201 or 400: those a key keeps) are
+    one answer: the first request's and every replay's, the same status, the same
+    transaction, and the same word for it (its status, or the error's code). Final: a
+    success, or a 400 that names its transaction (one that FAILED). Not final: in
+    progress (409), another body (422), unavailable (503), no answer, a refusal before
+    any transaction (a refund beyond what is left: the key is not kept), and a refused
+    capture (its key is let go: the authorization waits again, and a later capture with
+    that key may go through)."""
+    said: dict[tuple[Any, ...], set[tuple[Any, ...]]] = collections.defaultdict(set)
+    for user, op, key, status, what, tx in answers:
+        final = status in (200, 201) or (status == 400 and tx is not None and op != "capture")
+        if key is not None and final:
+            said[(user, op, key)].add((status, what, tx))
+    differ = [(k, v) for k, v in said.items() if len(v) > 1]
+    return (
+        "one answer per Idempotency-Key (the first request's and every replay's)",
+        len(differ),
+        "; ".join(f"{op} {key}: {sorted(map(str, v))}" for (_, op, key), v in differ[:3])
+        or f"{len(said)} keys answered",
+    )
+
+
 def emails_sent_once(messages: Iterable[tuple[str, str]], resend_allowance: int) -> Result:
     """(recipient, Message-ID) of every message the run's people received. One message
     per notification: a second copy with the same Message-ID is the documented resend of

@@ -20,6 +20,7 @@ from bench.invariants import (
     legs_match_outcomes,
     limits_held,
     money_conserved,
+    one_answer_per_key,
     run_messages,
 )
 
@@ -138,6 +139,27 @@ def test_an_email_resent_is_counted_beyond_what_the_faults_allow() -> None:
     twice = [("a@x", "<1>"), ("a@x", "<1>"), ("b@x", "<2>")]
     assert emails_sent_once(twice, 0)[1] == 1
     assert emails_sent_once(twice, 50)[1] == 0
+
+
+def test_a_key_answered_two_ways_is_counted_and_in_progress_is_not_an_answer() -> None:
+    # the defect chaos found: the request answered 400, its replays 201
+    first = ("u1", "auth", "k1", 400, "AUTHORIZATION_EXPIRED", "t1")
+    replay = ("u1", "auth", "k1", 201, "AUTHORIZED", "t1")
+    waiting = ("u1", "auth", "k1", 409, "REQUEST_IN_PROGRESS", None)
+    other_body = ("u1", "auth", "k1", 422, "IDEMPOTENCY_KEY_REUSED", None)
+    assert one_answer_per_key([replay, waiting, other_body, replay])[1] == 0
+    assert one_answer_per_key([first, replay])[1] == 1
+    # another transaction under the same key, or the same key of another user or step
+    assert one_answer_per_key([replay, ("u1", "auth", "k1", 201, "AUTHORIZED", "t2")])[1] == 1
+    assert one_answer_per_key([replay, ("u2", "auth", "k1", 400, "X", "t9")])[1] == 0
+    assert one_answer_per_key([replay, ("u1", "capture", "k1", 200, "COMPLETED", "t1")])[1] == 0
+    # unkeyed calls are not grouped
+    assert (
+        one_answer_per_key(
+            [("u1", "tx", None, 201, "COMPLETED", "t1"), ("u1", "tx", None, 400, "X", "t2")]
+        )[1]
+        == 0
+    )
 
 
 def test_the_mail_check_never_crashes_on_a_message_it_did_not_expect() -> None:
