@@ -108,8 +108,7 @@ class Seen:
     user_id: str | None = None
     at: float = field(default_factory=time.monotonic)  # when the answer came
     began: float = 0.0  # when the call was sent
-    code: str | None = None  # an error answer's code
-    said: str | None = None  # a success's transaction status
+    said: str | None = None  # what it said: an error's code, a success's transaction status
     batch_key: str | None = None  # an item of a bulk answer: the bulk request's key
 
 
@@ -238,11 +237,10 @@ async def call(
         tx_id = payload.get("transaction_id") or (
             payload.get("id") if op in ("tx", "refund", "auth", "capture", "void") else None
         )
-    code = payload.get("code") if isinstance(payload, dict) else None
-    said = payload.get("status") if isinstance(payload, dict) and status < 300 else None
-    world.seen.append(
-        Seen(op, status, tx_id, key, user_id, began=began, code=code, said=said and str(said))
-    )
+    said = None
+    if isinstance(payload, dict):
+        said = payload.get("code") if status >= 400 else payload.get("status")
+    world.seen.append(Seen(op, status, tx_id, key, user_id, began=began, said=said))
     return status, payload
 
 
@@ -934,7 +932,7 @@ async def check(
             if s.status in ANSWERED[s.op] and status not in ANSWERED[s.op][s.status]:
                 unreflected.append(
                     f"{s.op} {s.tx_id} (key {s.key or s.batch_key}) answered {s.status} "
-                    f"{s.code or ''} "
+                    f"{s.said or ''} "
                     f"{s.at - world.began:.1f} s in, ends {status}, after "
                     + next(
                         (
@@ -955,7 +953,7 @@ async def check(
         results.append(legs_match_outcomes(txs, legs))
         results.append(
             one_answer_per_key(
-                (s.user_id, s.op, s.key, s.status, s.code if s.status >= 400 else s.said, s.tx_id)
+                (s.user_id, s.op, s.key, s.status, s.said, s.tx_id)
                 for s in world.seen
                 if s.op in ANSWERED
             )

@@ -107,6 +107,13 @@ class Replay(Exception):
         self.body = body
         self.replayed = replayed
 
+    @classmethod
+    def of(cls, row: Any, replayed: bool = True) -> Replay | None:
+        """The answer a key's row (repository.KEY_STATE) keeps, if it has one."""
+        if row is None or row["response_status"] is None:
+            return None
+        return cls(row["response_status"], json.loads(row["response_body"]), replayed)
+
 
 async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
     """Returns when the key is free. Otherwise: Replay (the stored answer of the first
@@ -124,8 +131,8 @@ async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used with a different request body."
             )
-        if row["response_status"] is not None:
-            raise Replay(row["response_status"], json.loads(row["response_body"]))
+        if (replay := Replay.of(row)) is not None:
+            raise replay
         if row["batch_id"] is not None:
             await _answer_ended_batch(saga, user_id, keyed.key, row["batch_id"])
         if row["transaction_id"] is not None:
@@ -138,8 +145,8 @@ async def _stored_answer(saga: Saga, user_id: uuid.UUID, key: str) -> None:
     """Raises Replay (not replayed: the request's own) with the key's answer, if any."""
     async with saga.db.raw() as conn:
         row = await conn.fetchrow(repository.KEY_STATE, user_id, key)
-    if row is not None and row["response_status"] is not None:
-        raise Replay(row["response_status"], json.loads(row["response_body"]), replayed=False)
+    if (replay := Replay.of(row, replayed=False)) is not None:
+        raise replay
 
 
 async def _answer_ended_batch(
