@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Stack, eventually
+from tests.conftest import LEASE_SECONDS, Stack, eventually
 from tests.e2e.helpers import assert_problem, kafka_events, user_with_token
 from tests.e2e.money import arm_fault, balance, db_fetch, funded_user, uid, wallet_for
 
@@ -204,3 +204,35 @@ async def test_wallets_killed_with_a_batch_in_flight_ends_every_item_once(
     assert counts == {"COMPLETED": 200}, counts
     assert await balance(api, auth, payer["id"]) == "50.00"
     assert await balance(api, b_auth, b["id"]) == "50.00"
+
+
+async def test_a_batch_the_recovery_worker_ended_answers_what_its_replays_answer(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    # Its group waits on wallets beyond the lease (after the money moved): the recovery
+    # worker takes the items over and ends them. The request's answer is its key's for
+    # ever: a refund between it and a replay does not make the replay answer otherwise
+    # (the request answered from the items as they stood, stored nothing, and a later
+    # replay made the key's answer from the refunded item).
+    _, auth, payer = await funded_user(api, "20.00")
+    _, b_auth, b = await funded_user(api, "0")
+    await arm_fault(stack, b["id"], "pause_mid_saga", seconds=LEASE_SECONDS + 8)
+    items = [item(payer["id"], b["id"], "4.00"), item(payer["id"], b["id"], "7.00")]
+    key = {"Idempotency-Key": f"late-{uuid.uuid4()}"}
+    first = await batch(api, auth, items, **key)
+    assert first.status_code == 200, first.text
+    out = first.json()["items"]
+    assert [(t["status"], t["refunded_amount"]) for t in out] == [("COMPLETED", "0.00")] * 2
+    tried = await db_fetch(
+        stack,
+        "SELECT attempts FROM transactions.transactions WHERE id = $1",
+        uid(out[0]["id"]),
+    )
+    assert tried[0]["attempts"] > 1  # the recovery worker's claim
+    refunded = await api.post(
+        f"/transactions/{out[0]['id']}/refund", json={"amount": "1.00"}, headers=b_auth
+    )
+    assert refunded.status_code == 201, refunded.text
+    again = await batch(api, auth, items, **key)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert (again.status_code, again.json()) == (200, first.json())

@@ -62,6 +62,14 @@ async def step(
     return await api.post(f"/transactions/{tx_id}/{name}", json=body, headers=headers)
 
 
+async def attempts(stack: Stack, tx_id: str) -> int:
+    """How many runners have claimed the transaction (the recovery worker counts)."""
+    rows = await db_fetch(
+        stack, "SELECT attempts FROM transactions.transactions WHERE id = $1", uid(tx_id)
+    )
+    return int(rows[0]["attempts"])
+
+
 async def held_matches_open_holds(stack: Stack) -> None:
     """The invariant the database keeps: a wallet's held_balance is the sum of its open
     holds, and never above its balance."""
@@ -569,3 +577,27 @@ async def test_an_authorization_that_expires_before_its_answer_is_answered_as_au
     events = await kafka_events(stack, "transaction.voided", answered["id"], 1)
     assert len({e["event_id"] for e in events}) == len(events) == 1
     await held_matches_open_holds(stack)
+
+
+async def test_a_capture_the_recovery_worker_ended_answers_what_its_replays_answer(
+    api: httpx.AsyncClient, stack: Stack
+) -> None:
+    # Its group waits on wallets beyond the lease (after the money was taken): the
+    # recovery worker takes the capture over and records it COMPLETED. The request's
+    # answer is its key's for ever: a refund between it and a replay does not make the
+    # replay answer otherwise (it answered from the transaction as it stood then, and a
+    # later replay made the key's answer from the refunded one).
+    _, _, m_wallet, m_auth, auth_tx = await authorized(api, "30.00")
+    await arm_fault(stack, m_wallet["id"], "pause_mid_saga", seconds=LEASE_SECONDS + 8)
+    key = f"late-capture-{uuid.uuid4().hex}"
+    tried = await attempts(stack, auth_tx["id"])
+    first = await step(api, m_auth, auth_tx["id"], "capture", key, amount="20.00")
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "COMPLETED"
+    assert first.json()["refunded_amount"] == "0.00"
+    assert await attempts(stack, auth_tx["id"]) > tried  # the recovery worker's claim
+    refunded = await step(api, m_auth, auth_tx["id"], "refund", amount="5.00")
+    assert refunded.status_code == 201, refunded.text
+    again = await step(api, m_auth, auth_tx["id"], "capture", key, amount="20.00")
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert (again.status_code, again.json()) == (200, first.json())

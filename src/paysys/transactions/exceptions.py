@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 from paysys.kit.errors import AppError
+
+
+class Replay(Exception):
+    """The answer a request's Idempotency-Key keeps, given as it was stored: to a
+    replay (`replayed`), or to the request itself when another runner ended what it
+    started (its answer is the key's, as every replay's will be)."""
+
+    def __init__(self, status: int, body: dict[str, Any], replayed: bool = True) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.replayed = replayed
+
+    @classmethod
+    def of(cls, row: Any, replayed: bool = True) -> Replay | None:
+        """The answer a key's row (response_status, response_body as text) keeps, if
+        it has one."""
+        if row is None or row["response_status"] is None:
+            return None
+        return cls(row["response_status"], json.loads(row["response_body"]), replayed)
 
 
 class TransactionNotFound(AppError):

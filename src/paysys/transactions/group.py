@@ -16,7 +16,8 @@ was (Saga.reopen) and its request gets CaptureRefused.
 A bulk request (POST /transactions/batch) is one unit of a group, never split: its
 items go in order, each seeing the balances the items before it left. A crash anywhere
 leaves transactions in flight with their lease, which the recovery worker finishes (a
-transaction born with a failure code ends FAILED without moving)."""
+transaction born with a failure code ends FAILED without moving). A keyed request whose
+transactions another runner ended first answers its key's answer, one answer per key."""
 
 from __future__ import annotations
 
@@ -27,12 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 
 from paysys.kit.events import utcnow
 from paysys.transactions import repository
 from paysys.transactions.clients import NOT_CAPTURABLE, OutcomeUnknown
-from paysys.transactions.exceptions import OutcomePending
+from paysys.transactions.exceptions import OutcomePending, Replay
 from paysys.transactions.models import Phase, Status, Transaction
 from paysys.transactions.saga import CaptureRefused, Saga
 
@@ -204,7 +206,34 @@ class GroupCommit:
                 else:
                     unit.future.set_exception(CaptureRefused(code))
             elif not unit.future.done():
-                unit.future.set_result([final[tx.id] for tx in unit.txs])
+                txs = [final[tx.id] for tx in unit.txs]
+                if unit.key is not None and any(
+                    done is not tx for done, tx in zip(txs, unit.txs, strict=True)
+                ):
+                    # Another runner (the recovery worker) ended some of them first:
+                    # the key's stored answer, if it has one, is this request's too.
+                    replay = await self._settle(unit, txs)
+                    if replay is not None:
+                        unit.future.set_exception(replay)
+                        continue
+                unit.future.set_result(txs)
+
+    async def _settle(self, unit: Unit, txs: list[Transaction]) -> Replay | None:
+        """The key's answer: the one stored already (by the runner that ended the
+        transaction, or by a replay made from it), or else the one made from `txs` as
+        they stand, stored now. Every replay then answers as this request does, however
+        the transactions change later (a refund, a capture). None when the key ran out."""
+        assert unit.key is not None
+        status, body = unit.answer(txs) if unit.answer else self.saga.answer(txs[0])
+        async with self.saga.db.raw() as conn:
+            row = await conn.fetchrow(
+                repository.SETTLE_ANSWER,
+                unit.key.user_id,
+                unit.key.key,
+                status,
+                orjson.dumps(body).decode(),
+            )
+        return Replay.of(row, replayed=False)
 
 
 def _pending(unit: Unit) -> OutcomePending:

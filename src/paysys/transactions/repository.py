@@ -457,12 +457,26 @@ def _key_args(key: NewKey) -> tuple[Any, ...]:
 async def batch_items(conn: Any, batch_id: uuid.UUID) -> list[Transaction]:
     """A batch's transactions, in their order."""
     rows = await conn.fetch(
-        f"SELECT {_NAMES}, finished_at FROM transactions"  # noqa: S608
+        f"SELECT {_EVERY} FROM transactions"  # noqa: S608
         " WHERE batch_id = $1 ORDER BY batch_index",
         batch_id,
     )
     return [Transaction(**dict(row)) for row in rows]
 
+
+# The answer a key keeps: the one stored already, or else this one, stored now. (The
+# outer SELECT sees the row as it was before the UPDATE: only one of the two returns.)
+SETTLE_ANSWER = """
+WITH s AS (
+  UPDATE idempotency_keys SET response_status = $3, response_body = $4::jsonb
+  WHERE user_id = $1 AND key = $2 AND response_status IS NULL
+  RETURNING response_status, response_body::text AS response_body
+)
+SELECT response_status, response_body FROM s
+UNION ALL
+SELECT response_status, response_body::text FROM idempotency_keys
+WHERE user_id = $1 AND key = $2 AND response_status IS NOT NULL
+"""
 
 SET_ANSWER = """
 UPDATE idempotency_keys SET response_status = $3, response_body = $4::jsonb

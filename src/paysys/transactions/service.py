@@ -33,6 +33,7 @@ from paysys.transactions.exceptions import (
     InvalidTransactionState,
     OutcomePending,
     RefundExceedsAmount,
+    Replay,
     RequestInProgress,
     TransactionNotFound,
     WalletNotFound,
@@ -97,24 +98,6 @@ def new_key(
     )
 
 
-class Replay(Exception):
-    """The answer a key keeps; `replayed` False when it is this request's own answer,
-    stored by another runner (see `_start`)."""
-
-    def __init__(self, status: int, body: dict[str, Any], replayed: bool = True) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.replayed = replayed
-
-    @classmethod
-    def of(cls, row: Any, replayed: bool = True) -> Replay | None:
-        """The answer a key's row (repository.KEY_STATE) keeps, if it has one."""
-        if row is None or row["response_status"] is None:
-            return None
-        return cls(row["response_status"], json.loads(row["response_body"]), replayed)
-
-
 async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
     """Returns when the key is free. Otherwise: Replay (the stored answer of the first
     request), IdempotencyKeyReused (another body) or RequestInProgress. A read, no
@@ -139,14 +122,6 @@ async def check_key(saga: Saga, user_id: uuid.UUID, keyed: Keyed) -> None:
             await _answer_ended_step(saga, user_id, keyed.key, row["transaction_id"])
         raise RequestInProgress(IN_PROGRESS)
     raise RequestInProgress(IN_PROGRESS)
-
-
-async def _stored_answer(saga: Saga, user_id: uuid.UUID, key: str) -> None:
-    """Raises Replay (not replayed: the request's own) with the key's answer, if any."""
-    async with saga.db.raw() as conn:
-        row = await conn.fetchrow(repository.KEY_STATE, user_id, key)
-    if (replay := Replay.of(row, replayed=False)) is not None:
-        raise replay
 
 
 async def _answer_ended_batch(
@@ -333,12 +308,6 @@ async def _start(
     key = new_key(saga, user_id, keyed, tx)
     if tx.type != "deposit":  # transfers, payments, authorizations: in groups
         (done,) = await group.submit([tx], [None], key)
-        if keyed is not None and done is not tx:
-            # Another runner ended it (the group read it anew) and stored the key's
-            # answer: that is this request's answer too, as its replays' will be. (It
-            # may differ from the transaction now: an authorization captured, voided
-            # or expired since.)
-            await _stored_answer(saga, user_id, keyed.key)
         return done
     async with saga.db.raw() as conn:
         created = await repository.insert_many(conn, [tx], [key is not None], [key] if key else [])
