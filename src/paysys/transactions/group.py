@@ -45,6 +45,16 @@ class KeyTaken(Exception):
     """Another request holds the unit's Idempotency-Key: nothing of this unit was kept."""
 
 
+@dataclass(frozen=True)
+class Ended:
+    """What a unit's request gets back: its transactions as they ended, in order, and
+    the answer the group made and stored for its key (a bulk request's, a capture's),
+    if it made one: the request answers with it instead of rendering it again."""
+
+    txs: list[Transaction]
+    answer: tuple[int, dict[str, Any]] | None = None
+
+
 @dataclass
 class Unit:
     """What one request hands to the group: its transactions, validated and not yet
@@ -56,7 +66,8 @@ class Unit:
     key: repository.NewKey | None
     answer: Callable[[list[Transaction]], tuple[int, dict[str, Any]]] | None
     inserted: bool = False  # stored by the caller already (a refund, with its reservation)
-    future: asyncio.Future[list[Transaction]] = field(
+    answered: tuple[int, dict[str, Any]] | None = None  # made by `answer`, to be stored
+    future: asyncio.Future[Ended] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -75,7 +86,7 @@ class GroupCommit:
         key: repository.NewKey | None,
         answer: Callable[[list[Transaction]], tuple[int, dict[str, Any]]] | None = None,
         inserted: bool = False,
-    ) -> list[Transaction]:
+    ) -> Ended:
         """The transactions ended (COMPLETED or FAILED), in order. Raises KeyTaken, or
         OutcomePending when wallets gave no answer (they are stored, in flight: the
         recovery worker finishes them)."""
@@ -181,16 +192,16 @@ class GroupCommit:
                     saga.end(tx, status, code, "move", code or "ok", now)
                 ended.append(tx)
         pending = {id(unit) for unit in live if any(tx.id in unknown for tx in unit.txs)}
-        answers = [
-            repository.Answer(
-                unit.key.user_id, unit.key.key, *unit.answer(unit.txs), unit.txs[0].id
+        answers = []
+        for unit in live:
+            if unit.key is None or unit.answer is None:
+                continue
+            if id(unit) in pending or id(unit) in refused:
+                continue
+            unit.answered = unit.answer(unit.txs)
+            answers.append(
+                repository.Answer(unit.key.user_id, unit.key.key, *unit.answered, unit.txs[0].id)
             )
-            for unit in live
-            if unit.key is not None
-            and unit.answer is not None
-            and id(unit) not in pending
-            and id(unit) not in refused
-        ]
         final = await saga.commit_ends(ended, now, answers) if ended else {}
         for unit in live:
             if id(unit) in pending:
@@ -216,7 +227,8 @@ class GroupCommit:
                     if replay is not None:
                         unit.future.set_exception(replay)
                         continue
-                unit.future.set_result(txs)
+                    unit.answered = None  # made from what this runner saw: not stored
+                unit.future.set_result(Ended(txs, unit.answered))
 
     async def _settle(self, unit: Unit, txs: list[Transaction]) -> Replay | None:
         """The key's answer: the one stored already (by the runner that ended the

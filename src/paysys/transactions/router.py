@@ -223,12 +223,13 @@ async def create_batch(
 ) -> Response:
     keyed = _keyed(saga, body, idempotency_key)
     try:
-        txs = await service.create_batch(saga, group, user_id, body.items, keyed)
+        ended = await service.create_batch(saga, group, user_id, body.items, keyed)
     except service.Replay as replay:
         return _json(replay.status, replay.body, replayed=replay.replayed)
     except OutcomeUnknown:
         raise ServiceUnavailable("A service is not available; retry later.") from None
-    return _json(*batch_answer(txs))
+    # A keyed batch's answer was made once, to be stored with its end: not again.
+    return _json(*(ended.answer or batch_answer(ended.txs)))
 
 
 @router.post(

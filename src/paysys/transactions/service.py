@@ -38,7 +38,7 @@ from paysys.transactions.exceptions import (
     TransactionNotFound,
     WalletNotFound,
 )
-from paysys.transactions.group import GroupCommit, KeyTaken
+from paysys.transactions.group import Ended, GroupCommit, KeyTaken
 from paysys.transactions.models import Phase, Status, Transaction
 from paysys.transactions.saga import CaptureRefused, Saga
 from paysys.transactions.schemas import (
@@ -307,7 +307,7 @@ async def _start(
     tx.lease_until = now + saga.lease
     key = new_key(saga, user_id, keyed, tx)
     if tx.type != "deposit":  # transfers, payments, authorizations: in groups
-        (done,) = await group.submit([tx], [None], key)
+        (done,) = (await group.submit([tx], [None], key)).txs
         return done
     async with saga.db.raw() as conn:
         created = await repository.insert_many(conn, [tx], [key is not None], [key] if key else [])
@@ -326,7 +326,7 @@ async def create_batch(
     user_id: uuid.UUID,
     items: list[BatchItemIn],
     keyed: Keyed | None,
-) -> list[Transaction]:
+) -> Ended:
     """POST /transactions/batch: checked as a whole first (an item create would answer
     422 makes the batch 422, naming the item; a source not the caller's or a missing
     destination, 404), nothing stored before; then every item is a transaction of its
@@ -466,7 +466,7 @@ async def refund(
     if why == "exceeds":
         raise RefundExceedsAmount("Another refund of this transaction was taken first.")
     if not to_card:
-        (done,) = await group.submit([tx], [None], key, inserted=True)
+        (done,) = (await group.submit([tx], [None], key, inserted=True)).txs
         return done
     try:
         return await saga.drive(tx.id, fresh=tx)
@@ -637,10 +637,10 @@ async def _take(
     keep = (user_id, keyed.key) if keyed else None
     try:
         if group is not None:
-            (done,) = await group.submit(
+            ended = await group.submit(
                 [claimed], [None], key, lambda txs: saga.step_answer(txs[0]), inserted=True
             )
-            return done
+            return ended.txs[0]
         return await saga.drive(tx.id, fresh=claimed, keep=keep)
     except CaptureRefused as exc:
         raise CaptureRefusedError(
