@@ -146,6 +146,20 @@ async def test_a_refund_key_replays_its_answer_and_refunds_once(api: httpx.Async
     )
     # The same key on another operation is another key (scoped per operation).
     assert await balance(api, p_auth, p_wallet["id"]) == "44.00"
+    # Once nothing is left to refund, a replay still answers what its request did
+    # (the key's answer comes before the checks that would now refuse it).
+    rest_key = f"refund-rest-{uuid.uuid4()}"
+    rest = await refund(api, m_auth, payment["id"], rest_key)
+    assert rest.status_code == 201 and rest.json()["amount"] == "6.00"
+    replayed = await refund(api, m_auth, payment["id"], rest_key)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert (replayed.status_code, replayed.json()) == (201, rest.json())
+    assert_problem(
+        await refund(api, m_auth, payment["id"], f"refund-{uuid.uuid4()}"),
+        400,
+        "REFUND_EXCEEDS_AMOUNT",
+    )
+    assert await balance(api, p_auth, p_wallet["id"]) == "50.00"
 
 
 async def test_a_deposit_goes_back_to_its_card_in_parts(

@@ -410,29 +410,11 @@ async def refund(
     409, 403, then 400 REFUND_EXCEEDS_AMOUNT (nothing created). Its amount is reserved
     on the original in the same database transaction that stores it, so concurrent
     refunds together never exceed what was moved."""
-    scoped = Keyed(f"refund:{keyed.key}", keyed.digest) if keyed else None
-    if scoped is not None:
-        await check_key(saga, user_id, scoped)  # a replay answers first, whatever since
-    original = await visible(saga.db, tx_id, user_id)
-    if original.status != Status.COMPLETED or original.type == "refund":
-        raise InvalidTransactionState(
-            f"Only a completed transfer, payment or deposit can be refunded; this "
-            f"{original.type} is {original.status}."
-        )
-    if original.destination_user_id != user_id:
-        raise Forbidden("Only the party that received the money can refund it.")
+    scoped = _scoped("refund", keyed)
+    original, amount = await _key_first(
+        saga, user_id, scoped, _refundable(saga, user_id, tx_id, body)
+    )
     to_card = original.type == "deposit"  # back to the card it came from
-    moved = original.captured_amount or original.amount  # a manual capture: what it took
-    left = moved - original.refunded_amount - original.refund_reserved
-    try:
-        amount = parse_amount(body.amount, original.currency) if body.amount else left
-    except MoneyError as exc:
-        raise ValidationFailed(str(exc), errors=[{"loc": ["amount"], "msg": str(exc)}]) from None
-    if left <= 0 or amount > left:
-        raise RefundExceedsAmount(
-            f"At most {format_amount(max(left, 0), original.currency)} "
-            f"{original.currency} can still be refunded."
-        )
     now = utcnow()
     tx = Transaction(
         id=uuid.uuid4(),
@@ -473,6 +455,32 @@ async def refund(
     except OutcomeUnknown as exc:
         log.warning("saga_outcome_pending", transaction_id=str(tx.id), error=str(exc))
         raise OutcomePending.of_transaction(tx.id) from None
+
+
+async def _refundable(
+    saga: Saga, user_id: uuid.UUID, tx_id: uuid.UUID, body: RefundIn
+) -> tuple[Transaction, int]:
+    """The transaction this user may refund now, and the amount to refund."""
+    original = await visible(saga.db, tx_id, user_id)
+    if original.status != Status.COMPLETED or original.type == "refund":
+        raise InvalidTransactionState(
+            f"Only a completed transfer, payment or deposit can be refunded; this "
+            f"{original.type} is {original.status}."
+        )
+    if original.destination_user_id != user_id:
+        raise Forbidden("Only the party that received the money can refund it.")
+    moved = original.captured_amount or original.amount  # a manual capture: what it took
+    left = moved - original.refunded_amount - original.refund_reserved
+    try:
+        amount = parse_amount(body.amount, original.currency) if body.amount else left
+    except MoneyError as exc:
+        raise ValidationFailed(str(exc), errors=[{"loc": ["amount"], "msg": str(exc)}]) from None
+    if left <= 0 or amount > left:
+        raise RefundExceedsAmount(
+            f"At most {format_amount(max(left, 0), original.currency)} "
+            f"{original.currency} can still be refunded."
+        )
+    return original, amount
 
 
 # -- authorizations: capture and void
