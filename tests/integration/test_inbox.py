@@ -7,7 +7,7 @@ import contextlib
 import json
 import uuid
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -102,3 +102,75 @@ async def test_a_stopping_consumer_finishes_its_batch_commits_and_leaves_its_gro
     # (error_code, group_id, state, protocol_type, protocol, members, ...)
     [described] = response.groups
     assert (described[1], described[2], described[5]) == (group, "Empty", [])  # it left
+
+
+async def test_a_consumer_does_not_read_again_what_it_committed_when_its_group_lost_it(
+    scratch: Scratch, infra: Infra
+) -> None:
+    # After a Kafka restart, a two-instance chaos run's notifications consumer read its
+    # topics from the earliest offset: its group's committed offsets were not found (a
+    # broker still loading them), and a consumer that finds none starts from the
+    # earliest. The inbox drops every duplicate, but the whole retention is fetched and
+    # decoded again. Here the group's offsets go back to the start while the consumer is
+    # down (its connection failed): what it committed itself, it skips.
+    topic = f"test.reread.{uuid.uuid4().hex[:8]}"
+    group = f"test-reread-{uuid.uuid4().hex[:6]}"
+    seen: list[str] = []  # every event the consumer passed on to be handled
+
+    class Spy(EventConsumer):
+        async def handle_batch(self, envelopes: list[EventEnvelope]) -> None:
+            seen.extend(str(e.event_id) for e in envelopes)
+            await super().handle_batch(envelopes)
+
+    async def handler(session: AsyncSession, envelopes: list[EventEnvelope]) -> None:
+        return None
+
+    async def send(events: list[EventEnvelope]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=infra.kafka)
+        await producer.start()
+        try:
+            for e in events:
+                body = json.dumps(e.model_dump(mode="json")).encode()
+                await producer.send_and_wait(topic, body, key=b"one-key")
+        finally:
+            await producer.stop()
+
+    first = [EventEnvelope(event_type=topic, producer="test", data={"n": n}) for n in range(5)]
+    later = [EventEnvelope(event_type=topic, producer="test", data={"n": n}) for n in range(2)]
+    await send(first)
+    consumer = Spy(scratch.db, scratch.inbox, group, [topic], handler, infra.kafka)
+
+    async def through(event: EventEnvelope) -> bool:
+        return str(event.event_id) in seen
+
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(lambda: through(first[-1]), timeout=60)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    # The group's offsets back to the start, as a group whose offsets were not found.
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    assert [o.offset for o in committed.values()] == [len(first)]
+    rewind = AIOKafkaConsumer(bootstrap_servers=infra.kafka, group_id=group)
+    await rewind.start()
+    try:
+        rewind.assign(list(committed))
+        await rewind.commit({tp: 0 for tp in committed})
+    finally:
+        await rewind.stop()
+    await send(later)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(lambda: through(later[-1]), timeout=60)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert seen == [str(e.event_id) for e in first + later]

@@ -57,6 +57,9 @@ class EventConsumer:
         self.stop_grace_seconds = stop_grace_seconds
         self.connected = False
         self.assigned = False  # partitions assigned and positions known: /ready
+        # The next offset of each partition that this process handled and committed,
+        # kept across reconnections (see _skip_done).
+        self._done: dict[Any, int] = {}
         # One statement for a whole batch, the same text whatever its size (a multi-row
         # VALUES is a new statement to parse and plan for every batch length).
         self._claim_events = text(
@@ -185,6 +188,7 @@ class EventConsumer:
                 for tp in consumer.assignment():
                     await consumer.position(tp)  # resolves the start offset now
                 self.assigned = True
+            batches = self._skip_done(consumer, batches)
             # Every partition's records of this fetch in one transaction and one offset
             # commit (each partition's events stay in their order).
             envelopes = [
@@ -216,13 +220,50 @@ class EventConsumer:
                 log.warning("event_batch_failed", consumer=self.name, error=str(exc)[:300])
                 for envelope in envelopes:
                     await self._process(envelope)
-        await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+        offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
+        await consumer.commit(offsets)
+        self._done.update(offsets)
+
+    def _skip_done(
+        self, consumer: AIOKafkaConsumer, batches: dict[Any, list[Any]]
+    ) -> dict[Any, list[Any]]:
+        """The batches without the records this process handled and committed already.
+
+        A consumer that finds no committed offset for a partition starts from
+        `start_from`, the earliest event still in Kafka: after a Kafka restart one did
+        (a broker still loading the group's offsets, as far as the logs tell), and read
+        a week of events again. The inbox drops every one, but each is fetched, decoded
+        and looked up first. What this process committed itself it skips, and moves the
+        partition's position past it (Kafka cannot be told this: its offsets are what
+        went missing)."""
+        kept = {}
+        for tp, records in batches.items():
+            done = self._done.get(tp)
+            if done is not None and records[0].offset < done:
+                log.warning(
+                    "consumer_reread_skipped",
+                    consumer=self.name,
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    fetched_from=records[0].offset,
+                    committed=done,
+                )
+                records = [r for r in records if r.offset >= done]
+                if not records:
+                    consumer.seek(tp, done)
+                    continue
+            kept[tp] = records
+        return kept
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
             if high is None:
                 continue
+            if high < self._done.get(tp, 0):
+                # The topic was made anew (its offsets start again): nothing of it was
+                # handled, whatever this process remembers of the old one.
+                del self._done[tp]
             position = await consumer.position(tp)
             CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(high - position, 0))
 
