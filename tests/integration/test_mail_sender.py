@@ -11,8 +11,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from paysys.kit.db import Database
 from paysys.kit.records import Records
@@ -21,6 +19,7 @@ from paysys.notifications.settings import NotificationsSettings
 from paysys.notifications.tasks import MailSender
 from paysys_dev import inbox
 from tests.conftest import Infra, free_port
+from tests.integration.conftest import schema_of
 from tests.support.smtp_relay import smtp_relay
 
 
@@ -39,22 +38,8 @@ def relay(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
 
 @pytest.fixture
 async def schema(infra: Infra) -> AsyncIterator[tuple[Database, str]]:
-    name = f"notif_{uuid.uuid4().hex[:10]}"
-    engine = create_async_engine(infra.database_url)
-    async with engine.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{name}"'))
-        await conn.execute(text(f'SET search_path TO "{name}"'))
-        await conn.run_sync(Base.metadata.create_all)
-    await engine.dispose()
-    db = Database(infra.database_url, name, pool_size=2)
-    try:
-        yield db, name
-    finally:
-        await db.dispose()
-        engine = create_async_engine(infra.database_url)
-        async with engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        await engine.dispose()
+    async with schema_of(infra, Base.metadata, "notif", pool_size=2, drop=True) as made:
+        yield made
 
 
 async def test_emails_a_batch_left_untried_keep_their_attempt_and_are_due_at_once(
