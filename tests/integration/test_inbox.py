@@ -143,13 +143,17 @@ async def test_a_consumer_does_not_read_again_what_it_committed_when_its_group_l
     async def through(event: EventEnvelope) -> bool:
         return str(event.event_id) in seen
 
-    task = asyncio.create_task(consumer.run())
-    try:
-        await eventually(lambda: through(first[-1]), timeout=60)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async def run_until(event: EventEnvelope) -> None:
+        """Runs the consumer until it passed `event` on, then stops it."""
+        task = asyncio.create_task(consumer.run())
+        try:
+            await eventually(lambda: through(event), timeout=60)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    await run_until(first[-1])
     # The group's offsets back to the start, as a group whose offsets were not found.
     admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka)
     await admin.start()
@@ -166,11 +170,5 @@ async def test_a_consumer_does_not_read_again_what_it_committed_when_its_group_l
     finally:
         await rewind.stop()
     await send(later)
-    task = asyncio.create_task(consumer.run())
-    try:
-        await eventually(lambda: through(later[-1]), timeout=60)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await run_until(later[-1])
     assert seen == [str(e.event_id) for e in first + later]
