@@ -100,28 +100,18 @@ class Outbox:
         self.table = table
         self.producer = producer
 
-    def envelope(
-        self, topic: str, data: dict[str, Any], correlation_id: str | None = None
-    ) -> EventEnvelope:
-        """The event; its correlation id the given one (work done for a request other
-        than the current one: a group commit's), else the current request's."""
-        return EventEnvelope(
-            event_type=topic,
-            producer=self.producer,
-            correlation_id=correlation_id or current_request_id(),
-            data=data,
-        )
-
     def row(
         self, topic: str, key: str, data: dict[str, Any], correlation_id: str | None = None
     ) -> tuple[Any, ...]:
         """One event as the values of a raw insert: (event_id, topic, key, payload JSON),
         for a statement that inserts `unnest` of the four `columns` of its rows.
 
-        The envelope's JSON written straight from its fields, without an EventEnvelope
-        per event (a group commit writes one per transaction; the model's validation and
-        serialization were most of that): the same text as the model's
-        `model_dump_json`, byte for byte (tests/unit/test_event_json.py)."""
+        Its correlation id the given one (work done for a request other than the
+        current one: a group commit's), else the current request's. The envelope's JSON
+        written straight from its fields, without an EventEnvelope per event (a group
+        commit writes one per transaction; the model's validation and serialization
+        were most of that): the same text as the model's `model_dump_json`, byte for
+        byte (tests/unit/test_event_json.py)."""
         event_id = uuid.uuid4()
         payload = {
             "event_id": event_id,
@@ -137,10 +127,9 @@ class Outbox:
     async def add(
         self, session: AsyncSession, topic: str, key: str, data: dict[str, Any]
     ) -> EventEnvelope:
-        envelope = self.envelope(topic, data)
-        row = (envelope.event_id, topic, key, envelope.model_dump_json())
+        row = self.row(topic, key, data)
         await insert_rows(session, self.table, [row])
-        return envelope
+        return EventEnvelope.model_validate_json(row[3])
 
 
 class Pending:

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import structlog
 
 from paysys.kit.events import utcnow
@@ -238,13 +237,7 @@ class GroupCommit:
         assert unit.key is not None
         status, body = unit.answer(txs) if unit.answer else self.saga.answer(txs[0])
         async with self.saga.db.raw() as conn:
-            row = await conn.fetchrow(
-                repository.SETTLE_ANSWER,
-                unit.key.user_id,
-                unit.key.key,
-                status,
-                orjson.dumps(body).decode(),
-            )
+            row = await repository.settle_answer(conn, unit.key.user_id, unit.key.key, status, body)
         return Replay.of(row, replayed=False)
 
 

@@ -466,7 +466,7 @@ async def batch_items(conn: Any, batch_id: uuid.UUID) -> list[Transaction]:
 
 # The answer a key keeps: the one stored already, or else this one, stored now. (The
 # outer SELECT sees the row as it was before the UPDATE: only one of the two returns.)
-SETTLE_ANSWER = """
+_SETTLE_ANSWER = """
 WITH s AS (
   UPDATE idempotency_keys SET response_status = $3, response_body = $4::jsonb
   WHERE user_id = $1 AND key = $2 AND response_status IS NULL
@@ -478,10 +478,13 @@ SELECT response_status, response_body::text FROM idempotency_keys
 WHERE user_id = $1 AND key = $2 AND response_status IS NOT NULL
 """
 
-SET_ANSWER = """
-UPDATE idempotency_keys SET response_status = $3, response_body = $4::jsonb
-WHERE user_id = $1 AND key = $2 AND response_status IS NULL
-"""
+
+async def settle_answer(
+    conn: Any, user_id: uuid.UUID, key: str, status: int, body: dict[str, Any]
+) -> Any:
+    """The key's row (response_status, response_body as text) with the answer it keeps:
+    the one stored already, else this one, stored now; None when the key is gone."""
+    return await conn.fetchrow(_SETTLE_ANSWER, user_id, key, status, orjson.dumps(body).decode())
 
 
 # -- authorizations: a capture, a void or the expiry takes an AUTHORIZED payment (phase

@@ -129,14 +129,15 @@ async def _answer_ended_batch(
 ) -> None:
     """A bulk request whose answer was never stored (it died, or wallets did not answer
     it): once the recovery worker has ended all its transactions, the answer is made
-    from them, stored, and replayed (raises Replay); until then, nothing."""
+    from them, stored (unless another replay stored it first: that one), and replayed
+    (raises Replay); until then, nothing."""
     async with saga.db.raw() as conn:
         txs = await repository.batch_items(conn, batch_id)
         if not txs or any(tx.status not in (Status.COMPLETED, Status.FAILED) for tx in txs):
             return
         status, body = saga.answer_batch(txs)
-        await conn.execute(repository.SET_ANSWER, user_id, key, status, json.dumps(body))
-    raise Replay(status, body)
+        row = await repository.settle_answer(conn, user_id, key, status, body)
+    raise Replay.of(row) or Replay(status, body)
 
 
 # What a capture's or a void's end leaves, by the prefix of its key.
@@ -154,8 +155,8 @@ async def _answer_ended_step(saga: Saga, user_id: uuid.UUID, key: str, tx_id: uu
         return
     status, body = saga.step_answer(tx)
     async with saga.db.raw() as conn:
-        await conn.execute(repository.SET_ANSWER, user_id, key, status, json.dumps(body))
-    raise Replay(status, body)
+        row = await repository.settle_answer(conn, user_id, key, status, body)
+    raise Replay.of(row) or Replay(status, body)
 
 
 async def create(

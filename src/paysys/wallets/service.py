@@ -572,7 +572,8 @@ async def hold_batch(
     (the `hold_batch` function of migration 0015): each in order, with its own outcome
     (asked again, its first one); and the states of the wallets whose held balance
     changed, latest last."""
-    events = [outbox.envelope("wallet.funds_held", {}, i.correlation_id) for i in items]
+    # (id and JSON only: the function keys each event by its wallet and fills its data)
+    events = [outbox.row("wallet.funds_held", "", {}, i.correlation_id) for i in items]
     async with db.raw() as conn:
         rows = await conn.fetch(
             repository.HOLD_BATCH,
@@ -585,8 +586,8 @@ async def hold_batch(
             [i.description for i in items],
             now or utcnow(),
             limits.as_json(maximums),
-            [e.event_id for e in events],
-            [e.model_dump_json() for e in events],
+            [e[0] for e in events],
+            [e[3] for e in events],
         )
     outcomes: list[Held | Refused | Missing] = []
     states: list[dict[str, Any]] = []
@@ -661,7 +662,8 @@ async def capture_batch(
     (asked again, its first capture; None: no such hold). And the states of the
     wallets that changed, latest last."""
     topics = ("wallet.funds_released", TOPIC["debit"], TOPIC["credit"])
-    events = [[outbox.envelope(t, {}, i.correlation_id) for t in topics] for i in items]
+    # (id and JSON only: the function keys each event by its wallet and fills its data)
+    events = [[outbox.row(t, "", {}, i.correlation_id) for t in topics] for i in items]
     async with db.raw() as conn:
         rows = await conn.fetch(
             repository.CAPTURE_BATCH,
@@ -672,8 +674,8 @@ async def capture_batch(
                 column
                 for n in range(3)
                 for column in (
-                    [e[n].event_id for e in events],
-                    [e[n].model_dump_json() for e in events],
+                    [e[n][0] for e in events],
+                    [e[n][3] for e in events],
                 )
             ],
         )
