@@ -24,7 +24,6 @@ def serve(service: str, standby: bool = False, app: str | None = None) -> None:
 
     import uvicorn
 
-    from paysys.kit.server import bounded_protocol
     from paysys.kit.settings import KitSettings
 
     if standby:
@@ -37,24 +36,7 @@ def serve(service: str, standby: bool = False, app: str | None = None) -> None:
             return
 
     settings = KitSettings()
-    host, port = settings.bind_host_of(service), settings.listen_port or settings.port_of(service)
-    config = uvicorn.Config(
-        app or f"paysys.{service}.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        ssl_certfile=settings.tls_certfile,
-        ssl_keyfile=settings.tls_keyfile,
-        loop="uvloop",
-        http=bounded_protocol(settings.http_max_head_bytes, settings.http_head_timeout_seconds),
-        # The client address is the gateway's to derive (gateway.proxy.client_ip), from
-        # the socket peer and the trusted hops only: uvicorn must not rewrite it from
-        # X-Forwarded-For, which it would believe from any local peer.
-        proxy_headers=False,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
-    )
+    config = server_config(service, settings, app=app)
     server = uvicorn.Server(config)
     if settings.metrics_port is None:
         server.run()
@@ -65,9 +47,40 @@ def serve(service: str, standby: bool = False, app: str | None = None) -> None:
 
     server.run(
         sockets=[
-            socket.create_server((host, p), reuse_port=False, backlog=config.backlog)
-            for p in (port, settings.metrics_port)
+            socket.create_server((config.host, p), reuse_port=False, backlog=config.backlog)
+            for p in (config.port, settings.metrics_port)
         ]
+    )
+
+
+def server_config(service: str, settings: Any, app: Any = None, port: int | None = None) -> Any:
+    """uvicorn's configuration for one process: `app` an import path of a factory (the
+    service's by default) or an ASGI app."""
+    import uvicorn
+
+    from paysys.kit.server import bounded_protocol
+
+    host = settings.bind_host_of(service)
+    return uvicorn.Config(
+        app or f"paysys.{service}.app:create_app",
+        factory=app is None or isinstance(app, str),
+        host=host,
+        port=port or settings.listen_port or settings.port_of(service),
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
+        loop="uvloop",
+        http=bounded_protocol(settings.http_max_head_bytes, settings.http_head_timeout_seconds),
+        # An idle kept-alive connection is closed by its client first (its pool lets go
+        # of it at PAYSYS_HTTP_CLIENT_IDLE_SECONDS): a server closing it first races the
+        # client's next request on it, which then fails unsent-or-not (a 503 for a POST).
+        timeout_keep_alive=settings.http_idle_seconds,
+        # The client address is the gateway's to derive (gateway.proxy.client_ip), from
+        # the socket peer and the trusted hops only: uvicorn must not rewrite it from
+        # X-Forwarded-For, which it would believe from any local peer.
+        proxy_headers=False,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
     )
 
 

@@ -17,13 +17,15 @@ SESSION_ID_HEADER = "X-Session-Id"
 
 
 def make_session(
-    limit: int = 200, timeout: float = 10.0, ca_file: str | None = None
+    limit: int = 200, timeout: float = 10.0, ca_file: str | None = None, idle_seconds: float = 30
 ) -> aiohttp.ClientSession:
+    """`idle_seconds`: how long an unused connection stays in the pool, below how long our
+    servers keep one (KitSettings.http_client_idle_seconds, http_idle_seconds)."""
     context = client_context(ca_file)
     connector = aiohttp.TCPConnector(
         limit=limit,
         limit_per_host=limit,
-        keepalive_timeout=30,
+        keepalive_timeout=idle_seconds,
         ssl=context if context is not None else True,
     )
     return aiohttp.ClientSession(

@@ -195,7 +195,9 @@ class Runtime(Generic[S]):
             )
             self.tasks.start("records-relay", records_relay.run)
         if self._want_http:
-            self._http = make_session(ca_file=s.tls_ca_file)
+            self._http = make_session(
+                ca_file=s.tls_ca_file, idle_seconds=s.http_client_idle_seconds
+            )
 
     async def stop(self) -> None:
         await self.tasks.stop()

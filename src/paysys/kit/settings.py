@@ -147,6 +147,12 @@ class KitSettings(BaseSettings):
     # (kit.server). Request bodies have their own bound (1 MiB, kit.app).
     http_max_head_bytes: int = Field(64 * 1024, ge=8 * 1024)
     http_head_timeout_seconds: float = Field(10.0, gt=0)
+    # Kept-alive connections between our processes are let go by their client first: a
+    # server closes one idle for PAYSYS_HTTP_IDLE_SECONDS, a client's pool lets go of one
+    # idle for PAYSYS_HTTP_CLIENT_IDLE_SECONDS, shorter. The other way round, a client
+    # sends on a connection just as its server closes it (kit.http, cli.server_config).
+    http_idle_seconds: float = Field(75.0, gt=0)
+    http_client_idle_seconds: float = Field(30.0, gt=0)
 
     def kafka_options(self) -> dict[str, Any]:
         """aiokafka's connection settings: the same for producers, consumers and admin
@@ -173,6 +179,15 @@ class KitSettings(BaseSettings):
             raise ValueError(
                 "PAYSYS_MIGRATE_ON_START needs a direct connection (its advisory lock holds "
                 "a session): migrate beforehand (the chart's Job) behind PgBouncer"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _clients_let_go_first(self) -> KitSettings:
+        if self.http_client_idle_seconds >= self.http_idle_seconds:
+            raise ValueError(
+                "PAYSYS_HTTP_CLIENT_IDLE_SECONDS must be below PAYSYS_HTTP_IDLE_SECONDS: a "
+                "client would send on a connection its server is closing"
             )
         return self
 
