@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -115,6 +116,34 @@ async def test_the_first_requests_after_a_redis_restart_are_answered(
     assert [a.status_code for a in answers] == [200] * len(answers), [a.text for a in answers]
     again = await api.post("/users/login", json={"email": user["email"], "password": PASSWORD})
     assert again.status_code == 200, again.text
+
+
+@pytest.mark.disruptive
+async def test_the_first_requests_after_a_postgresql_restart_are_answered(
+    api: httpx.AsyncClient,
+) -> None:
+    """PostgreSQL restarted between two requests: every service's pooled connections
+    are dead, which must cost a reconnect, not a 503 for each dead connection in turn
+    (before: each one failed one request, found dead only when used)."""
+    user = await register(api)
+    headers = bearer((await login(api, user["email"]))["access_token"])
+    wallet = (await api.post("/wallets/create", json={"currency": "USD"}, headers=headers)).json()
+
+    def reads() -> list[Any]:
+        return [
+            *(api.get("/users/me", headers=headers) for _ in range(4)),
+            *(api.get(f"/wallets/{wallet['id']}", headers=headers) for _ in range(4)),
+            *(api.get("/transactions", headers=headers) for _ in range(4)),
+        ]
+
+    for _ in range(3):  # several pooled connections in use in each service
+        assert {r.status_code for r in await asyncio.gather(*reads())} == {200}
+    stack_cmd("down", "postgres")
+    stack_cmd("up", "postgres", "mongodb")
+    await asyncio.sleep(1)  # the processes' event loops see their sockets closed
+    for _ in range(3):
+        answers = await asyncio.gather(*reads())
+        assert [a.status_code for a in answers] == [200] * len(answers), [a.text for a in answers]
 
 
 async def _me_many(api: httpx.AsyncClient, headers: dict[str, str]) -> list[httpx.Response]:
