@@ -1037,6 +1037,9 @@ def main() -> None:
         "restart:smtp",
         f"pause:transactions{one}",
         f"pause:wallets{one}",
+        # a relay process (kit.relays) killed mid-publish: its events go out again
+        f"kill:transactions-relay{one}",
+        f"kill:wallets-relay{one}",
     ]
     if args.instances > 1:  # and then every instance of one service
         faults += ["killall:transactions", "killall:gateway"]

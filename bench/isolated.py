@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from paysys.kit.events import TOPICS
+from paysys.kit.settings import RELAY_PORT_OFFSET
 from paysys_dev.stack import SERVICES, infra_env
 
 # What the notifications service reads (notifications/consumers.py): every topic, for
@@ -101,12 +102,13 @@ def free_ports(services: Iterable[str], spread: int = 4) -> dict[str, int]:
     a base in 20000-26599, below the kernel's ephemeral range (32768-60999, where the OS
     hands out the source ports of outgoing connections; tests.conftest.free_port says
     why), where every service's port and its instances' (+100 each, up to `spread`; the
-    fleet's instance_port) are free now."""
+    fleet's instance_port), and their relays' (+50), are free now."""
     names = list(services)
     while True:
         base = random.randint(20000, 26999 - 100 * spread - len(names))
         ports = {s: base + i for i, s in enumerate(names)}
-        if all(_free(p + 100 * k) for p in ports.values() for k in range(spread + 1)):
+        relays = [p + RELAY_PORT_OFFSET for p in ports.values()]  # kit.relays.relay_port
+        if all(_free(p + 100 * k) for p in [*ports.values(), *relays] for k in range(spread + 1)):
             return ports
 
 

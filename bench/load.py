@@ -46,6 +46,7 @@ import asyncpg
 from pymongo import AsyncMongoClient
 
 from isolated import free_ports, isolated, stop_on_sigterm  # bench/ is the script's folder
+from paysys.kit.settings import RELAYED
 from paysys_dev import inbox
 from paysys_dev.fleet import Fleet
 from paysys_dev.stack import ROOT, SERVICES, wait_ready
@@ -701,13 +702,15 @@ def main() -> None:
         wait_ready(fleet.ready_urls(), 180, fleet.procs)
         wait_ready({"gateway": GATEWAY}, 60)
         pids = {s: [fleet.procs[n].pid for n in fleet.names(s)] for s in SERVICES}
+        # Every service's relay processes: the event tail (kit.relays).
+        pids["relays"] = [fleet.procs[n].pid for s in RELAYED for n in fleet.names(f"{s}-relay")]
         groups = dict(pids)
         if fleet.haproxy is not None:  # its master and its worker
             groups["haproxy"] = pids_matching(str(logs / "haproxy.cfg"))
         groups.update({name: pids_matching(needle) for name, needle in INFRA.items()})
         groups["load generator"] = [os.getpid()]
         report = asyncio.run(run(args, groups, dsn, base["MONGODB_URL"], db_name, pids))
-        report.peaks = {s: sum(peak_rss_mib(pid) for pid in pids[s]) for s in SERVICES}
+        report.peaks = {s: sum(peak_rss_mib(pid) for pid in pids[s]) for s in [*SERVICES, "relays"]}
     finally:
         fleet.stop()
         run_stack.drop()
@@ -761,6 +764,8 @@ class Report:
 
         def tail_ms(r: Result) -> float:
             tail = (
+                "relays",
+                "postgresql for relays",
                 "kafka",
                 "notifications",
                 "postgresql for notifications",
@@ -843,13 +848,14 @@ class Report:
             "## Request path and group commit",
             "",
             f"CPU per transfer on the request path (gateway, transactions, wallets, their "
-            f"PostgreSQL): **{path_ms(t):.2f} ms**; the event tail (relays' share is inside "
-            f"the services; Kafka, notifications and the PostgreSQL backends serving it, "
-            f"FerretDB and its PostgreSQL backends, the Mailpit) apart: "
-            f"{tail_ms(t):.2f} ms. A backend is the notifications' when the client end of "
-            f"its connection is a socket of a notifications process (its title names the "
-            f"client's port); before 2026-12-02 every backend but FerretDB's counted as the "
-            f"request path's.",
+            f"PostgreSQL): **{path_ms(t):.2f} ms**; the event tail (the relay processes and "
+            f"the PostgreSQL backends serving them, Kafka, notifications and its backends, "
+            f"FerretDB and its backends, the Mailpit) apart: "
+            f"{tail_ms(t):.2f} ms. A backend is the notifications' (or the relays') when the "
+            f"client end of its connection is a socket of such a process (its title names "
+            f"the client's port); before 2026-12-02 every backend but FerretDB's counted as "
+            f"the request path's, and before 2026-12-08 the relays ran inside the services "
+            f"(their CPU and their backends' counted on the request path).",
             "",
             f"Moves per wallets batch (one database transaction each) during the transfer "
             f"run: {', '.join(f'{k}: {v}' for k, v in self.sizes.items()) or 'none seen'}.",
@@ -901,7 +907,7 @@ class Report:
             "| process | peak RSS |",
             "|---|---|",
             *[f"| {s} | {m:.0f} |" for s, m in self.peaks.items()],
-            f"| **six together** | {sum(self.peaks.values()):.0f} |",
+            f"| **all together** | {sum(self.peaks.values()):.0f} |",
             "",
             f"## Profile of the busiest process ({self.hottest}), top 10 frames by own time",
             "",
@@ -943,7 +949,10 @@ async def run(
         meter = CpuMeter(
             groups,
             rescan={p: INFRA[p] for p in ("postgresql", "postgresql for ferretdb")},
-            backends_of={"postgresql for notifications": pids["notifications"]},
+            backends_of={
+                "postgresql for notifications": pids["notifications"],
+                "postgresql for relays": pids["relays"],
+            },
         )
 
         def transfer(rng: random.Random) -> tuple[dict[str, str], dict[str, Any]]:

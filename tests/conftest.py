@@ -21,7 +21,8 @@ import pytest
 from bench.isolated import NOTIFIED_TOPICS, create_database, drop_database, pin_consumer_group
 
 from paysys.kit.crypto import DEV_DATA_KEYS
-from paysys_dev.fleet import spawn_service, stop_processes
+from paysys.kit.settings import RELAY_PORT_OFFSET, RELAYED
+from paysys_dev.fleet import spawn_relay, spawn_service, stop_processes
 from paysys_dev.stack import ROOT, SERVICES, STACK, infra_env, wait_ready
 from tests.support.smtp_relay import smtp_relay
 
@@ -29,29 +30,34 @@ _GIVEN: set[int] = set()
 FAULTY_TRANSACTIONS = "tests.support.faults:create_app"
 
 
-def free_port() -> int:
+def free_port(also: int | None = None) -> int:
     """A port nobody listens on now, never one this run already handed out. Drawn at
     random from 20000-27999: below the kernel's ephemeral range (32768-60999), where
     the OS would pick it again as the source port of some outgoing connection before a
     test's process binds it (a gateway then exits with 3, address in use), and below
-    the bench's 28000s and chaos's 29000s; no infrastructure port is in it."""
+    the bench's 28000s and chaos's 29000s; no infrastructure port is in it. `also`: an
+    offset whose port must be free too, and is handed out with it."""
     import random
     import socket
 
     while True:
         port = random.randint(20000, 27999)
-        if port in _GIVEN:
+        ports = [port] if also is None else [port, port + also]
+        if any(p in _GIVEN for p in ports):
             continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _GIVEN.add(port)
+        try:
+            for p in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        _GIVEN.update(ports)
         return port
 
 
-TEST_PORTS = {s: free_port() for s in SERVICES}
+# A service's relay process on its port + 50, as everywhere (kit.relays.relay_port).
+TEST_PORTS = {s: free_port(also=RELAY_PORT_OFFSET) for s in SERVICES}
+RELAY_TEST_PORTS = {s: TEST_PORTS[s] + RELAY_PORT_OFFSET for s in RELAYED}
 # A saga's lease in the suite's stack, shorter than the default 20 s so that the crash
 # tests' recovery comes sooner; it must outlast the longest step (3 attempts x 3 s).
 LEASE_SECONDS = 11.0
@@ -162,11 +168,20 @@ class Stack:
         return ROOT / ".run" / "test-logs" / self.infra.db_name
 
     def start(self, *services: str, timeout: float = 120) -> None:
+        """These services, and each one's relay process (kit.relays) unless it runs."""
+        env = {**self.infra.env, "PAYSYS_RELAYS": "apart"}  # as the chart and fleet run
+        urls = {}
         for s in services:
             # transactions with the test-only fault hooks (tests/support/faults.py)
             app = FAULTY_TRANSACTIONS if s == "transactions" else None
-            self.procs[s] = spawn_service(s, self.infra.env, self.log_dir, app=app)
-        wait_ready({s: self.url(s) for s in services}, timeout, self.procs)
+            self.procs[s] = spawn_service(s, env, self.log_dir, app=app)
+            urls[s] = self.url(s)
+            relay = f"{s}-relay"
+            if s in RELAYED and (relay not in self.procs or self.procs[relay].poll() is not None):
+                port = RELAY_TEST_PORTS[s]
+                self.procs[relay] = spawn_relay(s, self.infra.env, self.log_dir, port)
+                urls[relay] = f"http://127.0.0.1:{port}"
+        wait_ready(urls, timeout, self.procs)
 
     def stop(self, *services: str) -> None:
         stop_processes({s: self.procs.pop(s) for s in services if s in self.procs})

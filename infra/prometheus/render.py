@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from paysys.kit.settings import SERVICE_PORTS
+from paysys.kit.settings import RELAY_PORT_OFFSET, RELAYED, SERVICE_PORTS
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PORTS = SERVICE_PORTS  # the processes' defaults, shared with their settings
@@ -28,14 +28,20 @@ def main() -> None:
     parser.add_argument("--extra-target", action="append", default=[], help="job=host:port")
     args = parser.parse_args()
     text = (HERE / "prometheus.yml").read_text()
+    relays = {}
     for name, port in DEFAULT_PORTS.items():
         actual = os.environ.get(f"PAYSYS_{name.upper()}_PORT", str(port))
         text = text.replace(f'"127.0.0.1:{port}"', f'"127.0.0.1:{actual}"')
+        if name in RELAYED:  # its relay process, beside it (kit.relays.relay_port)
+            relays[name.replace("_", "-")] = f"127.0.0.1:{int(actual) + RELAY_PORT_OFFSET}"
     text = text.replace('"127.0.0.1:19094"', f'"{args.alertmanager}"')
     config = yaml.safe_load(text)
     if args.interval:
         config["global"]["scrape_interval"] = args.interval
         config["global"]["evaluation_interval"] = args.interval
+    for scrape in config["scrape_configs"]:
+        if (relay := relays.get(scrape["job_name"])) is not None:
+            scrape["static_configs"][0]["targets"].append(relay)
     for extra in args.extra_target:
         job, target = extra.split("=", 1)
         for scrape in config["scrape_configs"]:

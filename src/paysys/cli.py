@@ -1,6 +1,7 @@
 """The `paysys` command, what a deployment runs:
 
 paysys serve SERVICE     one process (uvicorn with uvloop and httptools)
+paysys relay SERVICE     its outbox and records relays, apart (PAYSYS_RELAYS=apart)
 paysys migrate [SERVICE]  applies the migrations (all services by default)
 paysys rotate-keys SVC   re-seals personal data under the current key
 
@@ -14,7 +15,7 @@ import argparse
 import sys
 from typing import Any
 
-from paysys.kit.settings import SERVICE_PORTS
+from paysys.kit.settings import RELAYED, SERVICE_PORTS
 
 SERVICES = tuple(SERVICE_PORTS)
 
@@ -51,6 +52,19 @@ def serve(service: str, standby: bool = False, app: str | None = None) -> None:
             for p in (config.port, settings.metrics_port)
         ]
     )
+
+
+def relay(service: str) -> None:
+    """A service's outbox and records relays in a process of their own (kit.relays),
+    with /health, /ready and /metrics on one port."""
+    import uvicorn
+
+    from paysys.kit.relays import create_app, relay_port
+    from paysys.kit.settings import KitSettings
+
+    settings = KitSettings()
+    port = relay_port(service, settings)
+    uvicorn.Server(server_config(service, settings, create_app(service, settings), port)).run()
 
 
 def server_config(service: str, settings: Any, app: Any = None, port: int | None = None) -> Any:
@@ -181,6 +195,8 @@ def main() -> None:
         metavar="MODULE:FACTORY",
         help="another app factory for the service (tests build theirs with their fakes)",
     )
+    relay_p = sub.add_parser("relay")
+    relay_p.add_argument("service", choices=sorted(RELAYED))
     migrate_p = sub.add_parser("migrate")
     migrate_p.add_argument("services", nargs="*", help=f"any of {', '.join(MIGRATED)}; all if none")
     rotate_p = sub.add_parser("rotate-keys")
@@ -188,6 +204,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.cmd == "serve":
         serve(args.service, args.standby, args.app)
+    elif args.cmd == "relay":
+        relay(args.service)
     elif args.cmd == "migrate":
         unknown = set(args.services) - set(MIGRATED)
         if unknown:

@@ -23,6 +23,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from paysys.kit.settings import RELAY_PORT_OFFSET, RELAYED
+
 ROOT = Path(__file__).resolve().parents[2]
 
 INSTANCE_PORT_STEP = 100
@@ -137,6 +139,21 @@ def start_haproxy(
     return subprocess.Popen([binary, "-W", "-db", "-f", str(cfg)], stdout=log, stderr=log)
 
 
+def spawn_relay(
+    service: str, env: Mapping[str, str], log_dir: Path, port: int, log_name: str | None = None
+) -> subprocess.Popen[bytes]:
+    """`paysys relay SERVICE` on `port`, with the service's environment."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / f"{log_name or service + '-relay'}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "paysys.cli", "relay", service],
+        env={**env, "PAYSYS_LISTEN_PORT": str(port)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+
+
 def spawn_service(
     service: str,
     env: Mapping[str, str],
@@ -227,24 +244,42 @@ class Fleet:
         instances: int = 1,
         spares: bool = True,
     ) -> None:
-        self.envs, self.ports, self.log_dir, self.run_dir = envs, ports, log_dir, run_dir
+        # Every service's relays run in processes of their own (kit.relays), as in the
+        # chart: what the services' processes spend is what answering requests costs.
+        self.envs = {s: {**env, "PAYSYS_RELAYS": "apart"} for s, env in envs.items()}
+        self.ports, self.log_dir, self.run_dir = ports, log_dir, run_dir
         self.instances = instances
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.spares = Spares(envs, log_dir) if spares and instances == 1 else None
+        self.spares = Spares(self.envs, log_dir) if spares and instances == 1 else None
         self.haproxy: subprocess.Popen[bytes] | None = None
 
     def names(self, service: str) -> list[str]:
+        """A service's processes, or (`wallets-relay`) those of its relays: one beside
+        each instance, as the chart's sidecar."""
         if self.instances == 1:
             return [service]
         return [f"{service}#{i}" for i in range(self.instances)]
 
-    def url(self, name: str) -> str:
+    def all_names(self) -> list[str]:
+        """Every process of the fleet: the services' and their relays'."""
+        relays = [f"{s}-relay" for s in self.ports if s in RELAYED]
+        return [n for s in [*self.ports, *relays] for n in self.names(s)]
+
+    def _port(self, name: str) -> int:
         service, _, index = name.partition("#")
-        port = self.ports[service]
-        return f"http://127.0.0.1:{instance_port(port, int(index)) if index else port}"
+        base = service.removesuffix("-relay")
+        port = self.ports[base] + (RELAY_PORT_OFFSET if service != base else 0)
+        return instance_port(port, int(index)) if index else port
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self._port(name)}"
 
     def _spawn(self, name: str, replacing: bool = False) -> subprocess.Popen[bytes]:
         service, _, index = name.partition("#")
+        if service.endswith("-relay"):
+            base = service.removesuffix("-relay")
+            log_name = f"{service}-{index}" if index else None
+            return spawn_relay(base, self.envs[base], self.log_dir, self._port(name), log_name)
         if not index:
             if self.spares and replacing:
                 return self.spares.start(service)
@@ -263,7 +298,7 @@ class Fleet:
         """Starts these processes (services or instances; all when none is named)."""
         if self.instances > 1 and self.haproxy is None:
             self.haproxy = start_haproxy(self.ports, self.instances, self.run_dir, self.log_dir)
-        for name in names or [n for s in self.ports for n in self.names(s)]:
+        for name in names or self.all_names():
             self.procs[name] = self._spawn(name)
 
     def restart(self, name: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from paysys.kit.crypto import DEV_BLIND_INDEX_KEY, DEV_DATA_KEYS
-from paysys.kit.settings import DEV_INTERNAL_TOKEN, DEV_JWT_SECRET
+from paysys.kit.settings import DEV_INTERNAL_TOKEN, DEV_JWT_SECRET, RELAYED
 from paysys_dev.stack import ROOT
 
 CHART = ROOT / "deploy" / "helm" / "paysys"
@@ -71,7 +71,7 @@ def test_one_deployment_and_service_per_process_with_probes(
         assert set(deployments) == {f"paysys-{s}" for s in SERVICES}
         assert set(by_kind(docs, "Service")) == set(deployments)
         for name, d in deployments.items():
-            [c] = d["spec"]["template"]["spec"]["containers"]
+            c = d["spec"]["template"]["spec"]["containers"][0]
             assert c["args"][0] == "serve"
             assert c["livenessProbe"]["httpGet"]["path"] == "/health", name
             assert c["readinessProbe"]["httpGet"]["path"] == "/ready", name
@@ -97,7 +97,7 @@ def test_every_container_runs_unprivileged_with_limits(
 ) -> None:
     for docs in rendered.values():
         specs = pod_specs(docs)
-        assert len(specs) == 11  # six processes and five services' migration Jobs
+        assert len(specs) == 11  # six processes (five with a relay) and five migration Jobs
         for name, spec in specs:
             assert spec["securityContext"]["runAsNonRoot"] is True, name
             assert spec["securityContext"]["runAsUser"] != 0, name
@@ -317,23 +317,50 @@ def test_metrics_and_health_are_on_the_operations_port_for_prometheus_alone(
         for name, spec in pod_specs(docs):
             if name.startswith("paysys-paysys-migrate"):
                 continue
-            [c] = spec["containers"]
+            c = spec["containers"][0]
             ports = {p["name"]: p["containerPort"] for p in c["ports"]}
             env = {e["name"]: e.get("value") for e in c["env"]}
             assert env["PAYSYS_METRICS_PORT"] == str(ports["metrics"]) == "9100", name
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 assert c[probe]["httpGet"]["port"] == "metrics", (name, probe)
         for name, svc in by_kind(docs, "Service").items():
-            assert {p["name"] for p in svc["spec"]["ports"]} == {"http", "metrics"}, name
+            relay = {"relay-metrics"} if name != "paysys-gateway" else set()
+            assert {p["name"] for p in svc["spec"]["ports"]} == {"http", "metrics"} | relay, name
         for name, policy in by_kind(docs, "NetworkPolicy").items():
             for rule in policy["spec"].get("ingress", []):
                 ports = {p["port"] for p in rule["ports"]}
                 from_prometheus = any("namespaceSelector" in f for f in rule.get("from", []))
                 if 9100 in ports:
-                    assert from_prometheus and ports == {9100}, name
+                    assert from_prometheus and ports == {9100, 9101}, name
     monitor = helm_template("--set", "metrics.serviceMonitor.enabled=true")
     [sm] = by_kind(monitor, "ServiceMonitor").values()
-    assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]
+    assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics", "relay-metrics"]
+
+
+def test_each_service_with_an_outbox_runs_its_relays_beside_it(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    # kit.relays: the relays publish from a container of their own in the service's
+    # pod, on their own operations port; the service's container leaves them to it.
+    for docs in rendered.values():
+        for name, d in by_kind(docs, "Deployment").items():
+            service = name.removeprefix("paysys-").replace("-", "_")
+            containers = d["spec"]["template"]["spec"]["containers"]
+            env = {e["name"]: e.get("value") for e in containers[0]["env"]}
+            if service not in RELAYED:
+                assert len(containers) == 1 and "PAYSYS_RELAYS" not in env, name
+                continue
+            relay = containers[1]
+            assert env["PAYSYS_RELAYS"] == "apart", name
+            assert relay["args"] == ["relay", service], name
+            relay_env = {e["name"]: e.get("value") for e in relay["env"]}
+            assert (
+                relay_env["PAYSYS_LISTEN_PORT"] == "9101" and "PAYSYS_METRICS_PORT" not in relay_env
+            )
+            assert relay_env["DATABASE_URL"] == env["DATABASE_URL"], name
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert relay[probe]["httpGet"]["port"] == "relay-metrics", (name, probe)
+            assert {p["containerPort"] for p in relay["ports"]} == {9101}, name
 
 
 def test_migrations_run_once_before_install_and_upgrade(
@@ -351,9 +378,9 @@ def test_migrations_run_once_before_install_and_upgrade(
             assert c["args"] == ["migrate", service]
             # Issue 25.1: each migration runs with its service's own environment, so a
             # service with a database of its own is migrated there, not in the shared one.
-            [served] = deployments[f"paysys-{service.replace('_', '-')}"]["spec"]["template"][
-                "spec"
-            ]["containers"]
+            served = deployments[f"paysys-{service.replace('_', '-')}"]["spec"]["template"]["spec"][
+                "containers"
+            ][0]
             own = {e["name"]: e for e in served["env"]}
             for var in c["env"]:
                 if var["name"] in ("DATABASE_URL", "PAYSYS_JWT_SECRET", "PAYSYS_DATA_KEYS"):

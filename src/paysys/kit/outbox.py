@@ -8,7 +8,7 @@ import contextlib
 import json
 import uuid
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -348,3 +348,81 @@ class OutboxRelay:
                 await self.sink.close()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+
+def wake_channel(schema: str) -> str:
+    """The PostgreSQL NOTIFY channel on which a schema's relays are woken."""
+    return f"paysys_relay_{schema}"
+
+
+class RelayNudge:
+    """A service whose relays run in processes of their own (PAYSYS_RELAYS=apart) wakes
+    them with a NOTIFY on the schema's channel, the table as payload, after a commit that
+    wrote an outbox table: once at once, then at most once more per `every` seconds
+    however many commits come (a relay lingers anyway). The NOTIFY is its own statement
+    on its own connection, never inside the money path's transactions: PostgreSQL
+    serializes the commits of transactions that notify."""
+
+    def __init__(self, db: Database, every: float) -> None:
+        self.db, self.every = db, every
+        self.channel = wake_channel(db.schema)
+        self._due: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def hook(self, table: str) -> Callable[[], None]:
+        def nudge() -> None:
+            self._due.add(table)
+            if self._task is None:
+                self._task = asyncio.get_running_loop().create_task(self._send())
+
+        return nudge
+
+    async def _send(self) -> None:
+        try:
+            while self._due:
+                tables, self._due = self._due, set()
+                try:
+                    async with self.db.raw() as conn:
+                        for table in sorted(tables):
+                            await conn.execute("SELECT pg_notify($1, $2)", self.channel, table)
+                except Exception as exc:  # the relays' idle poll finds the rows anyway
+                    log.warning("relay_nudge_failed", error=type(exc).__name__)
+                await asyncio.sleep(self.every)
+        finally:
+            self._task = None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def listen_for_nudges(
+    connect: Callable[[], Awaitable[Any]], channel: str, relays: Mapping[str, OutboxRelay]
+) -> None:
+    """A relay process's ear: one connection LISTENing on the schema's channel, poking
+    the relay of the table named in each NOTIFY. A lost connection is made again; the
+    relays poll meanwhile, every half second, as they do behind PgBouncer in
+    transaction mode (which carries no LISTEN)."""
+
+    def on_notify(_conn: Any, _pid: int, _channel: str, table: str) -> None:
+        if (relay := relays.get(table)) is not None:
+            relay.poke()
+
+    while True:
+        conn = await connect()
+        closed = asyncio.Event()
+        conn.add_termination_listener(lambda _conn, ended=closed: ended.set())
+        try:
+            await conn.add_listener(channel, on_notify)
+            for relay in relays.values():  # what was committed while nobody listened
+                relay.poke()
+            while not closed.is_set():
+                try:
+                    await asyncio.wait_for(closed.wait(), 30)
+                except TimeoutError:
+                    await conn.execute("SELECT 1")  # a peer gone silently shows here
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 import aiohttp
+import asyncpg
 import structlog
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
@@ -26,7 +27,14 @@ from paysys.kit.events import TOPICS
 from paysys.kit.http import ServiceClient, make_session
 from paysys.kit.logging import configure_logging
 from paysys.kit.mongo import ensure_indexes, make_mongo
-from paysys.kit.outbox import KafkaSink, Outbox, OutboxRelay
+from paysys.kit.outbox import (
+    KafkaSink,
+    Outbox,
+    OutboxRelay,
+    RelayNudge,
+    listen_for_nudges,
+    wake_channel,
+)
 from paysys.kit.records import MongoSink, Records
 from paysys.kit.redis import make_redis
 from paysys.kit.settings import KitSettings
@@ -52,8 +60,13 @@ class Runtime(Generic[S]):
         mongo: bool = False,
         kafka: bool = False,
         http: bool = False,
+        relay_only: bool = False,
     ) -> None:
+        """`relay_only`: the process of `paysys relay SERVICE` (kit.relays): the
+        service's relays, nothing else."""
         self.service = service
+        self.relay_only = relay_only
+        self._nudge: RelayNudge | None = None
         self.settings: S = settings
         self.schema = schema
         self._outbox_table = outbox
@@ -115,7 +128,7 @@ class Runtime(Generic[S]):
     async def start(self) -> None:
         s = self.settings
         if self.schema is not None:
-            if s.migrate_on_start:
+            if s.migrate_on_start and not self.relay_only:
                 await _retry(
                     "postgres", lambda: migrate.upgrade(self.schema or "", s.database_url, s)
                 )
@@ -134,6 +147,8 @@ class Runtime(Generic[S]):
                     raise NotReady(f"schema at {at}, this code needs {wanted}")
 
             self.checks["postgres"] = check_postgres
+            if self.relay_only:  # the service migrates; its relays wait for the tables
+                await _retry("postgres", check_postgres, seconds=300)
         if self._want_redis:
             self._redis = make_redis(s.redis_url)
             r = self._redis
@@ -176,6 +191,28 @@ class Runtime(Generic[S]):
             (self.checks if self._consumes_kafka else self.background)["kafka"] = check_kafka
         if self._outbox_table is not None:
             self.outbox = Outbox(self._outbox_table, self.service)
+        if self._records_table is not None:
+            self.records = Records(self._records_table)
+        if self.relay_only or s.relays == "inline":
+            self._start_relays()
+        elif self._outbox_table is not None or self._records_table is not None:
+            # PAYSYS_RELAYS=apart: `paysys relay SERVICE` publishes; this process, which
+            # wrote the rows, wakes it (kit.outbox.RelayNudge).
+            self._nudge = RelayNudge(self.db, s.outbox_linger_ms / 1000)
+            for table in (self._outbox_table, self._records_table):
+                if table is not None:
+                    self.db.on_commit(table.name, self._nudge.hook(table.name))
+        if self._want_http:
+            self._http = make_session(
+                ca_file=s.tls_ca_file, idle_seconds=s.http_client_idle_seconds
+            )
+
+    def _start_relays(self) -> None:
+        """The outbox's relay to Kafka and the records' relay to MongoDB, in this process
+        (woken by its own commits), or in a relay process (woken by NOTIFY)."""
+        s = self.settings
+        relays: dict[str, OutboxRelay] = {}
+        if self._outbox_table is not None:
             self.relay = OutboxRelay(
                 self.db,
                 self._outbox_table,
@@ -183,24 +220,33 @@ class Runtime(Generic[S]):
                 KafkaSink(s.kafka_bootstrap_servers, s.kafka_topic_prefix, s.kafka_options()),
                 linger_seconds=s.outbox_linger_ms / 1000,
             )
-            self.tasks.start("outbox-relay", self.relay.run)
+            relays[self._outbox_table.name] = self.relay
         if self._records_table is not None:
-            self.records = Records(self._records_table)
-            records_relay = OutboxRelay(
+            relays[self._records_table.name] = OutboxRelay(
                 self.db,
                 self._records_table,
                 f"{self.service}-records",
                 MongoSink(self.mongo),
                 linger_seconds=s.outbox_linger_ms / 1000,
             )
-            self.tasks.start("records-relay", records_relay.run)
-        if self._want_http:
-            self._http = make_session(
-                ca_file=s.tls_ca_file, idle_seconds=s.http_client_idle_seconds
-            )
+        for table, relay in relays.items():
+            self.tasks.start(f"{table}-relay", relay.run)
+        if self.relay_only and s.db_pooler != "transaction":
+            url = s.database_url.replace("+asyncpg", "")
+            name = f"paysys-{self.schema}-relay"
+
+            async def connect() -> Any:
+                return await asyncpg.connect(
+                    url, timeout=5, server_settings={"application_name": name}
+                )
+
+            channel = wake_channel(self.db.schema)
+            self.tasks.start("relay-wake", lambda: listen_for_nudges(connect, channel, relays))
 
     async def stop(self) -> None:
         await self.tasks.stop()
+        if self._nudge is not None:
+            await self._nudge.close()
         if self._http is not None:
             await self._http.close()
         if self._redis is not None:
@@ -215,7 +261,8 @@ class Runtime(Generic[S]):
     ) -> Callable[[FastAPI], Any]:
         @asynccontextmanager
         async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-            configure_logging(self.service, self.settings.log_level)
+            name = f"{self.service}-relay" if self.relay_only else self.service
+            configure_logging(name, self.settings.log_level)
             app.state.rt = self
             await self.start()
             app.state.checks.update(self.checks)
@@ -223,7 +270,10 @@ class Runtime(Generic[S]):
             if on_start is not None:
                 await on_start(app)
             settle_gc(self.settings.gc_threshold)
-            log.info("service_started", port=self.settings.port_of(self.service))
+            log.info(
+                "service_started",
+                port=self.settings.listen_port or self.settings.port_of(self.service),
+            )
             try:
                 yield
             finally:

@@ -26,6 +26,19 @@ SERVICE_PORTS: dict[str, int] = {
     "notifications": 8005,
 }
 
+# A relay process's port when none is given: its service's, plus this (8051-8055).
+RELAY_PORT_OFFSET = 50
+
+# The outbox tables of each service's schema (named after the service), which its relay
+# process (`paysys relay SERVICE`, kit.relays) publishes.
+RELAYED: dict[str, tuple[str, ...]] = {
+    "users": ("outbox", "records_outbox"),
+    "wallets": ("outbox", "records_outbox"),
+    "transactions": ("outbox", "records_outbox"),
+    "payment_gateway": ("outbox",),
+    "notifications": ("records_outbox",),
+}
+
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
@@ -129,6 +142,12 @@ class KitSettings(BaseSettings):
     # batches (less CPU per event, here and in Kafka and MongoDB); events a little later.
     # 100 ms: at 200 transfers/s, 4 % less CPU per transfer than 20 ms (make bench).
     outbox_linger_ms: float = Field(100.0, ge=0, le=1000)
+    # Where a service's outbox and records relays run: "inline", as tasks of the service
+    # process; "apart", in a process of their own (`paysys relay SERVICE`, which the
+    # deployment runs beside each instance: the chart's sidecar, `make run`'s fleet),
+    # woken by a NOTIFY after each commit. Apart, their CPU leaves the process that
+    # answers requests (measured in make bench: docs/benchmarks.md).
+    relays: Literal["inline", "apart"] = "inline"
 
     # Allocations between the garbage collector's young collections (Python's default:
     # 700; a request allocates thousands of objects). At 700 the collector ran several
