@@ -9,12 +9,21 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, insert, select
 
 from paysys.kit.context import bind_request
-from paysys.kit.outbox import KafkaSink, Outbox, OutboxRelay
+from paysys.kit.db import Database
+from paysys.kit.outbox import (
+    KafkaSink,
+    Outbox,
+    OutboxRelay,
+    RelayNudge,
+    listen_for_nudges,
+    wake_channel,
+)
 from tests.conftest import Infra, stack_cmd
 from tests.integration.conftest import Scratch
 
@@ -248,3 +257,49 @@ async def test_each_keys_events_reach_kafka_in_commit_order_across_concurrent_co
             if r.key == key.encode()  # type: ignore[attr-defined]
         ]
         assert seen == list(range(per_key * 2)), key  # each once, in commit order
+
+
+async def test_a_relay_in_another_process_is_woken_by_the_commit_not_its_poll(
+    scratch: Scratch, infra: Infra
+) -> None:
+    # PAYSYS_RELAYS=apart: the writer's commit sends a NOTIFY (RelayNudge); the relay's
+    # own connection LISTENs (listen_for_nudges) and pokes it. Its poll here is a
+    # minute, so only the NOTIFY can bring the events out within seconds, and two
+    # bursts of commits wake it twice (the nudge's pause between sends is 0.2 s).
+    elsewhere = Database(infra.database_url, scratch.db.schema, 2)
+    delivered: list[tuple[str, int]] = []
+    relay = OutboxRelay(
+        elsewhere,
+        scratch.outbox,
+        "relay-apart",
+        SlowRecordingSink(delivered, 0),
+        idle_poll_seconds=60,
+        linger_seconds=0.01,
+    )
+    nudge = RelayNudge(scratch.db, every=0.2)
+    scratch.db.on_commit(scratch.outbox.name, nudge.hook(scratch.outbox.name))
+
+    async def connect() -> Any:
+        return await asyncpg.connect(infra.database_url.replace("+asyncpg", ""))
+
+    outbox = Outbox(scratch.outbox, "kit-test")
+    ear = asyncio.create_task(
+        listen_for_nudges(connect, wake_channel(scratch.db.schema), {scratch.outbox.name: relay})
+    )
+    try:
+        async with running(relay):
+            await asyncio.sleep(0.5)  # listening, and the relay's first (empty) read done
+            for burst in range(2):
+                for n in range(5):
+                    async with scratch.db.uow() as session:
+                        await outbox.add(session, "test.wake", "k", {"n": burst * 5 + n})
+                for _ in range(30):
+                    if len(delivered) == 5 * (burst + 1):
+                        break
+                    await asyncio.sleep(0.1)
+                assert sorted(n for _, n in delivered) == list(range(5 * (burst + 1)))
+    finally:
+        ear.cancel()
+        await asyncio.gather(ear, return_exceptions=True)
+        await nudge.close()
+        await elsewhere.dispose()
