@@ -674,6 +674,12 @@ def main() -> None:
     parser.add_argument("--bulk-size", type=int, default=100, help="transfers per bulk request")
     parser.add_argument("--smoke", action="store_true", help="a few seconds, for make test")
     parser.add_argument("--instances", type=int, default=1, help="of each process, via HAProxy")
+    parser.add_argument(
+        "--relays",
+        choices=("apart", "inline"),
+        default="apart",
+        help="the services' relays in processes of their own (as deployed), or inside them",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument(
         "--profile-all",
@@ -696,14 +702,23 @@ def main() -> None:
     if not args.smoke:  # the local sink's earlier mail (the report says why)
         inbox.clear(base["MAIL_INBOX"])
     logs = ROOT / ".run" / "bench-logs" / db_name
-    fleet = Fleet(dict.fromkeys(SERVICES, env), PORTS, logs, logs, args.instances, spares=False)
+    fleet = Fleet(
+        dict.fromkeys(SERVICES, env),
+        PORTS,
+        logs,
+        logs,
+        args.instances,
+        spares=False,
+        relays=args.relays,
+    )
     try:
         fleet.start()
         wait_ready(fleet.ready_urls(), 180, fleet.procs)
         wait_ready({"gateway": GATEWAY}, 60)
         pids = {s: [fleet.procs[n].pid for n in fleet.names(s)] for s in SERVICES}
         # Every service's relay processes: the event tail (kit.relays).
-        pids["relays"] = [fleet.procs[n].pid for s in RELAYED for n in fleet.names(f"{s}-relay")]
+        relays = [n for s in RELAYED for n in fleet.names(f"{s}-relay") if n in fleet.procs]
+        pids["relays"] = [fleet.procs[n].pid for n in relays]
         groups = dict(pids)
         if fleet.haproxy is not None:  # its master and its worker
             groups["haproxy"] = pids_matching(str(logs / "haproxy.cfg"))

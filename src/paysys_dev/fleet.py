@@ -243,10 +243,13 @@ class Fleet:
         run_dir: Path,
         instances: int = 1,
         spares: bool = True,
+        relays: str = "apart",
     ) -> None:
         # Every service's relays run in processes of their own (kit.relays), as in the
         # chart: what the services' processes spend is what answering requests costs.
-        self.envs = {s: {**env, "PAYSYS_RELAYS": "apart"} for s, env in envs.items()}
+        # "inline": inside the services (bench/load.py --relays inline, to compare).
+        self.relays = relays
+        self.envs = {s: {**env, "PAYSYS_RELAYS": relays} for s, env in envs.items()}
         self.ports, self.log_dir, self.run_dir = ports, log_dir, run_dir
         self.instances = instances
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -262,7 +265,7 @@ class Fleet:
 
     def all_names(self) -> list[str]:
         """Every process of the fleet: the services' and their relays'."""
-        relays = [f"{s}-relay" for s in self.ports if s in RELAYED]
+        relays = [f"{s}-relay" for s in self.ports if s in RELAYED and self.relays == "apart"]
         return [n for s in [*self.ports, *relays] for n in self.names(s)]
 
     def _port(self, name: str) -> int:
