@@ -232,13 +232,16 @@ class Runtime(Generic[S]):
         for table, relay in relays.items():
             self.tasks.start(f"{table}-relay", relay.run)
         if self.relay_only and s.db_pooler != "transaction":
-            url = s.database_url.replace("+asyncpg", "")
-            name = f"paysys-{self.schema}-relay"
+            # The pool's own connection arguments (the URL's options, TLS among them),
+            # as SQLAlchemy's asyncpg dialect makes them from DATABASE_URL.
+            engine = self.db.engine
+            args, options = engine.dialect.create_connect_args(engine.url)
+            options.update(
+                timeout=5, server_settings={"application_name": f"paysys-{self.schema}-relay"}
+            )
 
             async def connect() -> Any:
-                return await asyncpg.connect(
-                    url, timeout=5, server_settings={"application_name": name}
-                )
+                return await asyncpg.connect(*args, **options)
 
             channel = wake_channel(self.db.schema)
             self.tasks.start("relay-wake", lambda: listen_for_nudges(connect, channel, relays))
