@@ -593,7 +593,8 @@ async def test_a_developer_adds_a_webhook_sees_its_deliveries_retries_one_and_de
     await page.wait_for_selector("#notice:has-text('Endpoint added')")
     secret = await page.input_value("#webhook-secret")
     assert secret.startswith("whsec_")
-    assert await page.locator("#webhook-rows tr").count() == 1
+    # The list is fetched again after the notice (as after a delete, below): wait for it.
+    await expect(page.locator("#webhook-rows tr")).to_have_count(1)
     resp = await deposit(api, auth, wallet["id"], "7.00")
     assert resp.status_code == 201, resp.text
 
