@@ -107,7 +107,7 @@ def free_ports(services: Iterable[str], spread: int = 4) -> dict[str, int]:
     while True:
         base = random.randint(20000, 26999 - 100 * spread - len(names))
         ports = {s: base + i for i, s in enumerate(names)}
-        relays = [p + RELAY_PORT_OFFSET for p in ports.values()]  # kit.relays.relay_port
+        relays = [p + RELAY_PORT_OFFSET for p in ports.values()]  # KitSettings.relay_port_of
         if all(_free(p + 100 * k) for p in [*ports.values(), *relays] for k in range(spread + 1)):
             return ports
 

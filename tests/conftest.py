@@ -55,7 +55,7 @@ def free_port(also: int | None = None) -> int:
         return port
 
 
-# A service's relay process on its port + 50, as everywhere (kit.relays.relay_port).
+# A service's relay process on its port + 50, as everywhere (KitSettings.relay_port_of).
 TEST_PORTS = {s: free_port(also=RELAY_PORT_OFFSET) for s in SERVICES}
 RELAY_TEST_PORTS = {s: TEST_PORTS[s] + RELAY_PORT_OFFSET for s in RELAYED}
 # A saga's lease in the suite's stack, shorter than the default 20 s so that the crash

@@ -32,7 +32,7 @@ def main() -> None:
     for name, port in DEFAULT_PORTS.items():
         actual = os.environ.get(f"PAYSYS_{name.upper()}_PORT", str(port))
         text = text.replace(f'"127.0.0.1:{port}"', f'"127.0.0.1:{actual}"')
-        if name in RELAYED:  # its relay process, beside it (kit.relays.relay_port)
+        if name in RELAYED:  # its relay process, beside it (KitSettings.relay_port_of)
             relays[name.replace("_", "-")] = f"127.0.0.1:{int(actual) + RELAY_PORT_OFFSET}"
     text = text.replace('"127.0.0.1:19094"', f'"{args.alertmanager}"')
     config = yaml.safe_load(text)

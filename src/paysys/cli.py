@@ -59,11 +59,11 @@ def relay(service: str) -> None:
     with /health, /ready and /metrics on one port."""
     import uvicorn
 
-    from paysys.kit.relays import create_app, relay_port
+    from paysys.kit.relays import create_app
     from paysys.kit.settings import KitSettings
 
     settings = KitSettings()
-    port = relay_port(service, settings)
+    port = settings.relay_port_of(service)
     uvicorn.Server(server_config(service, settings, create_app(service, settings), port)).run()
 
 

@@ -14,12 +14,7 @@ from paysys.kit.app import build_app
 from paysys.kit.outbox import outbox_table
 from paysys.kit.records import records_table
 from paysys.kit.runtime import Runtime
-from paysys.kit.settings import RELAY_PORT_OFFSET, RELAYED, KitSettings
-
-
-def relay_port(service: str, settings: KitSettings) -> int:
-    """PAYSYS_LISTEN_PORT, else the service's port plus RELAY_PORT_OFFSET."""
-    return settings.listen_port or settings.port_of(service) + RELAY_PORT_OFFSET
+from paysys.kit.settings import RELAYED, KitSettings
 
 
 def create_app(service: str, settings: KitSettings | None = None) -> FastAPI:

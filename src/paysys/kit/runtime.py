@@ -273,10 +273,9 @@ class Runtime(Generic[S]):
             if on_start is not None:
                 await on_start(app)
             settle_gc(self.settings.gc_threshold)
-            log.info(
-                "service_started",
-                port=self.settings.listen_port or self.settings.port_of(self.service),
-            )
+            s = self.settings
+            own = s.relay_port_of(self.service) if self.relay_only else s.port_of(self.service)
+            log.info("service_started", port=s.listen_port or own)
             try:
                 yield
             finally:

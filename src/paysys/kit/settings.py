@@ -256,6 +256,11 @@ class KitSettings(BaseSettings):
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))
 
+    def relay_port_of(self, service: str) -> int:
+        """The port of a service's relay process (kit.relays): PAYSYS_LISTEN_PORT, else
+        the service's port plus RELAY_PORT_OFFSET."""
+        return self.listen_port or self.port_of(service) + RELAY_PORT_OFFSET
+
     def url_of(self, service: str) -> str:
         host = self.service_hosts.get(service, self.host)
         return f"{self.internal_scheme}://{host}:{self.port_of(service)}"
